@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Creates the project's virtualenv (.venv, ignored by git) and installs everything the package,
+# the recipes and the tests need, offline-first weights included. Idempotent: a stamp file
+# records the hash of the requirement files, so a second run returns in about a second.
+#
+#   tools/install.sh            CPU environment (torch 2.13.0 CPU build)
+#   TORCH_SPEC="torch==2.13.0" TORCH_INDEX=<your CUDA wheel index> tools/install.sh
+#                               GPU environment (see README "GPU machines")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+TORCH_INDEX=${TORCH_INDEX:-}
+WITH_APT=${WITH_APT:-1}
+
+log() { echo "$(date '+%F %T') [install] $*"; }
+
+install_system_packages() {
+  local missing=()
+  for tool in espeak-ng sox ffmpeg; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$WITH_APT" != 1 ]; then
+    log "WARNING: missing ${missing[*]} (WITH_APT=0); the mini corpus and audio tests need them"; return 0
+  fi
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    log "ERROR: missing ${missing[*]}. Install them with your system package manager, e.g."
+    log "       sudo apt-get install -y --no-install-recommends espeak-ng sox ffmpeg"
+    exit 1
+  fi
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng sox ffmpeg >/dev/null
+}
+
+install_system_packages
+
+stamp="$VENV/.dualspeech-install-stamp"
+want=$(cat tools/install.sh tools/constraints.txt tools/requirements*.txt setup.py \
+       <(echo "$TORCH_SPEC $TORCH_INDEX") | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  log "environment $VENV is up to date"; exit 0
+fi
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+# torch first, alone: a later unpinned requirement must never pull the CUDA build.
+log "installing $TORCH_SPEC"
+if [ -n "$TORCH_INDEX" ]; then "${pip[@]}" "$TORCH_SPEC" --index-url "$TORCH_INDEX"; else "${pip[@]}" "$TORCH_SPEC"; fi
+
+log "installing pinned requirements"
+"${pip[@]}" -c tools/constraints.txt -r tools/requirements.txt
+"${pip[@]}" -c tools/constraints.txt --no-deps -r tools/requirements-nodeps.txt
+"${pip[@]}" -c tools/constraints.txt --no-deps -e .
+
+if "$VENV/bin/python" -c 'import importlib.util,sys; sys.exit(importlib.util.find_spec("torchaudio") is None)'; then
+  log "ERROR: torchaudio got into $VENV; it breaks lhotse and transformers here. Run: $VENV/bin/pip uninstall -y torchaudio"
+  exit 1
+fi
+echo "$want" > "$stamp"
+log "done: $VENV ready ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
