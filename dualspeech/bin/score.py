@@ -1,0 +1,78 @@
+"""Score decoded test sets with the paper's metrics: ``python -m dualspeech.bin.score``.
+
+Reads ``<decode-dir>/<test_set>/hyp.jsonl`` (written by ``dualspeech.bin.decode``) for every
+test set found (or those named with ``--test-sets``), and writes into ``--out-dir``:
+``results.json`` (corpus metrics with bootstrap 95% CIs, failure counts, BLEU signatures),
+``RESULTS.md`` (markdown table with the paper's numbers side by side) and
+``per_utt/<test_set>.jsonl`` (per-utterance scores). See docs/metrics.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from dualspeech.config import add_config_args, build, config_from_args, save_config
+from dualspeech.metrics.report import write_report
+from dualspeech.metrics.scoring import Resources, ScoreConfig, read_hyps, score_records
+from dualspeech.utils.io import atomic_write_text
+
+log = logging.getLogger("dualspeech.score")
+
+
+def find_test_sets(decode_dir: Path, names: list[str] | None) -> dict[str, Path]:
+    found = {p.parent.name: p for p in sorted(decode_dir.glob("*/hyp.jsonl"))}
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise SystemExit(f"no hyp.jsonl for {missing} under {decode_dir} "
+                             f"(found: {sorted(found) or 'none'})")
+        found = {n: found[n] for n in names}
+    if not found:
+        raise SystemExit(f"no <test_set>/hyp.jsonl under {decode_dir}: run "
+                         "`python -m dualspeech.bin.decode` first")
+    return found
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m dualspeech.bin.score", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--decode-dir", required=True, type=Path,
+                        help="directory with one <test_set>/hyp.jsonl per decoded test set")
+    parser.add_argument("--out-dir", type=Path, help="where results go (default: --decode-dir)")
+    parser.add_argument("--test-sets", nargs="+", help="score only these test sets")
+    parser.add_argument("--title", default="Results", help="heading of RESULTS.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raw = config_from_args(args)
+    cfg = build(ScoreConfig, raw.get("score"), "score")
+    out_dir = args.out_dir or args.decode_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(raw, out_dir, "score_config.yaml")
+
+    resources = Resources(cfg)
+    results = {}
+    for name, path in find_test_sets(args.decode_dir, args.test_sets).items():
+        records = read_hyps(path)
+        log.info("scoring %s (%s, %d utterances)", name, records[0]["task"], len(records))
+        res = score_records(records, path.parent, cfg, resources)
+        atomic_write_text(out_dir / "per_utt" / f"{name}.jsonl",
+                          "".join(json.dumps(r) + "\n" for r in res["per_utt"]))
+        results[name] = res
+        shown = ", ".join(f"{k}={v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+                          for k, v in res["metrics"].items())
+        log.info("%s: %s", name, shown)
+        if "bleu_signature" in res["meta"]:
+            print(f"{name}: sacrebleu {res['meta']['bleu_signature']}")
+    json_path, md_path = write_report(results, out_dir, cfg.paper_systems, cfg.paper_refs,
+                                      args.title)
+    print(md_path.read_text())
+    log.info("wrote %s and %s", json_path, md_path)
+    return results
+
+
+if __name__ == "__main__":
+    main()

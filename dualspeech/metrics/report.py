@@ -1,0 +1,79 @@
+"""results.json and the RESULTS.md table, with the paper's numbers side by side.
+
+Layout of the markdown (one row per test set and metric):
+
+| test set | task | n | metric | ours [95% CI] | <paper system> ... |
+
+Paper columns are filled only where the score config maps the test set onto one of the paper's
+test sets (``paper_refs``); our mini / debug test sets get "-" there.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dualspeech.metrics.paper import TEST_KEYS, paper_value
+from dualspeech.utils.io import atomic_write_text
+
+METRIC_ORDER = ("wer", "cer", "bleu", "accuracy", "uar", "judge", "sim", "dnsmos_ovrl",
+                "dnsmos_p808")
+METRIC_LABELS = {"wer": "WER %", "cer": "CER %", "bleu": "BLEU-4", "accuracy": "accuracy %",
+                 "uar": "UAR %", "judge": "LLM judge", "sim": "SIM", "dnsmos_ovrl": "DNSMOS OVRL",
+                 "dnsmos_p808": "DNSMOS P.808"}
+
+
+def _fmt(x: float | None, metric: str) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if metric == "sim" else f"{x:.2f}"
+
+
+def markdown_table(results: dict, paper_systems: list[str], paper_refs: dict) -> str:
+    head = ["test set", "task", "n", "metric", "ours [95% CI]"] + [f"paper: {s}" for s in paper_systems]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, res in sorted(results.items(), key=lambda kv: (kv[1]["task"], kv[0])):
+        key = paper_refs.get(name)
+        shown = name if key is None else f"{name} ({TEST_KEYS[key]})"
+        for metric in sorted(res["metrics"], key=lambda m: METRIC_ORDER.index(m)
+                             if m in METRIC_ORDER else len(METRIC_ORDER)):
+            est = res["metrics"][metric]
+            ours = (f"{_fmt(est['value'], metric)} [{_fmt(est['ci_low'], metric)}, "
+                    f"{_fmt(est['ci_high'], metric)}]")
+            paper = [_fmt(paper_value(s, key, metric), metric) for s in paper_systems]
+            row = [shown, res["task"], str(res["n"]), METRIC_LABELS.get(metric, metric), ours] + paper
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def failure_notes(results: dict) -> str:
+    """One line per test set with failed outputs or skipped scores (never hidden)."""
+    notes = []
+    for name, res in sorted(results.items()):
+        bad = {k: v for k, v in res["counts"].items() if k != "n" and v}
+        if bad:
+            notes.append(f"- {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items())))
+    return ("\nFailed outputs / skipped scores:\n" + "\n".join(notes) + "\n") if notes else ""
+
+
+def write_report(results: dict, out_dir: Path, paper_systems: list[str], paper_refs: dict,
+                 title: str = "Results") -> tuple[Path, Path]:
+    """Write ``results.json`` (summary, no per-utterance rows) and ``RESULTS.md``."""
+    for name, key in paper_refs.items():
+        if key not in TEST_KEYS:
+            raise ValueError(f"paper_refs.{name}: {key!r} is not a paper test set; "
+                             f"known: {sorted(TEST_KEYS)}")
+    summary = {name: {k: v for k, v in res.items() if k != "per_utt"}
+               for name, res in results.items()}
+    json_path, md_path = out_dir / "results.json", out_dir / "RESULTS.md"
+    atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    signatures = sorted({r["meta"]["bleu_signature"] for r in results.values()
+                         if "bleu_signature" in r["meta"]})
+    asr_models = sorted({r["meta"]["asr_model"] for r in results.values() if "asr_model" in r["meta"]})
+    md = [f"# {title}\n", markdown_table(results, paper_systems, paper_refs)]
+    if signatures:
+        md.append("\nsacrebleu signature: " + "; ".join(f"`{s}`" for s in signatures) + "\n")
+    if asr_models:
+        md.append(f"Generated speech transcribed with {', '.join(asr_models)}.\n")
+    md.append(failure_notes(results))
+    atomic_write_text(md_path, "".join(md))
+    return json_path, md_path

@@ -1,0 +1,235 @@
+"""Score one decoded test set: read its ``hyp.jsonl``, compute the task's paper metrics.
+
+Which metrics a task gets (PAPER.md section 3):
+  asr   WER (CER optional)            s2tt  BLEU-4 vs target_text
+  ser   accuracy, UAR (parsed labels) sqa   BLEU-4 vs answer, LLM judge (optional)
+  tts   SIM, WER (Whisper), DNSMOS    vc    SIM, WER (Whisper), DNSMOS
+  t2st  BLEU-4 of Whisper transcript  sc    BLEU-4 of Whisper transcript, LLM judge (optional)
+Failed outputs (status other than "ok") stay in the test set: an empty text counts as all
+deletions / zero BLEU matches; a missing wav is transcribed as "" and is excluded (and
+counted) only from SIM and DNSMOS, which need audio.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dualspeech.data.tasks import TASKS
+from dualspeech.metrics.bootstrap import Estimate, bootstrap, mean_metric
+from dualspeech.metrics.judge import JudgeConfig
+from dualspeech.metrics.labels import UNPARSED, correct_mask, parse_emotion
+from dualspeech.metrics.text import bleu_from_stats, bleu_stats, edit_counts, error_rate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreConfig:
+    n_bootstrap: int = 1000
+    seed: int = 0
+    cer: bool = False                       # also report CER where WER is reported
+    normalizer: str = "whisper_english"     # for WER/CER: whisper_english | basic | none
+    bleu_tokenize: str = "13a"
+    asr_model: str = "whisper:tiny.en"      # transcribes generated speech (paper: large-v3)
+    asr_batch_size: int = 8
+    device: str = "cpu"
+    speaker_encoder: str = "resemblyzer"    # SIM backend (paper: wavlm_sv)
+    speaker_model: str = ""                 # local model dir/file for that backend, if it needs one
+    dnsmos: bool = True
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    paper_systems: list[str] = field(default_factory=lambda: ["DualSpeechLM-USToken"])
+    paper_refs: dict = field(default_factory=dict)   # test-set name -> paper.TEST_KEYS key
+
+
+class Resources:
+    """Lazily built heavy scorers, shared across test sets of one run."""
+
+    def __init__(self, cfg: ScoreConfig):
+        self.cfg = cfg
+        self._asr = self._sim = self._dnsmos = self._judge = None
+
+    @property
+    def asr(self):
+        if self._asr is None:
+            from dualspeech.metrics.transcribe import WhisperTranscriber
+
+            self._asr = WhisperTranscriber(self.cfg.asr_model, self.cfg.device,
+                                           self.cfg.asr_batch_size)
+        return self._asr
+
+    @property
+    def sim(self):
+        if self._sim is None:
+            from dualspeech.metrics.speaker_sim import SpeakerSimilarity
+
+            self._sim = SpeakerSimilarity(self.cfg.speaker_encoder, self.cfg.speaker_model,
+                                          self.cfg.device)
+        return self._sim
+
+    @property
+    def dnsmos(self):
+        if self._dnsmos is None:
+            from dualspeech.metrics.dnsmos import DNSMOS
+
+            self._dnsmos = DNSMOS()
+        return self._dnsmos
+
+    @property
+    def judge(self):
+        if self._judge is None:
+            from dualspeech.metrics.judge import LLMJudge
+
+            self._judge = LLMJudge(self.cfg.judge)
+        return self._judge
+
+
+def read_hyps(path: Path) -> list[dict]:
+    """Records of a ``hyp.jsonl``; every line needs ``id``, ``task``, ``status`` and ``ref``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m dualspeech.bin.decode` first")
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            missing = [k for k in ("id", "task", "status", "ref") if k not in rec]
+            if missing:
+                raise ValueError(f"{path}:{n}: record lacks {missing}")
+            records.append(rec)
+    if not records:
+        raise ValueError(f"{path} has no records")
+    tasks = {r["task"] for r in records}
+    if len(tasks) != 1 or next(iter(tasks)) not in TASKS:
+        raise ValueError(f"{path}: expected one task of {sorted(TASKS)}, found {sorted(tasks)}")
+    return records
+
+
+def _wav(rec: dict, root: Path, key: str = "wav") -> Path | None:
+    rel = rec.get(key)
+    return root / rel if rel and (root / rel).is_file() else None
+
+
+def _rate_estimate(errors: np.ndarray, ref_len: np.ndarray, cfg: ScoreConfig) -> Estimate:
+    stats = np.stack([errors, ref_len], axis=1)
+    return bootstrap(stats, lambda s: error_rate(s[:, 0], s[:, 1]), cfg.n_bootstrap, cfg.seed)
+
+
+def _wer(refs, hyps, per_utt, cfg, prefix="") -> dict[str, Estimate]:
+    out = {}
+    for unit, name in [("word", "wer")] + ([("char", "cer")] if cfg.cer else []):
+        counts = edit_counts(refs, hyps, unit, cfg.normalizer)
+        for row, e, n in zip(per_utt, counts.errors, counts.ref_len):
+            row[f"{prefix}{name}_errors"], row[f"{prefix}{name}_ref_len"] = int(e), int(n)
+        out[name] = _rate_estimate(counts.errors, counts.ref_len, cfg)
+    return out
+
+
+def _bleu(refs, hyps, per_utt, cfg, meta) -> dict[str, Estimate]:
+    bs = bleu_stats(refs, hyps, cfg.bleu_tokenize)
+    meta["bleu_signature"] = bs.signature
+    for row, s in zip(per_utt, bs.stats):
+        row["bleu_stats"] = [int(x) for x in s]
+    return {"bleu": bootstrap(bs.stats, lambda s: bleu_from_stats(s.sum(axis=0)),
+                              cfg.n_bootstrap, cfg.seed)}
+
+
+def _mean(values: list[float], cfg: ScoreConfig) -> Estimate:
+    return bootstrap(np.asarray(values, dtype=float), mean_metric, cfg.n_bootstrap, cfg.seed)
+
+
+def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resources) -> dict:
+    """Metrics of one test set -> {"task", "n", "metrics", "counts", "meta", "per_utt"}."""
+    task = records[0]["task"]
+    spec = TASKS[task]
+    per_utt = [{"id": r["id"], "status": r["status"]} for r in records]
+    counts = {"n": len(records), "failed": sum(r["status"] != "ok" for r in records)}
+    meta: dict = {}
+    metrics: dict[str, Estimate] = {}
+    ref = [r["ref"] for r in records]
+
+    if spec.kind == "understanding":
+        hyps = [r.get("text") or "" for r in records]
+        for row, h in zip(per_utt, hyps):
+            row["hyp"] = h
+    else:
+        wavs = [_wav(r, root) for r in records]
+        counts["missing_wav"] = sum(w is None for w in wavs)
+        present = [i for i, w in enumerate(wavs) if w is not None]
+        texts = res.asr.transcribe_files([str(wavs[i]) for i in present]) if present else []
+        hyps = [""] * len(records)
+        for i, t in zip(present, texts):
+            hyps[i] = t
+        meta["asr_model"] = cfg.asr_model
+        for row, h in zip(per_utt, hyps):
+            row["transcript"] = h
+
+    if task == "asr":
+        metrics.update(_wer([x["text"] for x in ref], hyps, per_utt, cfg))
+    elif task == "s2tt" or task == "t2st":
+        metrics.update(_bleu([x["target_text"] for x in ref], hyps, per_utt, cfg, meta))
+    elif task == "ser":
+        labels = [parse_emotion(h) for h in hyps]
+        refs = [x["emotion"] for x in ref]
+        counts["unparsed"] = labels.count(UNPARSED)
+        ok = correct_mask(refs, labels)
+        for row, lab, c in zip(per_utt, labels, ok):
+            row["label"], row["correct"] = lab, bool(c)
+        metrics["accuracy"] = bootstrap(ok, lambda s: 100.0 * s.mean(), cfg.n_bootstrap, cfg.seed)
+        classes = sorted(set(refs))
+        stats = np.stack([ok] + [np.asarray(refs) == c for c in classes], axis=1).astype(float)
+        metrics["uar"] = bootstrap(stats, lambda s: _uar(s), cfg.n_bootstrap, cfg.seed)
+    elif task in ("sqa", "sc"):
+        metrics.update(_bleu([x["answer"] for x in ref], hyps, per_utt, cfg, meta))
+    if task in ("tts", "vc"):
+        metrics.update(_wer([x["text"] for x in ref], hyps, per_utt, cfg))
+        metrics.update(_speech_quality(records, root, per_utt, counts, cfg, res))
+    if task in ("sqa", "sc") and cfg.judge.enabled:
+        judged = [res.judge.score(x["question"], x["answer"], h, x.get("text", ""))
+                  for x, h in zip(ref, hyps)]
+        for row, j in zip(per_utt, judged):
+            row["judge"] = j
+        metrics["judge"] = _mean(judged, cfg)
+        meta["judge_model"] = cfg.judge.model
+    return {"task": task, "n": len(records), "metrics": {k: v.to_dict() for k, v in metrics.items()},
+            "counts": counts, "meta": meta, "per_utt": per_utt}
+
+
+def _uar(stats: np.ndarray) -> float:
+    """stats columns: correct, then one indicator per class; classes absent from a resample are skipped."""
+    ok, member = stats[:, 0], stats[:, 1:].astype(bool)
+    recalls = [ok[m].mean() for m in member.T if m.any()]
+    return 100.0 * float(np.mean(recalls))
+
+
+def _speech_quality(records, root, per_utt, counts, cfg, res) -> dict[str, Estimate]:
+    out: dict[str, Estimate] = {}
+    pairs = [(i, _wav(r, root), _wav(r, root, "prompt_wav")) for i, r in enumerate(records)]
+    sim_pairs = [(i, w, p) for i, w, p in pairs if w is not None and p is not None]
+    counts["sim_skipped"] = len(records) - len(sim_pairs)
+    if sim_pairs:
+        sims = res.sim.similarity_files([str(p) for _, _, p in sim_pairs],
+                                        [str(w) for _, w, _ in sim_pairs])
+        for (i, _, _), s in zip(sim_pairs, sims):
+            per_utt[i]["sim"] = float(s)
+        out["sim"] = _mean(sims, cfg)
+    if cfg.dnsmos:
+        scores = {}
+        for i, w, _ in pairs:
+            if w is None:
+                continue
+            try:
+                scores[i] = res.dnsmos.score_file(w)
+            except ValueError as e:  # empty wav
+                log.warning("DNSMOS skipped for %s: %s", records[i]["id"], e)
+        counts["dnsmos_skipped"] = len(records) - len(scores)
+        for i, s in scores.items():
+            per_utt[i].update({f"dnsmos_{k}": v for k, v in s.items()})
+        if scores:
+            out["dnsmos_ovrl"] = _mean([s["ovrl"] for s in scores.values()], cfg)
+            out["dnsmos_p808"] = _mean([s["p808"] for s in scores.values()], cfg)
+    return out
