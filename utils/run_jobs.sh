@@ -21,7 +21,7 @@ max_jobs_run=0                # local: jobs at once (0 = all); slurm: array thro
 gpu=0                         # GPUs per job (slurm: --gres=gpu:N)
 cpus=0                        # CPUs per job (slurm: --cpus-per-task; 0 = cluster default)
 mem=""                        # memory per job (slurm: --mem, e.g. 16G)
-time_limit=""                 # slurm: --time, e.g. 24:00:00
+time=""                       # slurm: --time, e.g. 24:00:00
 slurm_opts=${DS_SLURM_OPTS:-} # extra sbatch options, e.g. "--partition=gpu --account=x"
 dry_run=false                 # slurm: write the sbatch script and print its path, do not submit
 resume=true                   # skip jobs whose success marker matches their command
@@ -142,7 +142,7 @@ case "$backend" in
       [ "$gpu" -gt 0 ] && echo "#SBATCH --gres=gpu:$gpu"
       [ "$cpus" -gt 0 ] && echo "#SBATCH --cpus-per-task=$cpus"
       [ -n "$mem" ] && echo "#SBATCH --mem=$mem"
-      [ -n "$time_limit" ] && echo "#SBATCH --time=$time_limit"
+      [ -n "$time" ] && echo "#SBATCH --time=$time"
       for o in $slurm_opts; do echo "#SBATCH $o"; done
       echo "# Written by utils/run_jobs.sh: each array task runs one job locally."
       echo "cd $(printf '%q' "$PWD")"
