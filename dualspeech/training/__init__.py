@@ -1,0 +1,39 @@
+"""Shared training loop for every DualSpeech model (USTokenizer, DualSpeechLM, ...).
+
+Contract
+--------
+* Config: the ``trainer:`` YAML section -> :class:`TrainerConfig` via
+  ``dualspeech.config.build(TrainerConfig, cfg["trainer"], "trainer")``.
+* Order: ``trainer = Trainer(cfg, exp_dir)`` first (sets up the process group under
+  ``accelerate launch`` and seeds every rank identically), then build the model and the
+  sampler (lhotse samplers find rank / world size from the process group), then
+  ``trainer.fit(model, dataset, sampler, valid_fn)``.
+* Model: an ``nn.Module`` whose ``forward(batch)`` returns a dict of named 0-dim tensors with
+  the total in ``"loss"``; every other scalar in the dict is averaged and logged. Return the
+  same keys on every rank. Frozen parts: set ``requires_grad=False`` (and keep them in eval mode
+  by overriding ``train()`` if they have dropout). Optionally ``trainable_state_dict()`` to
+  choose what checkpoints store, and ``gradient_checkpointing_enable()``.
+* Data: ``dataset[batch_indices] -> batch`` (a lhotse ``Dataset`` taking a ``CutSet``) and a
+  batch sampler such as ``lhotse.dataset.DynamicBucketingSampler`` (duration bucketing; it
+  splits batches across ranks itself). The trainer wraps it in a DataLoader with
+  ``batch_size=None``; tensors in the batch are moved to the device.
+* Validation: ``valid_fn(model, accelerator) -> {name: float}``, called on every rank (reduce
+  across ranks inside it if needed) under ``torch.no_grad()`` and eval mode, every
+  ``valid_every`` steps and at the end.
+* Outputs in ``exp_dir``: ``checkpoints/step-N/`` (see :mod:`.checkpoint`), ``log/metrics.csv``
+  (step, split, name, value), ``tensorboard/``.
+* Resume: automatic from the newest complete checkpoint (``trainer.resume``); model, optimizer,
+  scheduler, RNG states and the data position (epoch + batches consumed) are restored, so a
+  resumed run matches an uninterrupted one. DataLoader worker RNG streams restart at the resume
+  point, so datasets that draw random numbers inside workers (num_workers > 0) are the one
+  exception.
+* Parallelism: ``accelerate launch --num_processes N -m dualspeech.bin.<train script>`` gives
+  DDP (NCCL on GPUs, gloo on CPU). Checkpoints assume a file system shared by all ranks.
+"""
+from dualspeech.training.checkpoint import latest_checkpoint, trainable_state_dict
+from dualspeech.training.config import TrainerConfig
+from dualspeech.training.schedules import make_scheduler, warmup_cosine_lr
+from dualspeech.training.trainer import ResumableSampler, Trainer, to_device
+
+__all__ = ["TrainerConfig", "Trainer", "ResumableSampler", "to_device", "make_scheduler",
+           "warmup_cosine_lr", "latest_checkpoint", "trainable_state_dict"]

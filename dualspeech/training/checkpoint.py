@@ -1,0 +1,98 @@
+"""Checkpoints that resume a run exactly, written atomically.
+
+Layout of ``<exp_dir>/checkpoints/step-00000100/``::
+
+    model.pt       trainable state only (see ``trainable_state_dict``); frozen pretrained parts
+                   (Whisper, the LLM) are rebuilt from the config, not copied into every checkpoint
+    trainer.pt     optimizer, lr scheduler, step, data position (epoch, batches consumed)
+    rng-rank<R>.pt python / numpy / torch (+ CUDA) RNG states of process R
+
+A checkpoint directory is assembled under a temporary name and renamed when complete, so the
+newest ``step-*`` directory is always usable after a crash.
+"""
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CKPT_RE = re.compile(r"^step-(\d{8})$")
+
+
+def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold of ``model``.
+
+    A model may define ``trainable_state_dict()`` itself (e.g. to add EMA codebook buffers).
+    Otherwise: every parameter with ``requires_grad`` plus the persistent buffers of modules
+    that own no frozen parameters (so a frozen LLM's buffers are left out).
+    """
+    if hasattr(model, "trainable_state_dict"):
+        return model.trainable_state_dict()
+    keep = {n for n, p in model.named_parameters() if p.requires_grad}
+    for mod_name, module in model.named_modules():
+        if any(not p.requires_grad for p in module.parameters()):
+            continue
+        for buf_name, _ in module.named_buffers(recurse=False):
+            keep.add(f"{mod_name}.{buf_name}" if mod_name else buf_name)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in keep}
+
+
+def load_trainable_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a ``trainable_state_dict``; every saved tensor must find its place in ``model``."""
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise KeyError(f"checkpoint has tensors the model does not: {unexpected[:5]} "
+                       "(was it written by a different model config?)")
+
+
+def rng_state() -> dict:
+    """RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(exp_dir: str | Path, step: int) -> Path:
+    return Path(exp_dir) / "checkpoints" / f"step-{step:08d}"
+
+
+def list_checkpoints(exp_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of an experiment, oldest first."""
+    root = Path(exp_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and CKPT_RE.match(p.name))
+
+
+def latest_checkpoint(exp_dir: str | Path) -> Path | None:
+    found = list_checkpoints(exp_dir)
+    return found[-1] if found else None
+
+
+def temp_dir_for(final: Path) -> Path:
+    return final.with_name(f".{final.name}.tmp")
+
+
+def prune(exp_dir: str | Path, keep_last: int) -> None:
+    for old in list_checkpoints(exp_dir)[:-keep_last]:
+        shutil.rmtree(old)
+
+
+def load(path: str | Path, name: str) -> dict:
+    return torch.load(Path(path) / name, map_location="cpu", weights_only=True)

@@ -1,0 +1,36 @@
+"""The ``trainer:`` section of an experiment config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000            # optimizer steps (one step = grad_accum micro-batches)
+    grad_accum: int = 1              # micro-batches per optimizer step
+    lr: float = 3e-5                 # peak learning rate (reached after warmup)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.05       # applied to >= 2-d weights only (not biases / norms)
+    warmup_steps: int = 0            # linear warmup from warmup_init_lr to lr
+    warmup_init_lr: float = 0.0
+    min_lr: float = 0.0              # cosine decay from lr to min_lr at max_steps
+    clip_grad: float = 1.0           # max global grad norm; 0 disables clipping
+    log_every: int = 10
+    valid_every: int = 0             # 0: validate only at the end
+    save_every: int = 0              # 0: save only at the end
+    keep_last: int = 2               # checkpoints kept on disk (older ones are deleted)
+    mixed_precision: str = "no"      # "no" | "bf16" (bf16 is meant for GPUs)
+    seed: int = 0
+    gradient_checkpointing: bool = False   # calls model.gradient_checkpointing_enable()
+    find_unused_parameters: bool = False   # DDP: needed when a loss term leaves params unused
+    num_workers: int = 0             # DataLoader worker processes
+    resume: bool = True              # continue from the newest checkpoint in exp_dir
+
+    def __post_init__(self):
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"trainer.mixed_precision={self.mixed_precision!r}: use 'no' or 'bf16'")
+        if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.keep_last < 1:
+            raise ValueError("trainer.max_steps, grad_accum, log_every and keep_last must be >= 1")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"trainer.warmup_steps={self.warmup_steps} exceeds max_steps={self.max_steps}")

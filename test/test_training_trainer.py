@@ -1,0 +1,90 @@
+"""The shared trainer: loss goes down, exact resume after a crash, schedule, DDP on CPU."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualspeech.training import latest_checkpoint, warmup_cosine_lr
+from dualspeech.training.checkpoint import list_checkpoints, load
+
+sys.path.insert(0, str(Path(__file__).parent))
+from training_toy import config, train  # noqa: E402
+
+
+def read_metric(exp_dir: Path, name: str, split: str = "train") -> list[tuple[int, float]]:
+    with open(exp_dir / "log" / "metrics.csv") as f:
+        return [(int(r["step"]), float(r["value"])) for r in csv.DictReader(f)
+                if r["name"] == name and r["split"] == split]
+
+
+def test_loss_goes_down(tmp_path):
+    train(tmp_path, config(max_steps=40, save_every=0, log_every=5))
+    mse = read_metric(tmp_path, "mse")
+    assert [s for s, _ in mse] == list(range(5, 45, 5))
+    assert mse[-1][1] < 0.3 * mse[0][1], mse
+    assert (tmp_path / "tensorboard").is_dir()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000040"]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    cfg = config(max_steps=8, save_every=4)
+    ref = train(tmp_path / "ref", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "run", cfg, crash_after=11)  # dies inside step 6
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000004"
+    resumed = train(tmp_path / "run", cfg)
+    for (name, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    opt_ref = load(latest_checkpoint(tmp_path / "ref"), "trainer.pt")
+    opt_run = load(latest_checkpoint(tmp_path / "run"), "trainer.pt")
+    assert (opt_ref["epoch"], opt_ref["batches_done"]) == (opt_run["epoch"], opt_run["batches_done"])
+    assert opt_ref["epoch"] >= 1, "the test should cross an epoch boundary"
+    for i, s in opt_ref["optimizer"]["state"].items():
+        assert torch.equal(s["exp_avg_sq"], opt_run["optimizer"]["state"][i]["exp_avg_sq"])
+    # the CSV has no rows from the crashed attempt after step 4, and no duplicates
+    steps = [s for s, _ in read_metric(tmp_path / "run", "mse")]
+    assert steps == [2, 4, 6, 8]
+    # checkpoints keep trainable weights only (the frozen layer is rebuilt from config)
+    saved = load(latest_checkpoint(tmp_path / "run"), "model.pt")
+    assert sorted(saved) == ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"]
+
+
+def test_keep_last_prunes(tmp_path):
+    train(tmp_path, config(max_steps=8, save_every=2, keep_last=2))
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000006", "step-00000008"]
+
+
+def test_warmup_cosine_schedule():
+    kw = dict(lr=3e-5, max_steps=100, warmup_steps=10, warmup_init_lr=1e-6, min_lr=1e-5)
+    assert warmup_cosine_lr(0, **kw) == pytest.approx(1e-6)
+    assert warmup_cosine_lr(5, **kw) == pytest.approx(1e-6 + 0.5 * (3e-5 - 1e-6))
+    assert warmup_cosine_lr(10, **kw) == pytest.approx(3e-5)
+    assert warmup_cosine_lr(55, **kw) == pytest.approx(1e-5 + 0.5 * 2e-5 * (1 + math.cos(math.pi / 2)))
+    assert warmup_cosine_lr(100, **kw) == pytest.approx(1e-5)
+    assert warmup_cosine_lr(500, **kw) == pytest.approx(1e-5)
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """`accelerate launch --multi_gpu` on a CPU machine runs torchrun with gloo: 2 ranks must
+    end with identical weights and one checkpoint holding both RNG states."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(Path(__file__).parent / "training_toy.py"), str(tmp_path), "6"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(tmp_path / "final-rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "final-rank1.pt", weights_only=True)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert latest_checkpoint(tmp_path).name == "step-00000006"
+    assert load(latest_checkpoint(tmp_path), "trainer.pt")["num_processes"] == 2
+    assert sorted(p.name for p in latest_checkpoint(tmp_path).glob("rng-rank*.pt")) == [
+        "rng-rank0.pt", "rng-rank1.pt"]
