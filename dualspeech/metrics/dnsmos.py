@@ -4,7 +4,7 @@ The two ONNX models that the ``speechmos`` wheel ships are run directly (no pand
 dependency): ``sig_bak_ovr.onnx`` reads raw 16 kHz audio in 9.01 s windows and predicts raw
 SIG/BAK/OVRL, which a fixed 2nd-order polynomial per score maps to the MOS scale;
 ``model_v8.onnx`` reads a 120-band log-mel of the same window and predicts P.808 MOS. Windows
-hop by 1 s; clips shorter than one window are repeated until they fill it; a clip's score is
+hop by 1 s; clips shorter than one window are doubled until they fill it; a clip's score is
 the mean over its windows. We report OVRL and P.808 (SIG and BAK are kept per utterance).
 """
 from __future__ import annotations
@@ -54,9 +54,9 @@ class DNSMOS:
         wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         if len(wave) == 0:
             raise ValueError("DNSMOS of an empty waveform")
-        if len(wave) < WINDOW:
-            wave = np.tile(wave, int(np.ceil(WINDOW / len(wave))))
-        n = int(np.floor(len(wave) / SR - WINDOW / SR)) + 1
+        while len(wave) < WINDOW:   # doubled like the official DNSMOS script does
+            wave = np.concatenate([wave, wave])
+        n = int(np.floor(len(wave) / SR) - WINDOW / SR) + 1   # whole seconds, as the original
         return np.stack([wave[i * HOP: i * HOP + WINDOW] for i in range(n)
                          if len(wave[i * HOP: i * HOP + WINDOW]) == WINDOW])
 
