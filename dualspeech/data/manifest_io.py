@@ -1,0 +1,171 @@
+"""Writing prepared corpora: manifests, skip logs and stamps, shared by every preparer.
+
+Every preparer (the mini generator and each real corpus) collects per split the recordings,
+supervisions, speech cuts and task examples, then :func:`write_part` writes them as
+
+    <out>/manifests/<corpus>_{recordings,supervisions}_<part>.jsonl.gz
+    <out>/cuts/<corpus>_cuts_<part>.jsonl.gz
+    <out>/tasks/<corpus>_<task>_<part>.jsonl.gz        (schema: dualspeech.data.tasks)
+
+Files are gzip with a zeroed timestamp (byte-identical re-runs) and written atomically.
+A :class:`Stamp` records what a finished run was made from, so an unchanged re-run is a no-op;
+a :class:`SkipLog` counts and lists inputs that were dropped (corrupt audio, empty text, ...).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from lhotse import MonoCut, Recording, SupervisionSegment
+from lhotse.utils import fastcopy
+
+from dualspeech.data.tasks import speech_manifest_name, task_manifest_name, validate_example
+from dualspeech.utils.io import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def write_manifest(items: Iterable, path: str | Path) -> int:
+    """Write lhotse manifest items (or plain dicts) as deterministic, atomic .jsonl.gz."""
+    buf = io.BytesIO()
+    n = 0
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
+        for item in items:
+            d = item if isinstance(item, dict) else item.to_dict()
+            gz.write((json.dumps(d, ensure_ascii=False) + "\n").encode("utf-8"))
+            n += 1
+    atomic_write_bytes(path, buf.getvalue())
+    return n
+
+
+def speech_cut(recording: Recording, text: str, speaker: str | None, language: str = "English",
+               gender: str | None = None, custom: dict | None = None) -> MonoCut:
+    """One utterance = one recording with one supervision over all of it."""
+    sup = SupervisionSegment(id=recording.id, recording_id=recording.id, start=0.0,
+                             duration=recording.duration, channel=0, text=text, speaker=speaker,
+                             language=language, gender=gender, custom=custom or None)
+    return MonoCut(id=recording.id, start=0.0, duration=recording.duration, channel=0,
+                   recording=recording, supervisions=[sup])
+
+
+def task_example(cut: MonoCut, task: str, links: dict[str, str] | None = None,
+                 **fields) -> MonoCut:
+    """A task example on ``cut`` (its primary speech), validated against the task schema."""
+    custom = {"task": task, **{k: v for k, v in fields.items() if v is not None}}
+    if links:
+        custom["links"] = dict(links)
+    example = fastcopy(cut, custom=custom)
+    validate_example(example)
+    return example
+
+
+@dataclass
+class PartData:
+    """Everything one split of one corpus produces."""
+    recordings: list = field(default_factory=list)
+    supervisions: list = field(default_factory=list)
+    cuts: list = field(default_factory=list)
+    tasks: dict[str, list] = field(default_factory=dict)
+
+    def add_cut(self, cut: MonoCut) -> None:
+        self.recordings.append(cut.recording)
+        self.supervisions.extend(cut.supervisions)
+        self.cuts.append(cut)
+
+    def add_example(self, example: MonoCut) -> None:
+        self.tasks.setdefault(example.custom["task"], []).append(example)
+
+
+def output_paths(output_dir: str | Path, corpus: str, part: str, tasks: Iterable[str]) -> list[Path]:
+    out = Path(output_dir)
+    paths = [out / "manifests" / f"{corpus}_{kind}_{part}.jsonl.gz"
+             for kind in ("recordings", "supervisions")]
+    paths.append(out / "cuts" / speech_manifest_name(corpus, part))
+    paths += [out / "tasks" / task_manifest_name(corpus, t, part) for t in sorted(tasks)]
+    return paths
+
+
+def write_part(output_dir: str | Path, corpus: str, part: str, data: PartData) -> list[Path]:
+    """Write one split's manifests; returns the paths written. Task ids must be unique."""
+    for task, examples in data.tasks.items():
+        dup = [i for i, c in Counter(e.id for e in examples).items() if c > 1]
+        if dup:
+            raise ValueError(f"{corpus} {task} {part}: duplicate example ids {dup[:5]}")
+    paths = output_paths(output_dir, corpus, part, data.tasks)
+    write_manifest(data.recordings, paths[0])
+    write_manifest(data.supervisions, paths[1])
+    write_manifest(data.cuts, paths[2])
+    for path, task in zip(paths[3:], sorted(data.tasks)):
+        write_manifest(data.tasks[task], path)
+    log.info("%s %s: %d utterances, tasks %s", corpus, part, len(data.cuts),
+             {t: len(v) for t, v in sorted(data.tasks.items())})
+    return paths
+
+
+class SkipLog:
+    """Inputs dropped during preparation, counted by reason and listed in a log file."""
+
+    def __init__(self, corpus: str):
+        self.corpus = corpus
+        self.entries: list[tuple[str, str]] = []
+
+    def add(self, item: str, reason: str) -> None:
+        self.entries.append((str(item), reason))
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r for _, r in self.entries))
+
+    def write(self, output_dir: str | Path) -> Path:
+        path = Path(output_dir) / f"skipped_{self.corpus}.log"
+        lines = [f"{reason}\t{item}" for item, reason in self.entries]
+        atomic_write_text(path, "".join(line + "\n" for line in lines))
+        if self.entries:
+            log.warning("%s: skipped %d inputs %s; listed in %s", self.corpus, len(self.entries),
+                        self.counts(), path)
+        return path
+
+
+class Stamp:
+    """Remembers the parameters a finished run was made from and the files it wrote.
+
+    ``params`` must hold everything the outputs depend on (arguments, a code version, input
+    fingerprints). ``done()`` is true when the stamp matches and every recorded output exists.
+    """
+
+    def __init__(self, path: str | Path, params: dict):
+        self.path = Path(path)
+        self.params = params
+        self.digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str)
+                                     .encode()).hexdigest()[:16]
+
+    def done(self) -> bool:
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False
+        base = self.path.parent
+        return saved.get("digest") == self.digest and all(
+            (base / p).exists() for p in saved.get("outputs", []))
+
+    def write(self, outputs: Iterable[str | Path]) -> None:
+        base = self.path.parent.resolve()
+        rel = sorted(str(Path(p).resolve().relative_to(base)) for p in outputs)
+        atomic_write_text(self.path, json.dumps({"digest": self.digest, "params": self.params,
+                                                 "outputs": rel}, indent=1, sort_keys=True,
+                                                default=str) + "\n")
+
+
+def input_fingerprint(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of input files: cheap change detection for stamps."""
+    out = []
+    for p in sorted(str(p) for p in paths):
+        st = Path(p).stat()
+        out.append((p, st.st_size, st.st_mtime_ns))
+    return out
