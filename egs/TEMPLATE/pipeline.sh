@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The staged DualSpeech pipeline every recipe runs. egs/<recipe>/run.sh calls it from the recipe
+# directory with the corpus settings first and the user's options last (later options win):
+#
+#   ./pipeline.sh --corpus librispeech --train-parts "train-clean-100" ... "$@"
+#
+# Stages (same numbers in every recipe; see docs/recipes.md):
+#   0 check / link the corpus        3 USTokens (train the tokenizer if asked, then extract)
+#   1 Lhotse manifests               4 acoustic tokens + speaker embeddings
+#   2 speech cuts + task examples    5 task data (check examples against token-bearing cuts)
+#   6 train DualSpeechLM   7 decode the test sets   8 score -> RESULTS.md
+# A stage is skipped when its inputs, configs and arguments hash to what its marker in
+# exp/stages/ recorded and its outputs are unchanged; --force true re-runs the selected stages.
+set -euo pipefail
+
+help_message="Usage: ./run.sh [options]   (run from egs/<recipe>/; options below, later ones win)
+Example: ./run.sh --stage 1 --stop-stage 3 --nj 8"
+
+# ---- what to run
+stage=0                  # first stage to run
+stop_stage=100           # last stage to run
+skip_data_prep=false     # skip stages 0-2 (data already prepared)
+skip_tokenize=false      # skip stages 3-5 (tokens already extracted)
+skip_train=false         # skip stage 6 (use an existing model: --lm-exp)
+skip_eval=false          # skip stages 7-8
+force=false              # re-run selected stages even when up to date
+# ---- resources
+nj=4                     # shard jobs for data preparation and token extraction
+ngpu=0                   # GPUs per job for extraction / training / decoding (0 = CPU)
+python=python            # python with dualspeech installed (path.sh puts the repo .venv first)
+# ---- corpus (run.sh and db.sh set these)
+corpus=                  # corpus name known to `python -m dualspeech.bin.prepare_corpus`
+corpus_dir=              # where the corpus lives (db.sh); linked as db/<corpus>
+corpus_var=              # the db.sh variable that sets corpus_dir (named in errors)
+prepare_args=            # extra arguments for prepare_corpus (e.g. --subset-hours 1000)
+make_corpus=             # command that generates a synthetic corpus in stage 0 (gets --out-dir --nj)
+manifests_in_corpus=false # the corpus dir already holds manifests/ cuts/ tasks/ (generated corpora)
+train_parts=             # training parts: "part" (this corpus) or "corpus:part"
+dev_parts=               # validation parts
+test_parts=              # test parts (decoded and scored)
+# ---- directories (relative to the recipe)
+datadir=data             # manifests/, cuts/ (speech), tasks/ (task examples)
+dumpdir=dump             # token-bearing cuts and token arrays
+expdir=exp               # models, decodes, logs, stage markers
+# ---- tokenizers (stages 3-4)
+ustokenizer_config=      # train a USTokenizer with this config in stage 3 ...
+ustokenizer_ckpt=        # ... or extract with this trained checkpoint (skips training)
+ustokenizer_parts=       # parts the USTokenizer trains on (default: train parts)
+ustokenizer_args=        # extra arguments for train_ustokenizer (e.g. "--set train.max_steps=10")
+codec_config=            # acoustic codec config (melvq is trained in stage 4 when it has no checkpoint)
+codec_args=              # extra arguments for train_melvq
+speaker_config=          # speaker encoder config
+# ---- DualSpeechLM (stages 6-8)
+train_config=            # DualSpeechLM training config
+train_args=              # extra arguments for train (e.g. "--set train.max_steps=20")
+lm_exp=                  # experiment dir (default: exp/dualspeechlm_<train_config name>)
+decode_config=           # decoding config
+decode_args=             # extra arguments for decode
+score_config=            # scoring config
+results_md=RESULTS.md    # where stage 8 writes the results table
+results_title=           # heading of RESULTS.md (default: the recipe name)
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../../utils/log.sh"
+. "$here/../../utils/parse_options.sh"
+[ $# -eq 0 ] || die "unexpected arguments: $* (options look like --name value; see --help)"
+. "$here/../../utils/stage.sh"
+stage_dir=$expdir/stages
+
+# ---- derived settings
+sets_of() {  # "part corpus:part" -> "corpus:part corpus:part"
+  local s out=()
+  for s in "$@"; do
+    if [[ "$s" == *:* ]]; then out+=("$s"); else
+      [ -n "$corpus" ] || die "part '$s' needs a corpus: write corpus:part or set --corpus"
+      out+=("$corpus:$s")
+    fi
+  done
+  echo "${out[@]}"
+}
+# shellcheck disable=SC2086
+{
+  train_sets=$(sets_of $train_parts)
+  dev_sets=$(sets_of $dev_parts)
+  test_sets=$(sets_of $test_parts)
+  ust_sets=$(sets_of ${ustokenizer_parts:-$train_parts})
+}
+all_sets=$(echo $train_sets $dev_sets $test_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+speech_cuts() { echo "$datadir/cuts/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }   # stage 2 output of a set
+token_cuts() { echo "$dumpdir/$2/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }      # $2: ustokens|cuts
+recipe=$(basename "$PWD")
+case "$corpus_dir" in db/*) corpus_path=$corpus_dir ;; *) corpus_path=db/$corpus ;; esac
+[ -n "$lm_exp" ] || lm_exp=$expdir/dualspeechlm_$(basename "${train_config:-model}" .yaml)
+[ -n "$ustokenizer_ckpt" ] || ustokenizer_ckpt=$expdir/ustokenizer_$(basename "${ustokenizer_config:-none}" .yaml)/final.pt
+logdir=$expdir/log
+
+in_stage() {  # in_stage N: N is selected by --stage/--stop-stage and not in a skipped group
+  local n=$1
+  [ "$n" -ge "$stage" ] && [ "$n" -le "$stop_stage" ] || return 1
+  case $n in
+    0|1|2) [ "$skip_data_prep" = false ] ;;
+    3|4|5) [ "$skip_tokenize" = false ] ;;
+    6) [ "$skip_train" = false ] ;;
+    *) [ "$skip_eval" = false ] ;;
+  esac
+}
+
+need() {  # need VAR: a setting the selected stages cannot run without
+  [ -n "${!1}" ] || die "--${1//_/-} is not set (needed by the stages you selected; see --help)"
+}
+
+. ./cmd.sh
+
+# ---- the exact command line, kept with the experiment
+mkdir -p "$expdir"
+printf '%s\t%s\t%s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${DS_RUN_COMMAND:-$ds_command_line}" \
+  "$ds_command_line" >> "$expdir/command_history.tsv"
+printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd "$(dirname "$0")/.."\n%s "$@"\n' \
+  "${DS_RUN_COMMAND:-$ds_command_line}" > "$expdir/run.sh"
+chmod +x "$expdir/run.sh"
+log "$recipe: stages $stage..$stop_stage, nj=$nj ngpu=$ngpu; command saved in $expdir/run.sh"
+
+if in_stage 0; then
+  need corpus
+  [ -n "$corpus_dir" ] || die "no location for corpus '$corpus': set ${corpus_var:-corpus_dir} in db.sh (README.md shows where to get it and the expected layout), or pass --corpus-dir DIR"
+  if stage_begin 0 corpus --args "$corpus $corpus_dir $make_corpus"; then
+    if [ -n "$make_corpus" ]; then                    # synthetic corpus: generate it
+      # shellcheck disable=SC2086
+      $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_dir" --nj "$nj"
+    fi
+    [ -d "$corpus_dir" ] || die "corpus dir '$corpus_dir' (${corpus_var:-corpus_dir} in db.sh) does not exist; README.md shows where to get $corpus and the expected layout"
+    if [ "$corpus_path" != "$corpus_dir" ]; then
+      mkdir -p db
+      ln -sfn "$(cd "$corpus_dir" && pwd)" "$corpus_path"
+    fi
+    stage_end 0 corpus "$corpus_path"
+  fi
+fi
+
+if in_stage 1; then
+  if stage_begin 1 manifests --inputs "$corpus_path" --args "$corpus $prepare_args $manifests_in_corpus" \
+       --clean "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"; then
+    if [ "$manifests_in_corpus" = true ]; then        # generated corpora ship their manifests
+      mkdir -p "$datadir"
+      for d in manifests cuts tasks; do
+        [ -d "$corpus_path/$d" ] || die "$corpus_path/$d missing: the corpus generator of stage 0 did not finish (re-run stage 0)"
+        cp -r "$corpus_path/$d" "$datadir/"
+      done
+    else
+      # shellcheck disable=SC2086
+      $cpu_cmd "$logdir/stage1_manifests.log" $python -m dualspeech.bin.prepare_corpus "$corpus" \
+        --corpus-dir "$corpus_path" --output-dir "$datadir" --nj "$nj" $prepare_args
+    fi
+    stage_end 1 manifests "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"
+  fi
+fi
+
+if in_stage 2; then
+  # shellcheck disable=SC2086
+  if stage_begin 2 format --inputs "$datadir/cuts" "$datadir/tasks" --args "$all_sets" --clean "$datadir/checked"; then
+    $cpu_cmd "$logdir/stage2_check.log" $python -m dualspeech.bin.check_task_data --sets $all_sets \
+      --tasks-dir "$datadir/tasks" --cuts-dir "$datadir/cuts" --out-dir "$datadir/checked"
+    stage_end 2 format "$datadir/checked"
+  fi
+fi

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The offline 8-task demo: a synthetic espeak-ng corpus, the USTokenizer, MelVQ acoustic tokens,
+# DualSpeechLM training, decoding and scoring of all 8 tasks on CPU. See README.md.
+#
+#   ./run.sh                      # the demo (--size default: real Whisper tiny.en + SmolLM2-135M)
+#   ./run.sh --size tiny          # CI: tiny corpus, random tiny models (a few minutes)
+#   ./run.sh --size tiny --stage 0 --stop-stage 2     # data stages only
+#
+# --size tiny|small|default picks the corpus size and the configs (tiny: *_debug.yaml; small and
+# default: *_mini.yaml); every other option goes to the shared pipeline (./run.sh --help). Each
+# size keeps its own data/<size>, dump/<size> and exp/<size>, so sizes never invalidate each other.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+size=default
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) [ $# -ge 2 ] || { echo "run.sh: --size needs tiny, small or default" >&2; exit 1; }
+            size=$2; shift 2 ;;
+    --size=*) size=${1#*=}; shift ;;
+    --help|-h) echo "  --size                   [default]                    tiny | small | default (corpus size and configs)"
+               args+=("$1"); shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case "$size" in
+  tiny) cfg=debug ;;
+  small|default) cfg=mini ;;
+  *) echo "run.sh: --size must be tiny, small or default, got '$size'" >&2; exit 1 ;;
+esac
+
+. ./path.sh
+DS_RUN_COMMAND="$(printf '%q ' ./run.sh --size "$size" "${args[@]}")"
+export DS_RUN_COMMAND
+results=exp/$size/RESULTS.md
+[ "$size" = default ] && results=RESULTS.md       # the committed table is the default demo's
+
+./pipeline.sh \
+  --corpus mini --corpus-dir "db/mini_$size" --manifests-in-corpus true \
+  --make-corpus "python -m dualspeech.bin.make_mini_corpus --size $size --seed 0" \
+  --train-parts train --dev-parts dev --test-parts test \
+  --datadir "data/$size" --dumpdir "dump/$size" --expdir "exp/$size" --nj 2 \
+  --ustokenizer-config "conf/ustokenizer_$cfg.yaml" \
+  --codec-config conf/codec_melvq.yaml --speaker-config conf/speaker_resemblyzer.yaml \
+  --train-config "conf/dualspeechlm_$cfg.yaml" --decode-config "conf/decode_$cfg.yaml" \
+  --score-config "conf/score_$cfg.yaml" --results-md "$results" \
+  --results-title "mini ($size): offline 8-task demo" \
+  "${args[@]}"
