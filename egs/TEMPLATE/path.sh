@@ -1,7 +1,7 @@
 # Environment for recipe scripts; sourced by run.sh from egs/<recipe>/.
 # Uses the repository's .venv (made by `make install`) when it exists, else whatever `python`
 # is on PATH (a user-managed environment with dualspeech installed).
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 export MAIN_ROOT
 [ -d "$MAIN_ROOT/.venv/bin" ] && export PATH="$MAIN_ROOT/.venv/bin:$PATH"
 export PYTHONPATH="$MAIN_ROOT${PYTHONPATH:+:$PYTHONPATH}"

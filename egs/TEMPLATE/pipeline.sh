@@ -60,7 +60,7 @@ score_config=            # scoring config
 results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 . "$here/../../utils/log.sh"
 . "$here/../../utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $* (options look like --name value; see --help)"
@@ -115,8 +115,8 @@ need() {  # need VAR: a setting the selected stages cannot run without
 mkdir -p "$expdir"
 printf '%s\t%s\t%s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${DS_RUN_COMMAND:-$ds_command_line}" \
   "$ds_command_line" >> "$expdir/command_history.tsv"
-printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd "$(dirname "$0")/.."\n%s "$@"\n' \
-  "${DS_RUN_COMMAND:-$ds_command_line}" > "$expdir/run.sh"
+printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd %q\n%s "$@"\n' \
+  "$PWD" "${DS_RUN_COMMAND:-$ds_command_line}" > "$expdir/run.sh"
 chmod +x "$expdir/run.sh"
 log "$recipe: stages $stage..$stop_stage, nj=$nj ngpu=$ngpu; command saved in $expdir/run.sh"
 

@@ -32,7 +32,7 @@ esac
 
 . ./path.sh
 DS_RUN_COMMAND="$(printf '%q ' ./run.sh --size "$size" "${args[@]}")"
-export DS_RUN_COMMAND
+export DS_RUN_COMMAND=${DS_RUN_COMMAND% }
 results=exp/$size/RESULTS.md
 [ "$size" = default ] && results=RESULTS.md       # the committed table is the default demo's
 
