@@ -1,0 +1,267 @@
+"""Multi-task DualSpeechLM data: task manifests + token-bearing speech cuts -> model batches.
+
+Inputs (layout and schema: ``dualspeech.data.tasks``), for every ``corpus:part`` source:
+
+* ``<root>/tasks/<corpus>_<task>_<part>.jsonl.gz``: task examples (one lhotse cut each);
+* ``<root>/cuts/<corpus>_cuts_<part>.jsonl.gz``: the speech cuts, carrying the custom fields
+  written by the token extractors: ``<model.speech.field>`` (e.g. ``ustokens``),
+  ``acoustic_tokens`` and ``speaker_embedding``.
+
+Every speech role of an example (``primary`` and its ``links``) is resolved by cut id in the
+speech cuts. Examples whose speech lacks the needed token fields, or that are longer than
+``data.max_len`` LLM tokens / the AcousticGPT context, are skipped and counted in the log.
+
+A batch (``dataset[[(task, i), ...]]``) holds, right padded: ``input_ids``, ``attention_mask``,
+``labels`` (-100 = no loss), ``is_generation`` (B,), ``prompt_mask`` / ``target_mask`` (B, T:
+prompt positions and target speech positions, for Chain-of-Condition), ``acoustic_index``
+(rows of generation examples), ``acoustic_tokens`` / ``acoustic_mask`` (their AcousticGPT
+targets), ``speaker_embedding`` (their speaker prompt), ``tasks`` and ``n_tokens``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dualspeech.data.sampler import SamplerConfig
+from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
+                                   task_manifest_name, validate_example)
+from dualspeech.models.acoustic_gpt import acoustic_targets
+from dualspeech.models.templates import IGNORE, TaskTemplates, pad_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    """``data`` config section."""
+    root: str = "data"                       # holds tasks/ and cuts/
+    train: list[str] = field(default_factory=lambda: ["mini:train"])   # corpus:part sources
+    valid: list[str] = field(default_factory=lambda: ["mini:dev"])
+    max_len: int = 2048                      # longest LLM sequence kept (tokens)
+    valid_max_examples: int = 32             # per task, for periodic validation
+    valid_batch_size: int = 8
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+
+@dataclass
+class Example:
+    task: str
+    cut: object                              # the task-example cut (text fields in .custom)
+    speech: dict                             # role -> speech cut (token fields in .custom)
+
+    @property
+    def fields(self) -> dict:
+        return self.cut.custom
+
+    @property
+    def id(self) -> str:
+        return self.cut.id
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    if source.count(":") != 1:
+        raise ValueError(f"data source {source!r} must look like corpus:part, e.g. mini:train")
+    corpus, part = source.split(":")
+    return corpus, part
+
+
+def load_examples(root: str | Path, sources: list[str], tasks=tuple(TASKS)) -> dict[str, list[Example]]:
+    """Task examples of ``sources`` with their speech cuts resolved by id."""
+    from lhotse import CutSet
+
+    root = Path(root)
+    out: dict[str, list[Example]] = {t: [] for t in tasks}
+    skipped: Counter = Counter()
+    for source in sources:
+        corpus, part = parse_source(source)
+        cuts_path = root / "cuts" / speech_manifest_name(corpus, part)
+        if not cuts_path.exists():
+            raise FileNotFoundError(f"speech cuts {cuts_path} not found (data preparation + "
+                                    "token extraction write them; check data.root)")
+        speech = {c.id: c for c in CutSet.from_file(cuts_path)}
+        found = False
+        for task in tasks:
+            path = root / "tasks" / task_manifest_name(corpus, task, part)
+            if not path.exists():
+                continue
+            found = True
+            for cut in CutSet.from_file(path):
+                try:
+                    validate_example(cut)
+                except TaskSchemaError as e:
+                    log.warning("skipping: %s", e)
+                    skipped[f"{task}: schema"] += 1
+                    continue
+                roles = speech_cut_ids(cut)
+                missing = [cid for cid in roles.values() if cid not in speech]
+                if missing:
+                    skipped[f"{task}: linked cut not in {cuts_path.name}"] += 1
+                    continue
+                out[task].append(Example(task, cut, {r: speech[c] for r, c in roles.items()}))
+        if not found:
+            raise FileNotFoundError(f"no task manifests {root}/tasks/{corpus}_<task>_{part}"
+                                    ".jsonl.gz for source {source!r}")
+    for reason, n in sorted(skipped.items()):
+        log.warning("skipped %d examples (%s)", n, reason)
+    return out
+
+
+class TaskDataset(torch.utils.data.Dataset):
+    """Map-style dataset indexed by batches of ``(task, index)``; see the module docstring."""
+
+    def __init__(self, examples: dict[str, list[Example]], templates: TaskTemplates,
+                 cfg: DataConfig, acoustic: dict | None = None):
+        """``acoustic``: {"field", "n_codes", "spk_dim", "block_size"} of the AcousticGPT, or
+        None when the model has none."""
+        self.templates, self.vocab, self.cfg, self.acoustic = (
+            templates, templates.vocab, cfg, acoustic)
+        self.field = self.vocab.cfg.field
+        self.examples: dict[str, list[Example]] = {}
+        self.lengths: dict[str, list[int]] = {}
+        skipped: Counter = Counter()
+        for task, exs in examples.items():
+            keep, lens = [], []
+            for ex in exs:
+                n, why = self._measure(ex)
+                if why:
+                    skipped[f"{task}: {why}"] += 1
+                    continue
+                keep.append(ex)
+                lens.append(n)
+            if keep:
+                self.examples[task], self.lengths[task] = keep, lens
+        for reason, n in sorted(skipped.items()):
+            log.warning("skipped %d examples (%s)", n, reason)
+        if not self.examples:
+            raise ValueError("no usable examples: " + (", ".join(
+                f"{n}x {r}" for r, n in skipped.items()) or "the manifests are empty"))
+
+    # -- lengths and filtering ----------------------------------------------------------------
+    def _roles(self, task: str) -> tuple[list[str], str | None]:
+        spec = TASKS[task]
+        return list(spec.input_speech), spec.output_speech
+
+    def _measure(self, ex: Example) -> tuple[int, str | None]:
+        """LLM token count of an example, or a reason to skip it."""
+        ins, out = self._roles(ex.task)
+        needed = [(r, self.field) for r in ins + ([out] if out else [])]
+        if out and self.acoustic:
+            needed += [(out, self.acoustic["field"]), ("speaker_ref", "speaker_embedding")]
+        for role, name in needed:
+            if not ex.speech[role].has_custom(name):
+                return 0, f"no {name!r} on the {role} speech cut (run token extraction)"
+        lens = {r: _frames(ex.speech[r], self.field) for r in ins}
+        target = _frames(ex.speech[out], self.field) if out else 0
+        n = self.templates.length(ex.task, ex.fields, lens, target)
+        if n > self.cfg.max_len:
+            return n, f"longer than data.max_len={self.cfg.max_len}"
+        if out and self.acoustic:
+            agpt = n + 1 + _frames(ex.speech[out], self.acoustic["field"]) + 2
+            if agpt > self.acoustic["block_size"]:
+                return n, "condition + acoustic tokens exceed acoustic_gpt.block_size"
+        return n, None
+
+    # -- batches ------------------------------------------------------------------------------
+    def __getitem__(self, batch: list[tuple[str, int]]) -> dict:
+        return self.collate([self.examples[t][i] for t, i in batch])
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.examples.values())
+
+    def encode(self, ex: Example, with_answer: bool = True):
+        ins, out = self._roles(ex.task)
+        speech = {r: _load_tokens(ex.speech[r], self.field) for r in ins}
+        target = _load_tokens(ex.speech[out], self.field) if (out and with_answer) else None
+        return self.templates.encode(ex.task, ex.fields, speech, target, with_answer)
+
+    def _pad_id(self) -> int:
+        tok = self.vocab.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else self.templates.eos_id
+
+    def collate(self, examples: list[Example]) -> dict:
+        enc = [self.encode(ex) for ex in examples]
+        input_ids = pad_batch([e.input_ids for e in enc], self._pad_id())
+        attention_mask = pad_batch([[1] * len(e.input_ids) for e in enc], 0)
+        labels = pad_batch([e.labels for e in enc], IGNORE)
+        T = input_ids.shape[1]
+        pos = torch.arange(T)[None, :]
+        prompt_len = torch.tensor([e.prompt_len for e in enc])[:, None]
+        spans = torch.tensor([e.target_span or (0, 0) for e in enc])
+        batch = {
+            "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+            "is_generation": torch.tensor([TASKS[ex.task].kind == "generation" for ex in examples]),
+            "prompt_mask": pos < prompt_len,
+            "target_mask": (pos >= spans[:, :1]) & (pos < spans[:, 1:]),
+            "tasks": [ex.task for ex in examples],
+            "n_tokens": int(attention_mask.sum()),
+        }
+        if self.acoustic:
+            batch.update(self._acoustic(examples))
+        return batch
+
+    def _acoustic(self, examples: list[Example]) -> dict:
+        idx = [i for i, ex in enumerate(examples) if TASKS[ex.task].kind == "generation"]
+        out = {"acoustic_index": torch.tensor(idx, dtype=torch.long)}
+        if not idx:
+            return out
+        codes = [_load_tokens(examples[i].speech[TASKS[examples[i].task].output_speech],
+                              self.acoustic["field"]) for i in idx]
+        out["acoustic_tokens"], out["acoustic_mask"] = acoustic_targets(codes,
+                                                                        self.acoustic["n_codes"])
+        out["speaker_embedding"] = self.speaker_embeddings([examples[i] for i in idx])
+        return out
+
+    def speaker_embeddings(self, examples: list[Example]) -> torch.Tensor:
+        """(B, spk_dim) speaker prompts of generation examples (their ``speaker_ref`` cut)."""
+        rows = [np.asarray(ex.speech["speaker_ref"].load_custom("speaker_embedding"),
+                           dtype=np.float32).reshape(-1) for ex in examples]
+        dim = self.acoustic["spk_dim"]
+        bad = {r.shape[0] for r in rows} - {dim}
+        if bad:
+            raise ValueError(f"speaker embeddings have {sorted(bad)} dims, "
+                             f"acoustic_gpt.spk_dim is {dim}")
+        return torch.from_numpy(np.stack(rows))
+
+    def collate_prompts(self, examples: list[Example]) -> dict:
+        """Inference batch: prompts only, left padded (generation prompts end with <boa>)."""
+        enc = [self.encode(ex, with_answer=False) for ex in examples]
+        batch = {"input_ids": pad_batch([e.input_ids for e in enc], self._pad_id(), left=True),
+                 "attention_mask": pad_batch([[1] * len(e.input_ids) for e in enc], 0, left=True),
+                 "tasks": [ex.task for ex in examples], "ids": [ex.id for ex in examples]}
+        if self.acoustic and all(TASKS[ex.task].kind == "generation" for ex in examples):
+            batch["speaker_embedding"] = self.speaker_embeddings(examples)
+        return batch
+
+
+def _frames(cut, name: str) -> int:
+    arr = cut.custom[name]
+    shape = getattr(arr, "shape", None)
+    if shape is None:
+        raise ValueError(f"cut {cut.id}: custom field {name!r} is not a lhotse (Temporal)Array")
+    return int(shape[0])
+
+
+def _load_tokens(cut, name: str) -> np.ndarray:
+    arr = np.asarray(cut.load_custom(name))
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"cut {cut.id}: {name!r} must hold 1-D integer ids (one codebook), got "
+                         f"shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
+
+def build_datasets(cfg: DataConfig, templates: TaskTemplates, acoustic: dict | None,
+                   splits=("train", "valid")) -> dict[str, TaskDataset]:
+    """Train / valid datasets from a ``data`` config section."""
+    out = {}
+    for split in splits:
+        examples = load_examples(cfg.root, getattr(cfg, split))
+        out[split] = TaskDataset(examples, templates, cfg, acoustic)
+        log.info("%s: %s", split, ", ".join(f"{t} {len(v)}" for t, v in out[split].examples.items()))
+    return out

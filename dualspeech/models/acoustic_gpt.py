@@ -1,0 +1,248 @@
+"""AcousticGPT: LLM hidden states + speaker embedding -> codec (acoustic) tokens.
+
+nanoGPT-style decoder (pre-LayerNorm blocks, MHSA + GELU MLP, final LayerNorm, head tied to
+the token embedding). The condition is a prefix: one projected speaker-embedding frame, then
+the LLM hidden states passed through an Adapter (Linear-ReLU-Linear). The prefix attends
+bidirectionally within itself; acoustic tokens attend causally to the prefix and earlier tokens.
+
+Batching: every example is laid out as ``[spk, cond (padded to Lc), tokens (padded)]``; padding
+holes are masked out of attention and positions count valid frames only, so the same layout
+serves training and KV-cache decoding (new tokens are appended at one shared column).
+
+Vocabulary: ``n_codes`` codec ids, then pad, no-speech (reserved, as in the reference layout;
+never produced), start, end.
+
+API::
+
+    gpt = AcousticGPT(AcousticGPTConfig(n_codes=4096, cond_dim=3072, spk_dim=512))
+    loss, logits = gpt(cond, cond_mask, spk, tokens, tokens_mask)      # training
+    codes = gpt.generate(cond, cond_mask, spk, max_len=1000, top_k=10, temperature=1.0)
+    # -> list of 1-D LongTensors of codec ids (end token stripped); use_cache=False recomputes
+    #    the whole sequence every step (the reference decoder; for benchmarks only)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class AcousticGPTConfig:
+    """``model.acoustic_gpt`` config section (paper: 6 blocks, 1024 dims, 8 heads, ctx 2000)."""
+    n_codes: int = 4096
+    n_layer: int = 6
+    n_embd: int = 1024
+    n_head: int = 8
+    block_size: int = 2000
+    dropout: float = 0.0
+    spk_dim: int = 512
+    cond_dim: int | None = None       # LLM hidden size; DualSpeechLM fills it in
+    field: str = "acoustic_tokens"    # cut custom field with the codec ids
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: AcousticGPTConfig):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"acoustic_gpt.n_embd={cfg.n_embd} must be divisible by n_head")
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, past=None):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                   for t in self.c_attn(x).split(C, dim=2))
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y)), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: AcousticGPTConfig):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, mask, past=None):
+        a, kv = self.attn(self.ln_1(x), mask, past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
+
+
+class AcousticGPT(nn.Module):
+    def __init__(self, cfg: AcousticGPTConfig):
+        super().__init__()
+        if not cfg.cond_dim:
+            raise ValueError("acoustic_gpt.cond_dim must be set (the LLM hidden size)")
+        self.cfg = cfg
+        self.pad_id, self.no_speech_id = cfg.n_codes, cfg.n_codes + 1
+        self.start_id, self.end_id = cfg.n_codes + 2, cfg.n_codes + 3
+        self.vocab_size = cfg.n_codes + 4
+        self.adapter = nn.Sequential(nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.ReLU(),
+                                     nn.Linear(cfg.cond_dim, cfg.n_embd))
+        self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd)
+        self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    # -- shared pieces --------------------------------------------------------------------------
+    def _prefix(self, cond, cond_mask, spk):
+        """Prefix embeddings (B, 1+Lc, C) and their validity (B, 1+Lc)."""
+        if spk.shape[-1] != self.cfg.spk_dim:
+            raise ValueError(f"speaker embedding has {spk.shape[-1]} dims, acoustic_gpt.spk_dim "
+                             f"is {self.cfg.spk_dim}")
+        w = self.spk_proj.weight
+        x = torch.cat([self.spk_proj(spk.to(w.dtype)).unsqueeze(1),
+                       self.adapter(cond.to(w.dtype))], 1)
+        valid = torch.cat([cond_mask.new_ones(cond_mask.shape[0], 1), cond_mask.bool()], 1)
+        return x, valid
+
+    def _run(self, x, pos, mask, past=None):
+        if int(pos.max()) >= self.cfg.block_size:
+            raise ValueError(f"AcousticGPT sequence of {int(pos.max()) + 1} frames exceeds "
+                             f"acoustic_gpt.block_size={self.cfg.block_size}")
+        x = self.drop(x + self.wpe(pos))
+        new_past = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, mask, None if past is None else past[i])
+            new_past.append(kv)
+        return self.ln_f(x), new_past
+
+    def _logits(self, h):
+        return F.linear(h, self.wte.weight)  # head tied to the token embedding
+
+    @staticmethod
+    def _full_mask(valid, is_prefix):
+        """(B,1,T,T) bool: prefix<->prefix bidirectional, tokens causal; padding never attended."""
+        T = valid.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=valid.device).tril()
+        pp = is_prefix[:, :, None] & is_prefix[:, None, :]
+        tok = ~is_prefix[:, :, None] & causal
+        return ((pp | tok) & valid[:, None, :]).unsqueeze(1)
+
+    def _layout(self, cond, cond_mask, spk, tokens, tokens_mask):
+        px, pvalid = self._prefix(cond, cond_mask, spk)
+        x = torch.cat([px, self.wte(tokens)], 1)
+        valid = torch.cat([pvalid, tokens_mask.bool()], 1)
+        is_prefix = torch.zeros_like(valid)
+        is_prefix[:, :px.shape[1]] = True
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+        return x, pos, self._full_mask(valid, is_prefix), px.shape[1], valid
+
+    # -- training -----------------------------------------------------------------------------
+    def forward(self, cond, cond_mask, spk, tokens, tokens_mask):
+        """Teacher-forced CE. ``tokens`` = [start, codes..., end] right padded with pad_id.
+
+        Returns (mean CE over predicted tokens, logits (B, La, V))."""
+        x, pos, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask)
+        h, _ = self._run(x, pos, mask)
+        logits = self._logits(h[:, P:])
+        target = tokens[:, 1:].masked_fill(~tokens_mask[:, 1:].bool(), -100)
+        loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, self.vocab_size),
+                               target.reshape(-1), ignore_index=-100)
+        return loss, logits
+
+    def make_tokens(self, codes: list[torch.Tensor]):
+        return acoustic_targets(codes, self.cfg.n_codes)
+
+    # -- decoding -----------------------------------------------------------------------------
+    def _sample(self, logits, top_k, temperature, generator):
+        logits = logits.float()
+        banned = [self.pad_id, self.no_speech_id, self.start_id]
+        logits[:, banned] = float("-inf")
+        if temperature <= 0 or top_k == 1:
+            return logits.argmax(-1)
+        logits = logits / temperature
+        if top_k and top_k < logits.shape[-1]:
+            kth = logits.topk(top_k, -1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+
+    @torch.no_grad()
+    def generate(self, cond, cond_mask, spk, max_len: int = 1000, top_k: int = 10,
+                 temperature: float = 1.0, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Sample up to ``max_len`` codec ids per example (batched; stops at end tokens).
+
+        ``cond`` (B, Lc, cond_dim) right padded with ``cond_mask`` (B, Lc); ``spk`` (B, spk_dim).
+        ``use_cache=False`` recomputes every step from scratch (reference behaviour)."""
+        B = cond.shape[0]
+        px, pvalid = self._prefix(cond, cond_mask, spk)
+        P = px.shape[1]
+        if P + max_len + 1 > self.cfg.block_size:
+            max_len = self.cfg.block_size - P - 1
+            if max_len <= 0:
+                raise ValueError(f"condition of {P} frames leaves no room in "
+                                 f"acoustic_gpt.block_size={self.cfg.block_size}")
+        tokens = torch.full((B, 1), self.start_id, dtype=torch.long, device=cond.device)
+        done = torch.zeros(B, dtype=torch.bool, device=cond.device)
+        n_prefix = pvalid.long().sum(1)
+        past, out = None, []
+        for step in range(max_len):
+            if use_cache and past is not None:
+                x = self.wte(tokens[:, -1:])
+                pos = (n_prefix + step).unsqueeze(1)
+                keys_valid = torch.cat([pvalid, pvalid.new_ones(B, step + 1)], 1)
+                mask = keys_valid[:, None, None, :]
+            else:
+                x = torch.cat([px, self.wte(tokens)], 1)
+                valid = torch.cat([pvalid, pvalid.new_ones(tokens.shape)], 1)
+                is_prefix = torch.zeros_like(valid)
+                is_prefix[:, :P] = True
+                pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+                mask = self._full_mask(valid, is_prefix)
+            h, new_past = self._run(x, pos, mask, past)
+            past = new_past if use_cache else None
+            nxt = self._sample(self._logits(h[:, -1]), top_k, temperature, generator)
+            nxt = nxt.masked_fill(done, self.end_id)
+            out.append(nxt)
+            done |= nxt == self.end_id
+            if bool(done.all()):
+                break
+            tokens = torch.cat([tokens, nxt.unsqueeze(1)], 1)
+        seqs = torch.stack(out, 1)
+        result = []
+        for row in seqs:
+            end = (row == self.end_id).nonzero()
+            result.append(row[: int(end[0]) if len(end) else len(row)].cpu())
+        return result
+
+
+def acoustic_targets(codes: list, n_codes: int):
+    """Codec id sequences -> padded ``[start, codes, end]`` (B, La) LongTensor + bool mask."""
+    pad_id, start_id, end_id = n_codes, n_codes + 2, n_codes + 3
+    width = max(len(c) for c in codes) + 2
+    tokens = torch.full((len(codes), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(codes), width, dtype=torch.bool)
+    for i, c in enumerate(codes):
+        c = torch.as_tensor(c, dtype=torch.long).reshape(-1)
+        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= n_codes):
+            raise ValueError(f"acoustic codes must lie in [0, {n_codes}) (acoustic_gpt.n_codes); "
+                             f"got [{int(c.min())}, {int(c.max())}]")
+        tokens[i, :len(c) + 2] = torch.cat([c.new_tensor([start_id]), c, c.new_tensor([end_id])])
+        mask[i, :len(c) + 2] = True
+    return tokens, mask
