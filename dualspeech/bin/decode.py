@@ -1,0 +1,90 @@
+"""Decode test sets of all 8 tasks with a trained DualSpeechLM: ``python -m dualspeech.bin.decode``.
+
+For every ``--sources corpus:part`` and task (``--tasks``, default all 8) whose task manifest
+``<data-root>/tasks/<corpus>_<task>_<part>.jsonl.gz`` exists, writes
+``<out-dir>/<corpus>_<task>_<part>/`` with ``hyp.jsonl`` (one record per cut id: status, text
+or wav path, references), ``wav/`` and ``prompt/`` (generation tasks), ``text``,
+``stats.json`` and ``decode_config.yaml``. Re-running skips finished ids; ``--shard k
+--num-shards n`` decodes every n-th example (run n jobs; the last one to finish merges).
+See docs/inference.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from dualspeech.config import add_config_args, build, config_from_args
+from dualspeech.data.tasks import TASKS, task_manifest_name
+from dualspeech.inference.config import DecodeConfig
+
+log = logging.getLogger("dualspeech.decode")
+
+
+def build_decoder(model_path: str, cfg: DecodeConfig):
+    """Model + codec + dataset settings -> a DecodeRunner."""
+    from dualspeech.data.dataset import DataConfig
+    from dualspeech.inference.runner import DecodeRunner
+    from dualspeech.models.dualspeechlm import DualSpeechLM
+
+    model = DualSpeechLM.from_checkpoint(model_path, device=cfg.device)
+    codec_cfg = cfg.codec or model.full_config.get("codec")
+    codec = None
+    if codec_cfg:
+        from dualspeech.tokenizers.codecs import build_codec
+
+        codec = build_codec(codec_cfg)
+    data_cfg = build(DataConfig, model.full_config.get("data"), "data")
+    if cfg.max_len is not None:
+        data_cfg.max_len = cfg.max_len
+    return DecodeRunner(model, cfg, codec, data_cfg)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m dualspeech.bin.decode", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--model", required=True,
+                        help="exp dir, checkpoints/step-N dir, exported or merged model dir")
+    parser.add_argument("--data-root", required=True, type=Path, help="dir with tasks/ and cuts/")
+    parser.add_argument("--sources", nargs="+", required=True, metavar="CORPUS:PART",
+                        help="test splits, e.g. mini:test librispeech:test-clean")
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS),
+                        help="tasks to decode where a manifest exists (default: all 8)")
+    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--shard", type=int, default=0, help="this job's shard index")
+    parser.add_argument("--num-shards", type=int, default=1, help="number of shards (jobs)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    raw = config_from_args(args)
+    cfg = build(DecodeConfig, raw.get("decode"), "decode")
+    jobs = []
+    for source in args.sources:
+        if source.count(":") != 1:
+            parser.error(f"--sources {source!r}: expected corpus:part")
+        corpus, part = source.split(":")
+        for task in args.tasks:
+            if (args.data_root / "tasks" / task_manifest_name(corpus, task, part)).is_file():
+                jobs.append((corpus, part, task))
+    if not jobs:
+        parser.error(f"no task manifests for {args.sources} under {args.data_root}/tasks")
+    decoder = build_decoder(args.model, cfg)
+    resolved = {**raw, "model_path": str(args.model), "num_shards": args.num_shards}
+    summary = {}
+    for corpus, part, task in jobs:
+        counts = decoder.decode(args.data_root, corpus, part, task, args.out_dir, args.shard,
+                                args.num_shards, resolved)
+        summary[f"{corpus}_{task}_{part}"] = counts
+        log.info("%s_%s_%s shard %d/%d: %s", corpus, task, part, args.shard, args.num_shards,
+                 counts)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

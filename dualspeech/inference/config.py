@@ -1,0 +1,58 @@
+"""The ``decode`` config section (egs/*/conf/decode_*.yaml).
+
+Defaults are the paper's reference decoding: text answers sampled with T=0.6, top_p=0.9;
+speech tokens sampled the same way up to 400 new tokens (stop at end-of-audio); AcousticGPT
+sampled with top_k=10, T=1.0 up to 1000 codec frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STRATEGIES = ("sample", "greedy", "beam")
+
+
+@dataclass
+class TextDecoding:
+    strategy: str = "sample"        # sample | greedy | beam
+    temperature: float = 0.6
+    top_p: float = 0.9
+    top_k: int = 0
+    num_beams: int = 4              # beam only
+    length_penalty: float = 1.0     # beam only
+    max_new_tokens: int = 128
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"decode.text.strategy={self.strategy!r}; use one of {STRATEGIES}")
+
+
+@dataclass
+class SpeechDecoding:
+    """LLM -> target speech tokens (USTokens) of generation tasks."""
+    do_sample: bool = True
+    temperature: float = 0.6
+    top_p: float = 0.9
+    top_k: int = 0
+    max_new_tokens: int = 400       # guard: a sequence without end-of-audio stops here
+
+
+@dataclass
+class AcousticDecoding:
+    """AcousticGPT -> codec ids."""
+    top_k: int = 10
+    temperature: float = 1.0
+    max_len: int = 1000             # guard: at most this many codec frames per utterance
+
+
+@dataclass
+class DecodeConfig:
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    text: TextDecoding = field(default_factory=TextDecoding)
+    speech: SpeechDecoding = field(default_factory=SpeechDecoding)
+    acoustic: AcousticDecoding = field(default_factory=AcousticDecoding)
+    codec: dict | None = None       # codec section ({name: ..., options}); null: the model config's
+    max_len: int | None = None      # longest prompt in LLM tokens; null: the model's data.max_len
+    prompt_sample_rate: int = 16000  # rate of the saved speaker prompt wavs (SIM metric)
+    save_prompt: bool = True        # write prompt/<id>.wav next to generated speech

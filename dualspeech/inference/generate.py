@@ -1,0 +1,147 @@
+"""Batched generation for all 8 tasks on top of the DualSpeechLM inference API.
+
+* understanding tasks -> text: ``model.generate_text`` (KV-cache sampling or greedy) or beam
+  search through the backbone's own ``generate`` (``inputs_embeds`` of the prompt, text ids
+  only), per ``decode.text.strategy``;
+* generation tasks -> speech: ``model.generate_speech_tokens`` (target USTokens until
+  end-of-audio, ``decode.speech.max_new_tokens`` guard), then ``model.generate_acoustic``
+  (AcousticGPT, top-k / temperature, CoC concatenation, the speaker embedding of the
+  ``speaker_ref`` cut) and the codec decoder -> waveform at the codec's sample rate. Models
+  without an AcousticGPT (Baseline-Acoustic) decode their speech tokens with the codec directly.
+
+Guard rails: every example gets a status instead of crashing the run --
+``ok``; ``no_eoa`` (speech tokens hit the length limit without end-of-audio: kept, truncated);
+``empty`` (no text / no speech tokens); ``empty_acoustic`` (AcousticGPT ended at once);
+``acoustic_max_len`` (codec frames hit the limit: kept, truncated); ``error`` (an exception
+isolated to this example; its message is recorded).
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dualspeech.inference.config import DecodeConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Output:
+    status: str
+    text: str | None = None
+    wave: np.ndarray | None = None
+    n_speech_tokens: int = 0
+    n_acoustic: int = 0
+    error: str | None = None
+
+    def record(self) -> dict:
+        rec = {"status": self.status}
+        if self.text is not None:
+            rec["text"] = self.text
+        if self.wave is not None or self.n_speech_tokens:
+            rec.update(n_speech_tokens=self.n_speech_tokens, n_acoustic=self.n_acoustic)
+        if self.error:
+            rec["error"] = self.error
+        return rec
+
+
+class TextOnly:
+    """Logits processor for the backbone's generate: only ids of the text vocabulary."""
+
+    def __init__(self, text_vocab_size: int):
+        self.n = text_vocab_size
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.n:] = float("-inf")
+        return scores
+
+
+class BatchGenerator:
+    def __init__(self, model, cfg: DecodeConfig, codec=None):
+        self.model, self.cfg, self.codec = model, cfg, codec
+        self.device = next(model.parameters()).device
+
+    def _generator(self, ids: list[str]) -> torch.Generator:
+        """Seeded per batch (by its first id): the same batches draw the same samples. A resumed
+        run batches the remaining examples differently, so only greedy decoding is identical."""
+        seed = self.cfg.seed * 1_000_003 + zlib.crc32(ids[0].encode())
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # -- text ---------------------------------------------------------------------------------
+    def text(self, batch: dict) -> list[Output]:
+        t = self.cfg.text
+        batch = self._to_device(batch)
+        if t.strategy == "beam":
+            texts = self._beam(batch)
+        else:
+            texts = self.model.generate_text(
+                batch, max_new_tokens=t.max_new_tokens, temperature=t.temperature, top_p=t.top_p,
+                top_k=t.top_k, do_sample=t.strategy == "sample",
+                generator=self._generator(batch["ids"]))
+        return [Output("ok" if s.strip() else "empty", text=s.strip()) for s in texts]
+
+    @torch.no_grad()
+    def _beam(self, batch: dict) -> list[str]:
+        from transformers import LogitsProcessorList
+
+        m, t = self.model, self.cfg.text
+        tok = m.vocab.tokenizer
+        eos = m.templates.eos_id
+        out = m.backbone.generate(
+            inputs_embeds=m.embed(batch["input_ids"]), attention_mask=batch["attention_mask"],
+            num_beams=t.num_beams, do_sample=False, max_new_tokens=t.max_new_tokens,
+            length_penalty=t.length_penalty, eos_token_id=eos,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos,
+            logits_processor=LogitsProcessorList([TextOnly(m.vocab.text_vocab_size)]))
+        return [tok.decode(row.tolist(), skip_special_tokens=True) for row in out]
+
+    # -- speech -------------------------------------------------------------------------------
+    def speech(self, batch: dict) -> list[Output]:
+        if self.codec is None:
+            raise ValueError("generation tasks need a codec: set decode.codec (or a codec "
+                             "section in the model's config)")
+        s, a, m = self.cfg.speech, self.cfg.acoustic, self.model
+        batch = self._to_device(batch)
+        gen = self._generator(batch["ids"])
+        st = m.generate_speech_tokens(batch, max_new_tokens=s.max_new_tokens,
+                                      temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                      do_sample=s.do_sample, generator=gen)
+        outs = []
+        for tokens in st.tokens:
+            n = len(tokens)
+            status = "empty" if n == 0 else "no_eoa" if n >= s.max_new_tokens else "ok"
+            outs.append(Output(status, n_speech_tokens=n))
+        keep = [i for i, o in enumerate(outs) if o.status != "empty"]
+        if not keep:
+            return outs
+        if m.acoustic_gpt is None:   # speech tokens are codec ids (Baseline-Acoustic)
+            codes = [st.tokens[i] for i in keep]
+        else:
+            sub = type(st)([st.tokens[i] for i in keep], [st.prompt_hidden[i] for i in keep],
+                           [st.token_hidden[i] for i in keep])
+            codes = m.generate_acoustic(sub, batch["speaker_embedding"][keep], max_len=a.max_len,
+                                        top_k=a.top_k, temperature=a.temperature, generator=gen)
+        decodable = []
+        for i, c in zip(keep, codes):
+            outs[i].n_acoustic = len(c)
+            if len(c) == 0:
+                outs[i].status = "empty_acoustic"
+                continue
+            if m.acoustic_gpt is not None and len(c) >= a.max_len and outs[i].status == "ok":
+                outs[i].status = "acoustic_max_len"
+            decodable.append((i, c.cpu().numpy().astype(np.int64)))
+        if decodable:
+            waves = self.codec.decode([c for _, c in decodable])
+            for (i, _), w in zip(decodable, waves):
+                outs[i].wave = w
+        return outs
+
+    def __call__(self, kind: str, batch: dict) -> list[Output]:
+        return self.speech(batch) if kind == "generation" else self.text(batch)

@@ -1,0 +1,141 @@
+"""Decode whole test sets: load examples, shard, batch, skip finished ids, write outputs.
+
+A test set is one task manifest ``<root>/tasks/<corpus>_<task>_<part>.jsonl.gz`` (named
+``<corpus>_<task>_<part>``). Its expected ids are ALL cuts of that manifest: an example that
+cannot be decoded (schema error, a linked cut without tokens, longer than the model allows)
+still gets a record with status ``skipped``, so scoring counts it instead of silently scoring
+a smaller test set. Examples are split into shards by position in the sorted id list
+(``shard k of n`` takes every n-th id), sorted by prompt length within a shard and decoded in
+batches of ``decode.batch_size`` examples of one task.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dualspeech.audio import load_cut_audio, save_wav
+from dualspeech.config import save_config
+from dualspeech.data.tasks import TASKS, TEXT_FIELDS, task_manifest_name
+from dualspeech.inference.config import DecodeConfig
+from dualspeech.inference.generate import BatchGenerator, Output
+from dualspeech.inference.outputs import ShardWriter, merge_shards, shard_path
+
+log = logging.getLogger(__name__)
+
+
+def reference_fields(custom: dict | None) -> dict:
+    """Text fields of a task example (the references the scorer needs)."""
+    custom = custom or {}
+    return {k: custom[k] for k in TEXT_FIELDS if custom.get(k) not in (None, "")}
+
+
+def manifest_ids(path: Path) -> tuple[list[str], dict[str, dict]]:
+    """All cut ids of a task manifest and their reference fields (also for skipped records)."""
+    from lhotse import CutSet
+
+    refs = {cut.id: reference_fields(cut.custom) for cut in CutSet.from_file(path)}
+    return sorted(refs), refs
+
+
+class DecodeRunner:
+    """Decodes the test sets of one model; the model, dataset settings and codec are shared."""
+
+    def __init__(self, model, cfg: DecodeConfig, codec=None, data_cfg=None):
+        from dualspeech.data.dataset import DataConfig
+
+        self.model, self.cfg = model, cfg
+        self.generator = BatchGenerator(model, cfg, codec)
+        self.data_cfg = data_cfg or DataConfig()
+        agpt = model.cfg.acoustic_gpt
+        self.acoustic = None if agpt is None else {
+            "field": agpt.field, "n_codes": agpt.n_codes, "spk_dim": agpt.spk_dim,
+            "block_size": agpt.block_size}
+
+    def decode(self, root: Path, corpus: str, part: str, task: str, out_dir: Path,
+               shard: int = 0, num_shards: int = 1, resolved_config: dict | None = None) -> dict:
+        """Decode one test set's shard; merge when all shards are there. Returns counts."""
+        from dualspeech.data.dataset import TaskDataset, load_examples
+
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard {shard} is not in [0, {num_shards})")
+        name = f"{corpus}_{task}_{part}"
+        test_dir = out_dir / name
+        manifest = root / "tasks" / task_manifest_name(corpus, task, part)
+        if not manifest.is_file():
+            raise FileNotFoundError(f"task manifest {manifest} not found")
+        all_ids, refs = manifest_ids(manifest)
+        mine = set(all_ids[shard::num_shards])
+        if resolved_config is not None:
+            save_config(resolved_config, test_dir, "decode_config.yaml")
+        writer = ShardWriter(shard_path(test_dir, shard, num_shards))
+        todo_ids = mine - writer.done
+        counts = {"done_before": len(mine & writer.done)}
+        try:
+            examples, ds = [], None
+            loaded = (load_examples(root, [f"{corpus}:{part}"], tasks=(task,))[task]
+                      if todo_ids else [])
+            loaded = [ex for ex in loaded if ex.id in todo_ids]
+            if loaded:
+                try:
+                    ds = TaskDataset({task: loaded}, self.model.templates, self.data_cfg,
+                                     self.acoustic)
+                    examples = list(zip(ds.examples.get(task, []), ds.lengths.get(task, [])))
+                except ValueError as e:   # raised when no example is usable
+                    log.error("%s: %s", name, e)
+            usable = {ex.id for ex, _ in examples}
+            for cid in sorted(todo_ids - usable):
+                writer.write({"id": cid, "task": task, "status": "skipped", "ref": refs[cid],
+                              "error": "not decodable (see the decode log for the reason)"})
+            counts["skipped"] = len(todo_ids - usable)
+            examples.sort(key=lambda x: (x[1], x[0].id))
+            if examples:
+                counts.update(self._run(task, ds, [ex for ex, _ in examples], test_dir, writer))
+        finally:
+            writer.close()
+        counts["merged"] = merge_shards(test_dir, num_shards, all_ids)
+        return counts
+
+    def _run(self, task: str, ds, examples: list, test_dir: Path, writer: ShardWriter) -> dict:
+        kind = TASKS[task].kind
+        bs = self.cfg.batch_size
+        counts: dict[str, int] = {}
+        for start in tqdm(range(0, len(examples), bs), desc=f"decode {test_dir.name}",
+                          unit="batch", disable=None):
+            chunk = examples[start:start + bs]
+            for ex, out in zip(chunk, self._safe_batch(ds, kind, chunk)):
+                rec = {"id": ex.id, "task": task, **out.record(),
+                       "ref": reference_fields(ex.fields)}
+                if kind == "generation":
+                    rec.update(self._save_audio(ex, out, test_dir))
+                writer.write(rec)
+                counts[out.status] = counts.get(out.status, 0) + 1
+        return counts
+
+    def _safe_batch(self, ds, kind: str, chunk: list) -> list[Output]:
+        """A failing batch is retried one example at a time, isolating the bad example."""
+        try:
+            return self.generator(kind, ds.collate_prompts(chunk))
+        except Exception as e:  # noqa: BLE001 - any failure is recorded per example, never fatal
+            if len(chunk) == 1:
+                log.error("example %s failed: %s\n%s", chunk[0].id, e, traceback.format_exc(limit=3))
+                return [Output("error", text="" if kind == "understanding" else None,
+                               error=f"{type(e).__name__}: {e}"[:500])]
+            log.warning("batch of %d failed (%s); retrying one at a time", len(chunk), e)
+            return [self._safe_batch(ds, kind, [ex])[0] for ex in chunk]
+
+    def _save_audio(self, ex, out: Output, test_dir: Path) -> dict:
+        rec = {}
+        codec = self.generator.codec
+        if out.wave is not None:
+            save_wav(test_dir / "wav" / f"{ex.id}.wav", out.wave, codec.sample_rate)
+            rec["wav"] = f"wav/{ex.id}.wav"
+        ref_cut = ex.speech.get("speaker_ref")
+        if self.cfg.save_prompt and ref_cut is not None and ref_cut.has_recording:
+            sr = self.cfg.prompt_sample_rate
+            save_wav(test_dir / "prompt" / f"{ex.id}.wav", load_cut_audio(ref_cut, sr), sr)
+            rec["prompt_wav"] = f"prompt/{ex.id}.wav"
+            rec["speaker_ref"] = ref_cut.id
+        return rec
