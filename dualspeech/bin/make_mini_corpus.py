@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from dualspeech.data.mini import SIZES, make_mini_corpus
-from dualspeech.data.synth import DEFAULT_TEMPLATE
+from dualspeech.data.synth import DEFAULT_TEMPLATE, SynthesisError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -34,8 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    make_mini_corpus(args.out_dir, size=args.size, seed=args.seed, nj=args.nj,
-                     tts_command=args.tts_command, force=args.force)
+    try:
+        make_mini_corpus(args.out_dir, size=args.size, seed=args.seed, nj=args.nj,
+                         tts_command=args.tts_command, force=args.force)
+    except SynthesisError as e:
+        sys.exit(f"ERROR: {e}")
 
 
 if __name__ == "__main__":

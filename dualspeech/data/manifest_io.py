@@ -124,7 +124,7 @@ class SkipLog:
 
     def write(self, output_dir: str | Path) -> Path:
         path = Path(output_dir) / f"skipped_{self.corpus}.log"
-        lines = [f"{reason}\t{item}" for item, reason in self.entries]
+        lines = sorted(f"{reason}\t{item}" for item, reason in self.entries)
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         if self.entries:
             log.warning("%s: skipped %d inputs %s; listed in %s", self.corpus, len(self.entries),

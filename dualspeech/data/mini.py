@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,9 +26,9 @@ from lhotse import Recording
 
 from dualspeech.data.manifest_io import PartData, Stamp, speech_cut, task_example, write_part
 from dualspeech.data.mini_grammar import Sentence, sample_sentences
-from dualspeech.data.synth import DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, synthesize_all
+from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
+                                   synthesize_all)
 from dualspeech.data.tasks import EMOTIONS
-from dualspeech.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +174,7 @@ def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, 
         log.info("mini corpus in %s is up to date (size=%s seed=%d); nothing to do", out, size, seed)
         return counts
     audio = out / "audio"
-    marker = audio / ".params"
-    if audio.exists() and (force or not marker.exists() or marker.read_text() != stamp.digest):
-        log.info("removing audio made with other parameters: %s", audio)
-        shutil.rmtree(audio)
-    atomic_write_text(marker, stamp.digest)
+    claim_audio_dir(audio, stamp.digest, force)
     jobs = [SynthJob(str(audio / part / f"{u.id}.wav"), u.text, u.voice)
             for part in PARTS for u in plans[part].utts]
     synthesize_all(engine, jobs, nj=nj, desc=f"mini {size}")

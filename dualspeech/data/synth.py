@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dualspeech.audio import AudioError, load_audio, save_wav
+from dualspeech.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,20 @@ def synthesize_all(engine: TTSCommand, jobs: list[SynthJob], nj: int = 2,
             pass
     log.info("%s: made %d of %d wavs (%d existed)", desc, len(todo), len(jobs), len(jobs) - len(todo))
     return len(todo)
+
+
+def claim_audio_dir(audio_dir: str | Path, digest: str, force: bool = False) -> None:
+    """Make ``audio_dir`` belong to one set of synthesis parameters (``digest``).
+
+    Wavs are reused across interrupted runs, which is only right if they were made with the same
+    parameters: a directory marked with another digest (or ``force``) is emptied first.
+    """
+    audio_dir = Path(audio_dir)
+    marker = audio_dir / ".params"
+    if audio_dir.exists() and (force or not marker.exists() or marker.read_text() != digest):
+        log.info("removing audio made with other parameters: %s", audio_dir)
+        shutil.rmtree(audio_dir)
+    atomic_write_text(marker, digest)
 
 
 def _fields(arg: str) -> list[str]:

@@ -1,0 +1,96 @@
+"""LibriSpeech -> ASR task data, plus SQA examples from SALMONN-style annotations.
+
+Ids, speakers and transcripts follow lhotse's librispeech recipe (``<spk>-<chapter>-<utt>``,
+upper-case text, language English). lhotse's recipe aborts on an unreadable file or an empty
+transcript line, so utterances are read here one by one and bad ones are logged as skips.
+Parts keep LibriSpeech's names (train-clean-100, dev-clean, test-other, ...).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from dualspeech.data.corpora.common import check_layout, load_recordings, run_preparation
+from dualspeech.data.corpora.sqa import LIBRISPEECH_PARTS, read_sqa_annotations
+from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
+
+log = logging.getLogger(__name__)
+VERSION = 1
+LAYOUT = """LibriSpeech/                      (--corpus-dir points here)
+  train-clean-100/ ... test-other/ (any of the 7 parts)
+    <spk>/<chapter>/<spk>-<chapter>.trans.txt   lines: "<spk>-<chapter>-<utt> TRANSCRIPT"
+    <spk>/<chapter>/<spk>-<chapter>-<utt>.flac
+<annotations>.json                 (--sqa-json, optional: SALMONN SQA format, see the sc corpus)"""
+
+
+def librispeech_utterances(corpus_dir: Path, part: str, skips: SkipLog) -> list[tuple[Path, str, str]]:
+    """(audio path, utterance id, transcript) for one part; empty transcripts are skipped."""
+    out = []
+    for trans in sorted((corpus_dir / part).rglob("*.trans.txt")):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            fields = line.strip().split(maxsplit=1)
+            if not fields:
+                continue
+            utt = fields[0]
+            if len(fields) < 2 or not fields[1].strip():
+                skips.add(f"{trans}:{utt}", "empty transcript")
+                continue
+            out.append((trans.parent / f"{utt}.flac", utt, fields[1].strip()))
+    return out
+
+
+def find_parts(corpus_dir: Path, parts) -> list[str]:
+    found = [p for p in LIBRISPEECH_PARTS if (corpus_dir / p).is_dir()]
+    wanted = list(parts) if parts else found
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        check_layout("librispeech", corpus_dir, missing, LAYOUT)
+    return wanted
+
+
+def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=None,
+                        sqa_annotations=(), num_jobs: int = 2, force: bool = False) -> bool:
+    """Write ``librispeech_*`` manifests: ASR for every utterance, SQA where annotated."""
+    corpus_dir = check_layout("librispeech", corpus_dir, ["*/*/*/*.trans.txt"], LAYOUT)
+    parts = find_parts(corpus_dir, parts)
+    inputs = [t for p in parts for t in (corpus_dir / p).rglob("*.trans.txt")]
+    inputs += [Path(a) for a in sqa_annotations]
+
+    def build(skips: SkipLog) -> dict[str, PartData]:
+        qas = [qa for a in sqa_annotations for qa in read_sqa_annotations(a, skips)]
+        result = {}
+        for part in parts:
+            utts = librispeech_utterances(corpus_dir, part, skips)
+            recs = load_recordings([(path, utt) for path, utt, _ in utts], skips, num_jobs)
+            data = PartData()
+            cuts = {}
+            for _, utt, text in utts:
+                if utt in recs:
+                    cut = speech_cut(recs[utt], text, speaker=utt.split("-")[0])
+                    cuts[utt] = cut
+                    data.add_cut(cut)
+                    data.add_example(task_example(cut, "asr", text=text))
+            add_sqa(data, cuts, [qa for qa in qas if qa.part in (part, None)], part, skips)
+            result[part] = data
+        return result
+
+    return run_preparation("librispeech", output_dir,
+                           {"version": VERSION, "corpus_dir": str(corpus_dir.resolve()),
+                            "parts": parts}, inputs, build, force)
+
+
+def add_sqa(data: PartData, cuts: dict, qas, part: str, skips: SkipLog) -> None:
+    """One SQA example per annotated utterance of this part (first question wins)."""
+    done = set()
+    for qa in qas:
+        if qa.utt_id not in cuts:
+            if qa.part == part:
+                skips.add(f"{part}/{qa.utt_id}", "SQA audio not among usable LibriSpeech utterances")
+            continue
+        if qa.utt_id in done:
+            skips.add(f"{part}/{qa.utt_id}: {qa.question}", "second SQA question for one utterance")
+            continue
+        done.add(qa.utt_id)
+        cut = cuts[qa.utt_id]
+        data.add_example(task_example(cut, "sqa", text=cut.supervisions[0].text,
+                                      question=qa.question, answer=qa.answer))

@@ -1,0 +1,105 @@
+"""SC (spoken conversation): SALMONN SQA over LibriSpeech with question and answer spoken by TTS.
+
+Per annotated LibriSpeech utterance: the statement is the LibriSpeech audio, the question is
+synthesised in one of the "user" voices and the answer in one of the "assistant" voices (seeded);
+the speaker prompt is another answer synthesised in the same assistant voice. Synthesis goes
+through the pluggable TTS command (dualspeech.data.synth; default espeak-ng), 16 kHz wav under
+``<output_dir>/audio/sc/<part>/``; an interrupted run resumes from the wavs already made.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from dualspeech.data.corpora.common import (check_layout, load_recording, other_utterance,
+                                            run_preparation)
+from dualspeech.data.corpora.librispeech import LAYOUT as LIBRISPEECH_LAYOUT
+from dualspeech.data.corpora.librispeech import librispeech_utterances
+from dualspeech.data.corpora.sqa import read_sqa_annotations
+from dualspeech.data.manifest_io import PartData, SkipLog, Stamp, speech_cut, task_example
+from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
+                                   synthesize_all)
+
+VERSION = 1
+LAYOUT = LIBRISPEECH_LAYOUT + """
+<annotations>.json                 (--sqa-json: SALMONN format, paths into LibriSpeech)
+  {"annotation": [{"path": ".../LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac",
+                   "Q": "question", "text": "answer", "task": "QA"}, ...]}"""
+QUESTION_VOICES = {"sc_user1": Voice("en-us+m1", pitch=45, rate=165),
+                   "sc_user2": Voice("en-gb-x-rp+f5", pitch=56, rate=160)}
+ANSWER_VOICES = {"sc_assistant1": Voice("en-us+f2", pitch=58, rate=160),
+                 "sc_assistant2": Voice("en-gb-x-rp+m3", pitch=40, rate=155),
+                 "sc_assistant3": Voice("en+f4", pitch=52, rate=170),
+                 "sc_assistant4": Voice("en-029+m2", pitch=48, rate=150)}
+
+
+def prepare_sc(corpus_dir: str | Path, output_dir: str | Path, sqa_annotations,
+               tts_command: str = DEFAULT_TEMPLATE, max_per_part: int | None = None,
+               seed: int = 0, num_jobs: int = 2, force: bool = False) -> bool:
+    root = check_layout("sc", corpus_dir, ["*/*/*/*.trans.txt"], LAYOUT)
+    if not sqa_annotations:
+        raise ValueError("sc: give at least one SALMONN SQA annotation file (--sqa-json)")
+    engine = TTSCommand(tts_command, 16000)
+    out = Path(output_dir)
+    params = {"version": VERSION, "corpus_dir": str(root.resolve()), "tts": engine.describe(),
+              "max_per_part": max_per_part, "seed": seed}
+
+    def build(skips: SkipLog) -> dict[str, PartData]:
+        qas = [qa for a in sqa_annotations for qa in read_sqa_annotations(a, skips)]
+        by_part = defaultdict(list)
+        for qa in qas:
+            if qa.part is None:
+                skips.add(qa.utt_id, "SQA path names no LibriSpeech part")
+            else:
+                by_part[qa.part].append(qa)
+        audio = out / "audio" / "sc"
+        claim_audio_dir(audio, Stamp(out / ".sc_audio", params).digest, force)
+        result = {}
+        for part, entries in sorted(by_part.items()):
+            rng = random.Random(f"{seed}-{part}")
+            transcripts = {u: (p, t) for p, u, t in librispeech_utterances(root, part, skips)}
+            seen, plan = set(), []
+            for qa in entries:
+                if qa.utt_id in seen:
+                    skips.add(f"{part}/{qa.utt_id}: {qa.question}", "second SQA question for one utterance")
+                    continue
+                seen.add(qa.utt_id)
+                if qa.utt_id not in transcripts:
+                    skips.add(f"{part}/{qa.utt_id}", "SQA audio not in LibriSpeech transcripts")
+                    continue
+                plan.append(qa)
+            if max_per_part is not None and len(plan) > max_per_part:
+                plan = sorted(rng.sample(plan, max_per_part), key=plan.index)
+            data, jobs, rows, answers = PartData(), [], [], defaultdict(list)
+            for qa in plan:
+                path, text = transcripts[qa.utt_id]
+                rec = load_recording(path, qa.utt_id, skips)
+                if rec is None:
+                    continue
+                qv, av = rng.choice(sorted(QUESTION_VOICES)), rng.choice(sorted(ANSWER_VOICES))
+                q_id, a_id = f"sc_{qa.utt_id}_q", f"sc_{qa.utt_id}_ans"
+                jobs += [SynthJob(str(audio / part / f"{q_id}.wav"), qa.question, QUESTION_VOICES[qv]),
+                         SynthJob(str(audio / part / f"{a_id}.wav"), qa.answer, ANSWER_VOICES[av])]
+                rows.append((qa, rec, text, (q_id, qv), (a_id, av)))
+                answers[av].append(a_id)
+            synthesize_all(engine, jobs, num_jobs, desc=f"sc {part}")
+            for qa, rec, text, (q_id, qv), (a_id, av) in rows:
+                ref = other_utterance(rng, answers[av], [a_id])
+                if ref is None:
+                    skips.add(qa.utt_id, "SC: no other answer in the assistant voice for the prompt")
+                    continue
+                statement = speech_cut(rec, text, qa.utt_id.split("-")[0])
+                data.add_cut(statement)
+                for uid, txt, spk in ((q_id, qa.question, qv), (a_id, qa.answer, av)):
+                    wav = audio / part / f"{uid}.wav"
+                    data.add_cut(speech_cut(load_recording(wav, uid, skips), txt, spk))
+                data.add_example(task_example(statement, "sc",
+                                              {"question": q_id, "target": a_id, "speaker_ref": ref},
+                                              text=text, question=qa.question, answer=qa.answer))
+            result[part] = data
+        return result
+
+    return run_preparation("sc", output_dir, params, [Path(a) for a in sqa_annotations], build,
+                           force)
+

@@ -1,0 +1,54 @@
+"""SALMONN-style spoken-QA annotations over LibriSpeech audio (used by SQA and SC).
+
+SALMONN's training/eval files are JSON ``{"annotation": [{"path": ".../LibriSpeech/<part>/
+<spk>/<chapter>/<utt>.flac", "Q": question, "text": answer, "task": "QA", ...}, ...]}`` (a bare
+list is accepted too). Paths point at the authors' machine, so only the utterance id (the file
+stem) and the LibriSpeech part found in the path are used; the audio is taken from the local
+LibriSpeech copy. Entries whose task is not a QA task are ignored (those files mix ASR entries).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dualspeech.data.manifest_io import SkipLog
+
+LIBRISPEECH_PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100",
+                     "train-clean-360", "train-other-500")
+
+
+@dataclass(frozen=True)
+class QA:
+    utt_id: str          # LibriSpeech utterance id, e.g. 103-1240-0000
+    part: str | None     # LibriSpeech part named in the path, when it names one
+    question: str
+    answer: str
+
+
+def read_sqa_annotations(path: str | Path, skips: SkipLog, qa_tasks=("qa",)) -> list[QA]:
+    """Parse one annotation file; entries lacking a question or an answer are skipped."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read SQA annotations {path}: {e}. Expected SALMONN's JSON "
+                         '{"annotation": [{"path": ..., "Q": ..., "text": ..., "task": "QA"}]}') from e
+    entries = data.get("annotation") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: no 'annotation' list (SALMONN format expected)")
+    out = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or str(e.get("task", "QA")).lower() not in qa_tasks:
+            continue
+        where = f"{path.name}[{i}] {e.get('path')}"
+        if not e.get("path"):
+            skips.add(where, "SQA entry without audio path")
+            continue
+        question, answer = str(e.get("Q") or "").strip(), str(e.get("text") or "").strip()
+        if not question or not answer:
+            skips.add(where, "SQA entry without question or answer")
+            continue
+        parts = [p for p in Path(e["path"]).parts if p in LIBRISPEECH_PARTS]
+        out.append(QA(Path(e["path"]).stem, parts[-1] if parts else None, question, answer))
+    return out
