@@ -36,7 +36,7 @@ var=""; first=1; last=1
 if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
   var=${BASH_REMATCH[1]}; first=${BASH_REMATCH[2]}; last=${BASH_REMATCH[3]}
   shift
-  [ "$first" -ge 1 ] && [ "$last" -ge "$first" ] || { echo "run_jobs.sh: bad job range $var=$first:$last" >&2; exit 1; }
+  [ "$last" -ge "$first" ] || { echo "run_jobs.sh: bad job range $var=$first:$last" >&2; exit 1; }
   [ $# -ge 2 ] || { echo "$help_message" >&2; exit 1; }
 elif [[ "$1" =~ ^[A-Za-z_]+=.*:.*$ ]]; then
   echo "run_jobs.sh: job range must look like JOB=1:4, got '$1'" >&2; exit 1
@@ -113,6 +113,11 @@ fi
 case "$backend" in
   local)
     pids=()
+    # Parallel jobs share the CPU: unless the caller chose, give each job its share of threads.
+    if [ -z "${OMP_NUM_THREADS:-}" ] && [ ${#pending[@]} -gt 1 ]; then
+      at_once=${#pending[@]}; [ "$max_jobs_run" -gt 0 ] && [ "$max_jobs_run" -lt "$at_once" ] && at_once=$max_jobs_run
+      threads=$(( $(nproc) / at_once )); export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
+    fi
     trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait; exit 143' TERM INT
     for j in "${pending[@]}"; do
       if [ "$max_jobs_run" -gt 0 ] && [ "$(jobs -rp | wc -l)" -ge "$max_jobs_run" ]; then

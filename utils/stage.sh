@@ -5,8 +5,9 @@
 #     stage_end 3 ustokens data/ust_cuts         # files/dirs the stage produced
 #   fi
 #
-# The stage hash covers the CONTENT of every input file (sha256), the file list with sizes of
-# every input directory (corpora are too big to read twice), and the --args string. stage_begin
+# The stage hash covers the CONTENT of every input file (sha256), the file list with sizes and
+# modification times of every input directory (corpora are too big to read twice; a rewritten
+# file changes its time), and the --args string. stage_begin
 # returns 1 (skip) when the marker $stage_dir/stage<N>_<name>.done holds the same hash and the
 # outputs it recorded are unchanged (same file list and sizes under every output path); otherwise it exports DS_STAGE_HASH
 # (utils/run_jobs.sh keys its per-job markers on it, so a killed stage re-runs only unfinished
@@ -22,7 +23,7 @@ _stage_hash_inputs() {  # print one line per input describing its content
     if [ -f "$p" ]; then
       printf 'file %s %s\n' "$p" "$(sha256sum < "$p" | cut -d' ' -f1)"
     elif [ -d "$p" ]; then
-      printf 'dir %s %s\n' "$p" "$(cd "$p" && find -L . -type f ! -name '.*' -printf '%P %s\n' | LC_ALL=C sort | sha256sum | cut -d' ' -f1)"
+      printf 'dir %s %s\n' "$p" "$(cd "$p" && find -L . -type f ! -name '.*' -printf '%P %s %T@\n' | LC_ALL=C sort | sha256sum | cut -d' ' -f1)"
     else
       die "stage input '$p' does not exist (did an earlier stage run? see --stage)"
     fi

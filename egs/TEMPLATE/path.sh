@@ -7,5 +7,6 @@ export MAIN_ROOT
 export PYTHONPATH="$MAIN_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export LC_ALL=C.UTF-8
-# One thread per job by default: --nj shards run in parallel and would oversubscribe the CPU.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The user's command line, kept in exp/ by the pipeline (run.sh sources this file with its args).
+DS_RUN_COMMAND=$(printf '%q ' "$0" "$@")
+export DS_RUN_COMMAND=${DS_RUN_COMMAND% }

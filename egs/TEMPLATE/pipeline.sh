@@ -30,10 +30,11 @@ ngpu=0                   # GPUs per job for extraction / training / decoding (0 
 python=python            # python with dualspeech installed (path.sh puts the repo .venv first)
 # ---- corpus (run.sh and db.sh set these)
 corpus=                  # corpus name known to `python -m dualspeech.bin.prepare_corpus`
-corpus_dir=              # where the corpus lives (db.sh); linked as db/<corpus>
-corpus_var=              # the db.sh variable that sets corpus_dir (named in errors)
+corpus_vars=             # db.sh variables with corpus locations, linked as db/<name in lower case>; NAME? = optional
+corpus_db=               # the corpus as later stages read it (default: db/<corpus>)
+download=false           # stage 0: download the corpus with local/download.sh (where the recipe has one)
 prepare_args=            # extra arguments for prepare_corpus (e.g. --subset-hours 1000)
-make_corpus=             # command that generates a synthetic corpus in stage 0 (gets --out-dir --nj)
+make_corpus=             # command that generates a synthetic corpus in stage 0 into db/<corpus> (gets --out-dir --nj)
 manifests_in_corpus=false # the corpus dir already holds manifests/ cuts/ tasks/ (generated corpora)
 train_parts=             # training parts: "part" (this corpus) or "corpus:part"
 dev_parts=               # validation parts
@@ -52,10 +53,12 @@ codec_args=              # extra arguments for train_melvq
 speaker_config=          # speaker encoder config
 # ---- DualSpeechLM (stages 6-8)
 train_config=            # DualSpeechLM training config
-train_args=              # extra arguments for train (e.g. "--set train.max_steps=20")
+train_args=              # extra arguments for train (e.g. "--set trainer.max_steps=20")
+train_launcher=          # command that runs `-m dualspeech.bin.train` on several GPUs/nodes (default with --ngpu > 1: accelerate launch --multi_gpu)
 lm_exp=                  # experiment dir (default: exp/dualspeechlm_<train_config name>)
 decode_config=           # decoding config
 decode_args=             # extra arguments for decode
+decode_nj=               # decoding shard jobs (default: --nj)
 score_config=            # scoring config
 results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
@@ -89,10 +92,17 @@ all_sets=$(echo $train_sets $dev_sets $test_sets | tr ' ' '\n' | awk 'NF && !see
 speech_cuts() { echo "$datadir/cuts/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }   # stage 2 output of a set
 token_cuts() { echo "$dumpdir/$2/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }      # $2: ustokens|cuts
 recipe=$(basename "$PWD")
-case "$corpus_dir" in db/*) corpus_path=$corpus_dir ;; *) corpus_path=db/$corpus ;; esac
+[ -f db.sh ] && . ./db.sh
+db_links() {  # the corpus dirs stage 0 made available under db/
+  local v; echo "$corpus_db"
+  for v in $corpus_vars; do v=${v%\?}; [ ! -e "db/${v,,}" ] || [ "db/${v,,}" = "$corpus_db" ] || echo "db/${v,,}"; done
+}
+corpus_locations() { local v; for v in $corpus_vars; do v=${v%\?}; printf '%s=%s ' "$v" "${!v:-}"; done; }
 [ -n "$lm_exp" ] || lm_exp=$expdir/dualspeechlm_$(basename "${train_config:-model}" .yaml)
 [ -n "$ustokenizer_ckpt" ] || ustokenizer_ckpt=$expdir/ustokenizer_$(basename "${ustokenizer_config:-none}" .yaml)/final.pt
 logdir=$expdir/log
+[ -n "$corpus_db" ] || corpus_db=db/$corpus
+[ -n "$decode_nj" ] || decode_nj=$nj
 
 in_stage() {  # in_stage N: N is selected by --stage/--stop-stage and not in a skipped group
   local n=$1
@@ -103,6 +113,15 @@ in_stage() {  # in_stage N: N is selected by --stage/--stop-stage and not in a s
     6) [ "$skip_train" = false ] ;;
     *) [ "$skip_eval" = false ] ;;
   esac
+}
+
+config_files() {  # a YAML config and the files it includes (all of them are stage inputs)
+  local f=$1 inc
+  echo "$f"
+  [ -f "$f" ] || return 0
+  for inc in $(sed -n 's/^include:[[:space:]]*//p' "$f" | tr -d '[],"'"'"); do
+    config_files "$(dirname "$f")/$inc"
+  done
 }
 
 need() {  # need VAR: a setting the selected stages cannot run without
@@ -121,35 +140,46 @@ chmod +x "$expdir/run.sh"
 log "$recipe: stages $stage..$stop_stage, nj=$nj ngpu=$ngpu; command saved in $expdir/run.sh"
 
 if in_stage 0; then
-  need corpus
-  [ -n "$corpus_dir" ] || die "no location for corpus '$corpus': set ${corpus_var:-corpus_dir} in db.sh (README.md shows where to get it and the expected layout), or pass --corpus-dir DIR"
-  if stage_begin 0 corpus --args "$corpus $corpus_dir $make_corpus"; then
+  if stage_begin 0 corpus --args "$corpus_db|$corpus_vars|$(corpus_locations)|$make_corpus|$download"; then
     if [ -n "$make_corpus" ]; then                    # synthetic corpus: generate it
       # shellcheck disable=SC2086
-      $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_dir" --nj "$nj"
+      $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_db" --nj "$nj"
     fi
-    [ -d "$corpus_dir" ] || die "corpus dir '$corpus_dir' (${corpus_var:-corpus_dir} in db.sh) does not exist; README.md shows where to get $corpus and the expected layout"
-    if [ "$corpus_path" != "$corpus_dir" ]; then
+    if [ "$download" = true ]; then
+      [ -x local/download.sh ] || die "$recipe has no local/download.sh: get the corpus by hand (README.md)"
+      $cpu_cmd "$logdir/stage0_download.log" local/download.sh
+    fi
+    for v in $corpus_vars; do
+      name=${v%\?}; dir=${!name:-}
+      if [ -z "$dir" ]; then
+        [ "$name" != "$v" ] && { log "optional $name is not set in db.sh: skipping what needs it"; continue; }
+        die "$name is not set: put the corpus location in db.sh (or export $name=DIR); README.md shows where to get it and the expected layout"
+      fi
+      [ -e "$dir" ] || die "$name=$dir (db.sh) does not exist; README.md shows where to get it and the expected layout"
       mkdir -p db
-      ln -sfn "$(cd "$corpus_dir" && pwd)" "$corpus_path"
-    fi
-    stage_end 0 corpus "$corpus_path"
+      ln -sfn "$(cd "$(dirname "$dir")" && pwd)/$(basename "$dir")" "db/${name,,}"
+    done
+    [ -e "$corpus_db" ] || die "$corpus_db is missing after stage 0 (expected the generated corpus or a db.sh link)"
+    stage_end 0 corpus "$corpus_db"
   fi
 fi
 
 if in_stage 1; then
-  if stage_begin 1 manifests --inputs "$corpus_path" --args "$corpus $prepare_args $manifests_in_corpus" \
+  # shellcheck disable=SC2046
+  if stage_begin 1 manifests --inputs $(db_links) --args "$corpus $prepare_args $manifests_in_corpus" \
        --clean "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"; then
-    if [ "$manifests_in_corpus" = true ]; then        # generated corpora ship their manifests
+    if [ -x local/data.sh ]; then                     # recipes with several corpora
+      $cpu_cmd "$logdir/stage1_manifests.log" local/data.sh "$datadir" "$nj"
+    elif [ "$manifests_in_corpus" = true ]; then      # generated corpora ship their manifests
       mkdir -p "$datadir"
       for d in manifests cuts tasks; do
-        [ -d "$corpus_path/$d" ] || die "$corpus_path/$d missing: the corpus generator of stage 0 did not finish (re-run stage 0)"
-        cp -r "$corpus_path/$d" "$datadir/"
+        [ -d "$corpus_db/$d" ] || die "$corpus_db/$d missing: the corpus generator of stage 0 did not finish (re-run stage 0)"
+        cp -r "$corpus_db/$d" "$datadir/"
       done
     else
       # shellcheck disable=SC2086
       $cpu_cmd "$logdir/stage1_manifests.log" $python -m dualspeech.bin.prepare_corpus "$corpus" \
-        --corpus-dir "$corpus_path" --output-dir "$datadir" --nj "$nj" $prepare_args
+        --corpus-dir "$corpus_db" --output-dir "$datadir" --nj "$nj" $prepare_args
     fi
     stage_end 1 manifests "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"
   fi
@@ -163,3 +193,64 @@ if in_stage 2; then
     stage_end 2 format "$datadir/checked"
   fi
 fi
+
+# Stage 5's output is the data root of training and decoding: tasks/ (checked examples) next to
+# cuts/ (speech cuts with ustokens, acoustic_tokens, speaker_embedding).
+if in_stage 5; then
+  # shellcheck disable=SC2086
+  if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" --args "$all_sets" --clean "$dumpdir/tasks"; then
+    $cpu_cmd "$logdir/stage5_task_data.log" $python -m dualspeech.bin.check_task_data --sets $all_sets \
+      --tasks-dir "$datadir/checked" --cuts-dir "$dumpdir/cuts" --out-dir "$dumpdir/tasks" --require-tokens
+    stage_end 5 task_data "$dumpdir/tasks"
+  fi
+fi
+
+if in_stage 6; then
+  need train_config
+  [ -n "$train_sets" ] || die "--train-parts is empty: nothing to train on"
+  launcher=""
+  [ "$ngpu" -gt 1 ] && launcher="accelerate launch --multi_gpu --num_processes $ngpu"
+  [ -n "$train_launcher" ] && launcher=$train_launcher
+  # shellcheck disable=SC2046,SC2086
+  if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
+       --args "$train_sets|$dev_sets|$train_args|$launcher"; then
+    # shellcheck disable=SC2086
+    $gpu_cmd --gpu "$ngpu" "$logdir/stage6_train.log" ${launcher:-$python} -m dualspeech.bin.train \
+      --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
+      ${dev_sets:+--valid $dev_sets} $train_args
+    stage_end 6 train "$lm_exp/model"
+  fi
+fi
+
+decode_dir=$lm_exp/decode_$(basename "${decode_config:-decode}" .yaml)
+score_dir=$lm_exp/score_$(basename "${decode_config:-decode}" .yaml)
+if in_stage 7; then
+  need decode_config
+  [ -n "$test_sets" ] || die "--test-parts is empty: nothing to decode"
+  [ -d "$lm_exp/model" ] || die "no trained model in $lm_exp/model: run stage 6 or point --lm-exp at a trained experiment"
+  # shellcheck disable=SC2046,SC2086
+  if stage_begin 7 decode --inputs $(config_files "$decode_config") "$lm_exp/model" "$dumpdir/tasks" \
+       --args "$test_sets|$decode_args|$decode_nj" --clean "$decode_dir"; then
+    # shellcheck disable=SC2086
+    $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_decode.JOB.log" \
+      $python -m dualspeech.bin.decode --conf "$decode_config" --model "$lm_exp" \
+      --data-root "$dumpdir" --sources $test_sets --out-dir "$decode_dir" \
+      --shard JOB --num-shards "$decode_nj" $decode_args
+    stage_end 7 decode "$decode_dir"
+  fi
+fi
+
+if in_stage 8; then
+  need score_config
+  # shellcheck disable=SC2046
+  if stage_begin 8 score --inputs $(config_files "$score_config") "$decode_dir" \
+       --args "$results_title|$results_md" --clean "$score_dir"; then
+    $cpu_cmd "$logdir/stage8_score.log" $python -m dualspeech.bin.score --conf "$score_config" \
+      --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}"
+    mkdir -p "$(dirname "$results_md")"
+    cp "$score_dir/RESULTS.md" "$results_md"
+    stage_end 8 score "$score_dir" "$results_md"
+  fi
+  [ -f "$results_md" ] && { log "results ($results_md):"; cat "$results_md"; }
+fi
+log "$recipe: finished stages $stage..$stop_stage"

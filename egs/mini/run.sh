@@ -37,7 +37,7 @@ results=exp/$size/RESULTS.md
 [ "$size" = default ] && results=RESULTS.md       # the committed table is the default demo's
 
 ./pipeline.sh \
-  --corpus mini --corpus-dir "db/mini_$size" --manifests-in-corpus true \
+  --corpus mini --corpus-db "db/mini_$size" --manifests-in-corpus true \
   --make-corpus "python -m dualspeech.bin.make_mini_corpus --size $size --seed 0" \
   --train-parts train --dev-parts dev --test-parts test \
   --datadir "data/$size" --dumpdir "dump/$size" --expdir "exp/$size" --nj 2 \
