@@ -121,6 +121,9 @@ def run_preparation(corpus: str, output_dir: str | Path, params: dict, inputs: I
         skips.write(out)
         raise CorpusLayoutError(f"{corpus}: no usable utterance found ({skips.counts()}); "
                                 f"see {out / f'skipped_{corpus}.log'}")
+    for part in [p for p, data in parts.items() if not data.cuts]:  # lhotse reads empty files as None
+        log.warning("%s: part %s has no usable utterance; no manifests written for it", corpus, part)
+        del parts[part]
     outputs = [p for part, data in sorted(parts.items()) for p in write_part(out, corpus, part, data)]
     outputs.append(skips.write(out))
     stamp.write(outputs)
