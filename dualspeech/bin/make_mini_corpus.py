@@ -19,8 +19,8 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", required=True, help="output directory (e.g. data/mini)")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="tiny: CI (~160 utts, seconds); small: ~600 utts; default: the demo "
-                        "(~2000 utts, about 1.5 h of speech)")
+                   help="tiny: CI (160 utts, ~6 min of speech); small: 590 utts; default: the demo "
+                        "(1950 utts, ~1.3 h of speech)")
     p.add_argument("--seed", type=int, default=0, help="random seed (sentences, speakers, pairs)")
     p.add_argument("--nj", type=int, default=2, help="parallel TTS processes")
     p.add_argument("--tts-command", default=DEFAULT_TEMPLATE,
