@@ -132,6 +132,11 @@ class SkipLog:
         return path
 
 
+def params_digest(params: dict) -> str:
+    """Short stable hash of a JSON-able parameter dict."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class Stamp:
     """Remembers the parameters a finished run was made from and the files it wrote.
 
@@ -142,8 +147,7 @@ class Stamp:
     def __init__(self, path: str | Path, params: dict):
         self.path = Path(path)
         self.params = params
-        self.digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str)
-                                     .encode()).hexdigest()[:16]
+        self.digest = params_digest(params)
 
     def done(self) -> bool:
         try:

@@ -178,7 +178,7 @@ def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, 
     jobs = [SynthJob(str(audio / part / f"{u.id}.wav"), u.text, u.voice)
             for part in PARTS for u in plans[part].utts]
     synthesize_all(engine, jobs, nj=nj, desc=f"mini {size}")
-    outputs = []
+    outputs = [j.wav for j in jobs]  # a deleted wav invalidates the stamp too
     for part in PARTS:
         outputs += write_part(out, CORPUS, part, build_part(plans[part], audio / part))
     stamp.write(outputs)

@@ -72,6 +72,10 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=No
                     data.add_example(task_example(cut, "asr", text=text))
             add_sqa(data, cuts, [qa for qa in qas if qa.part in (part, None)], part, skips)
             result[part] = data
+        found = {c.id for data in result.values() for c in data.cuts}
+        for qa in qas:
+            if qa.part is None and qa.utt_id not in found:
+                skips.add(qa.utt_id, "SQA audio not among usable LibriSpeech utterances")
         return result
 
     return run_preparation("librispeech", output_dir,

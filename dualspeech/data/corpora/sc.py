@@ -17,7 +17,7 @@ from dualspeech.data.corpora.common import (check_layout, load_recording, other_
 from dualspeech.data.corpora.librispeech import LAYOUT as LIBRISPEECH_LAYOUT
 from dualspeech.data.corpora.librispeech import librispeech_utterances
 from dualspeech.data.corpora.sqa import read_sqa_annotations
-from dualspeech.data.manifest_io import PartData, SkipLog, Stamp, speech_cut, task_example
+from dualspeech.data.manifest_io import PartData, SkipLog, params_digest, speech_cut, task_example
 from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
                                    synthesize_all)
 
@@ -54,7 +54,7 @@ def prepare_sc(corpus_dir: str | Path, output_dir: str | Path, sqa_annotations,
             else:
                 by_part[qa.part].append(qa)
         audio = out / "audio" / "sc"
-        claim_audio_dir(audio, Stamp(out / ".sc_audio", params).digest, force)
+        claim_audio_dir(audio, params_digest(params), force)
         result = {}
         for part, entries in sorted(by_part.items()):
             rng = random.Random(f"{seed}-{part}")
