@@ -177,9 +177,11 @@ if in_stage 1; then
         cp -r "$corpus_db/$d" "$datadir/"
       done
     else
+      nj_arg=()                                       # not every preparer shards
+      $python -m dualspeech.bin.prepare_corpus "$corpus" --help | grep -q -- --nj && nj_arg=(--nj "$nj")
       # shellcheck disable=SC2086
       $cpu_cmd "$logdir/stage1_manifests.log" $python -m dualspeech.bin.prepare_corpus "$corpus" \
-        --corpus-dir "$corpus_db" --output-dir "$datadir" --nj "$nj" $prepare_args
+        --corpus-dir "$corpus_db" --output-dir "$datadir" "${nj_arg[@]}" $prepare_args
     fi
     stage_end 1 manifests "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"
   fi

@@ -1,0 +1,3 @@
+# Where the corpus lives (db.sh, read by run.sh). Edit the path(s) or export the variable(s)
+# before ./run.sh; README.md shows where to get the corpus and the expected layout.
+LIBRITTS_R=${LIBRITTS_R:-}              # the LibriTTS_R dir with train-clean-100/ test-clean/ ...
