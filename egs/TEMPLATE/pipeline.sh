@@ -54,8 +54,8 @@ speaker_config=          # speaker encoder config
 # ---- DualSpeechLM (stages 6-8)
 train_config=            # DualSpeechLM training config
 train_args=              # extra arguments for train (e.g. "--set trainer.max_steps=20")
-train_launcher=          # command that runs `-m dualspeech.bin.train` on several GPUs/nodes (default with --ngpu > 1: accelerate launch --multi_gpu)
-lm_exp=                  # experiment dir (default: exp/dualspeechlm_<train_config name>)
+train_launcher=          # what runs `-m dualspeech.bin.train[_ustokenizer]` on several GPUs/nodes (default with --ngpu > 1: accelerate launch --multi_gpu)
+lm_exp=                  # experiment dir (default: exp/<train_config name>)
 decode_config=           # decoding config
 decode_args=             # extra arguments for decode
 decode_nj=               # decoding shard jobs (default: --nj)
@@ -98,8 +98,11 @@ db_links() {  # the corpus dirs stage 0 made available under db/
   for v in $corpus_vars; do v=${v%\?}; [ ! -e "db/${v,,}" ] || [ "db/${v,,}" = "$corpus_db" ] || echo "db/${v,,}"; done
 }
 corpus_locations() { local v; for v in $corpus_vars; do v=${v%\?}; printf '%s=%s ' "$v" "${!v:-}"; done; }
-[ -n "$lm_exp" ] || lm_exp=$expdir/dualspeechlm_$(basename "${train_config:-model}" .yaml)
-[ -n "$ustokenizer_ckpt" ] || ustokenizer_ckpt=$expdir/ustokenizer_$(basename "${ustokenizer_config:-none}" .yaml)/final.pt
+[ -n "$lm_exp" ] || lm_exp=$expdir/$(basename "${train_config:-dualspeechlm}" .yaml)
+if [ -n "$ustokenizer_config" ]; then                # a tokenizer trained here wins over --ustokenizer-ckpt
+  ustokenizer_ckpt=$expdir/$(basename "$ustokenizer_config" .yaml)/final.pt
+fi
+device=cpu; [ "$ngpu" -gt 0 ] && device=cuda
 logdir=$expdir/log
 [ -n "$corpus_db" ] || corpus_db=db/$corpus
 [ -n "$decode_nj" ] || decode_nj=$nj
@@ -122,6 +125,12 @@ config_files() {  # a YAML config and the files it includes (all of them are sta
   for inc in $(sed -n 's/^include:[[:space:]]*//p' "$f" | tr -d '[],"'"'"); do
     config_files "$(dirname "$f")/$inc"
   done
+}
+
+launcher_for() {  # how a training entry point is started: python, or a multi-GPU launcher
+  if [ -n "$train_launcher" ]; then echo "$train_launcher"
+  elif [ "$ngpu" -gt 1 ]; then echo "accelerate launch --multi_gpu --num_processes $ngpu"
+  else echo "$python"; fi
 }
 
 need() {  # need VAR: a setting the selected stages cannot run without
@@ -196,6 +205,32 @@ if in_stage 2; then
   fi
 fi
 
+if in_stage 3; then
+  if [ -n "$ustokenizer_config" ]; then               # train the tokenizer here
+    [ -n "$ust_sets" ] || die "--ustokenizer-parts / --train-parts are empty: nothing to train the USTokenizer on"
+    # shellcheck disable=SC2046,SC2086
+    if stage_begin 3 ustokenizer --inputs $(config_files "$ustokenizer_config") "$datadir/tasks" "$datadir/cuts" \
+         --args "$ust_sets|$dev_sets|$ustokenizer_args|$(launcher_for)"; then
+      # shellcheck disable=SC2086
+      $gpu_cmd --gpu "$ngpu" "$logdir/stage3_ustokenizer.log" $(launcher_for) -m dualspeech.bin.train_ustokenizer \
+        --conf "$ustokenizer_config" --exp-dir "$(dirname "$ustokenizer_ckpt")" --data-dir "$datadir" \
+        --train-sets $ust_sets ${dev_sets:+--valid-sets $dev_sets} $ustokenizer_args
+      stage_end 3 ustokenizer "$ustokenizer_ckpt"
+    fi
+  fi
+  [ -f "$ustokenizer_ckpt" ] || die "no USTokenizer checkpoint $ustokenizer_ckpt: train one (--ustokenizer-config, e.g. in egs/multitask) or pass --ustokenizer-ckpt"
+  # shellcheck disable=SC2086
+  if stage_begin 3 ustokens --inputs "$ustokenizer_ckpt" "$datadir/cuts" --args "$all_sets|$nj" --clean "$dumpdir/ustokens"; then
+    for set in $all_sets; do
+      $gpu_cmd --gpu "$ngpu" JOB=1:"$nj" "$logdir/stage3_ustokens.${set/:/.}.JOB.log" \
+        $python -m dualspeech.bin.extract_ustokens --checkpoint "$ustokenizer_ckpt" \
+        --in-cuts "$(speech_cuts "$set")" --out-cuts "$(token_cuts "$set" ustokens)" \
+        --nj "$nj" --job JOB --device "$device"
+    done
+    stage_end 3 ustokens "$dumpdir/ustokens"
+  fi
+fi
+
 # Stage 5's output is the data root of training and decoding: tasks/ (checked examples) next to
 # cuts/ (speech cuts with ustokens, acoustic_tokens, speaker_embedding).
 if in_stage 5; then
@@ -210,14 +245,11 @@ fi
 if in_stage 6; then
   need train_config
   [ -n "$train_sets" ] || die "--train-parts is empty: nothing to train on"
-  launcher=""
-  [ "$ngpu" -gt 1 ] && launcher="accelerate launch --multi_gpu --num_processes $ngpu"
-  [ -n "$train_launcher" ] && launcher=$train_launcher
   # shellcheck disable=SC2046,SC2086
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
-       --args "$train_sets|$dev_sets|$train_args|$launcher"; then
+       --args "$train_sets|$dev_sets|$train_args|$(launcher_for)"; then
     # shellcheck disable=SC2086
-    $gpu_cmd --gpu "$ngpu" "$logdir/stage6_train.log" ${launcher:-$python} -m dualspeech.bin.train \
+    $gpu_cmd --gpu "$ngpu" "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
       --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
       ${dev_sets:+--valid $dev_sets} $train_args
     stage_end 6 train "$lm_exp/model"
