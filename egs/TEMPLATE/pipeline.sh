@@ -242,9 +242,10 @@ if in_stage 5; then
   fi
 fi
 
-if in_stage 6; then
+if in_stage 6 && [ -z "$train_sets" ]; then
+  log "stage 6: no --train-parts in this recipe, nothing to train (decode a model with --lm-exp DIR)"
+elif in_stage 6; then
   need train_config
-  [ -n "$train_sets" ] || die "--train-parts is empty: nothing to train on"
   # shellcheck disable=SC2046,SC2086
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
        --args "$train_sets|$dev_sets|$train_args|$(launcher_for)"; then
@@ -258,9 +259,10 @@ fi
 
 decode_dir=$lm_exp/decode_$(basename "${decode_config:-decode}" .yaml)
 score_dir=$lm_exp/score_$(basename "${decode_config:-decode}" .yaml)
-if in_stage 7; then
+if in_stage 7 && [ -z "$test_sets" ]; then
+  log "stage 7: no --test-parts in this recipe, nothing to decode"
+elif in_stage 7; then
   need decode_config
-  [ -n "$test_sets" ] || die "--test-parts is empty: nothing to decode"
   [ -d "$lm_exp/model" ] || die "no trained model in $lm_exp/model: run stage 6 or point --lm-exp at a trained experiment"
   # shellcheck disable=SC2046,SC2086
   if stage_begin 7 decode --inputs $(config_files "$decode_config") "$lm_exp/model" "$dumpdir/tasks" \
@@ -274,7 +276,7 @@ if in_stage 7; then
   fi
 fi
 
-if in_stage 8; then
+if in_stage 8 && [ -n "$test_sets" ]; then
   need score_config
   # shellcheck disable=SC2046
   if stage_begin 8 score --inputs $(config_files "$score_config") "$decode_dir" \
