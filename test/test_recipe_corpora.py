@@ -107,6 +107,12 @@ def fake_librispeech_recipe(root: Path) -> dict:
     return {"LIBRISPEECH": fake_librispeech(root), "LIBRISPEECH_SQA": sqa_json(root)}
 
 
+def fake_all(root: Path) -> dict:
+    return {**fake_librispeech_recipe(root / "ls"), **fake_libritts_r(root / "tts"),
+            **fake_cvss(root / "cv"), **fake_iemocap(root / "iemocap"),
+            **fake_libriheavy(root / "heavy"), **fake_vctk(root / "vctk")}
+
+
 # recipe -> (builder, extra options, {manifest: at least this many examples})
 RECIPES = {
     "librispeech": (fake_librispeech_recipe,
@@ -119,7 +125,23 @@ RECIPES = {
     "iemocap": (fake_iemocap, [], {"iemocap_ser_train": 16, "iemocap_ser_test": 4}),
     "libriheavy": (fake_libriheavy, [], {"libriheavy_vc_train": 6}),
     "vctk": (fake_vctk, [], {"vctk_vc_test": 2}),
+    "multitask": (fake_all, [
+        "--train-parts", "librispeech:train-clean-100 libritts_r:train-clean-100 covost2:train "
+                         "cvss_c:train_es cvss_c:train_fr iemocap:train libriheavy:train",
+        "--dev-parts", "", "--test-parts", "librispeech:test-clean sc:test-clean "
+                                           "libritts_r:test-clean cvss_c:test_fr vctk:test"],
+        {"librispeech_asr_train-clean-100": 3, "sc_sc_test-clean": 1, "libritts_r_tts_test-clean": 3,
+         "covost2_s2tt_train": 2, "cvss_c_t2st_test_fr": 2, "iemocap_ser_train": 16,
+         "libriheavy_vc_train": 6, "vctk_vc_test": 2}),
 }
+
+
+def linked(root: Path, name: str) -> Path:
+    """A scratch copy of the recipe; multitask also needs the corpus recipes it reuses."""
+    if name == "multitask":
+        for other in set(RECIPES) - {name}:
+            link_recipe(root, other)
+    return link_recipe(root, name)
 
 
 def run_recipe(recipe: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -134,7 +156,7 @@ def run_recipe(recipe: Path, env: dict, *args: str) -> subprocess.CompletedProce
 def test_recipe_data_stages_on_fake_corpus(tmp_path, name):
     build, options, expected = RECIPES[name]
     env = build(tmp_path / "corpora")
-    recipe = link_recipe(tmp_path, name)
+    recipe = linked(tmp_path, name)
     proc = run_recipe(recipe, env, "--stage", "0", "--stop-stage", "2", *options)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for stage in ("0 (corpus)", "1 (manifests)", "2 (format)"):
@@ -155,7 +177,7 @@ def test_recipe_data_stages_on_fake_corpus(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_missing_corpus_is_a_clear_error(tmp_path, name):
-    recipe = link_recipe(tmp_path, name)
+    recipe = linked(tmp_path, name)
     proc = run_recipe(recipe, {}, "--stage", "0", "--stop-stage", "0")
     assert proc.returncode == 1
     assert "is not set: put the corpus location in db.sh" in proc.stderr
