@@ -6,8 +6,8 @@
 #
 # Stages (same numbers in every recipe; see docs/recipes.md):
 #   0 check / link the corpus        3 USTokens (train the tokenizer if asked, then extract)
-#   1 Lhotse manifests               4 acoustic tokens + speaker embeddings
-#   2 speech cuts + task examples    5 task data (check examples against token-bearing cuts)
+#   1 manifests, cuts, task examples 4 acoustic tokens + speaker embeddings
+#   2 check the task examples        5 task data (check examples against token-bearing cuts)
 #   6 train DualSpeechLM   7 decode the test sets   8 score -> RESULTS.md
 # A stage is skipped when its inputs, configs and arguments hash to what its marker in
 # exp/stages/ recorded and its outputs are unchanged; --force true re-runs the selected stages.
@@ -33,8 +33,8 @@ corpus=                  # corpus name known to `python -m dualspeech.bin.prepar
 corpus_vars=             # db.sh variables with corpus locations, linked as db/<name in lower case>; NAME? = optional
 corpus_db=               # the corpus as later stages read it (default: db/<corpus>)
 download=false           # stage 0: download the corpus with local/download.sh (where the recipe has one)
-prepare_args=            # extra arguments for prepare_corpus (e.g. --subset-hours 1000)
-make_corpus=             # command that generates a synthetic corpus in stage 0 into db/<corpus> (gets --out-dir --nj)
+prepare_args=            # extra arguments for prepare_corpus (e.g. "--hours 100")
+make_corpus=             # command that generates a synthetic corpus in stage 0 (gets --out-dir <corpus-db> --nj N)
 manifests_in_corpus=false # the corpus dir already holds manifests/ cuts/ tasks/ (generated corpora)
 train_parts=             # training parts: "part" (this corpus) or "corpus:part"
 dev_parts=               # validation parts
@@ -47,7 +47,7 @@ expdir=exp               # models, decodes, logs, stage markers
 ustokenizer_config=      # train a USTokenizer with this config in stage 3 ...
 ustokenizer_ckpt=        # ... or extract with this trained checkpoint (skips training)
 ustokenizer_parts=       # parts the USTokenizer trains on (default: train parts)
-ustokenizer_args=        # extra arguments for train_ustokenizer (e.g. "--set train.max_steps=10")
+ustokenizer_args=        # extra arguments for train_ustokenizer (e.g. "--set trainer.max_steps=10")
 codec_config=            # acoustic codec config (melvq is trained in stage 4 when it has no checkpoint)
 codec_args=              # extra arguments for train_melvq
 speaker_config=          # speaker encoder config
