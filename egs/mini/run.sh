@@ -6,9 +6,10 @@
 #   ./run.sh --size tiny          # CI: tiny corpus, random tiny models (a few minutes)
 #   ./run.sh --size tiny --stage 0 --stop-stage 2     # data stages only
 #
-# --size tiny|small|default picks the corpus size and the configs (tiny: *_debug.yaml; small and
-# default: *_mini.yaml); every other option goes to the shared pipeline (./run.sh --help). Each
-# size keeps its own data/<size>, dump/<size> and exp/<size>, so sizes never invalidate each other.
+# --size tiny|small|default picks the corpus size and the configs (tiny: *_debug.yaml where a
+# stage has one, else *_mini.yaml; small and default: *_mini.yaml); every other option goes to the
+# shared pipeline (./run.sh --help). Each size keeps its own data/<size>, dump/<size> and
+# exp/<size>, so sizes never invalidate each other.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,6 +30,9 @@ case "$size" in
   small|default) cfg=mini ;;
   *) echo "run.sh: --size must be tiny, small or default, got '$size'" >&2; exit 1 ;;
 esac
+conf() {  # conf/<stage>_debug.yaml for tiny where the stage has one, else conf/<stage>_mini.yaml
+  if [ -f "conf/$1_$cfg.yaml" ]; then echo "conf/$1_$cfg.yaml"; else echo "conf/$1_mini.yaml"; fi
+}
 
 . ./path.sh
 DS_RUN_COMMAND="$(printf '%q ' ./run.sh --size "$size" "${args[@]}")"
@@ -41,9 +45,9 @@ results=exp/$size/RESULTS.md
   --make-corpus "python -m dualspeech.bin.make_mini_corpus --size $size --seed 0" \
   --train-parts train --dev-parts dev --test-parts test \
   --datadir "data/$size" --dumpdir "dump/$size" --expdir "exp/$size" --nj 2 \
-  --ustokenizer-config "conf/ustokenizer_$cfg.yaml" \
+  --ustokenizer-config "$(conf ustokenizer)" \
   --codec-config conf/codec_melvq.yaml --speaker-config conf/speaker_resemblyzer.yaml \
-  --train-config "conf/dualspeechlm_$cfg.yaml" --decode-config "conf/decode_$cfg.yaml" \
-  --score-config "conf/score_$cfg.yaml" --results-md "$results" \
+  --train-config "$(conf dualspeechlm)" --decode-config "$(conf decode)" \
+  --score-config "$(conf score)" --results-md "$results" \
   --results-title "mini ($size): offline 8-task demo" \
   "${args[@]}"
