@@ -16,26 +16,32 @@ from pathlib import Path
 
 import torch
 
-from dualspeech.config import add_config_args, build, config_from_args
+from dualspeech.config import add_config_args, build, config_from_args, load_yaml
 from dualspeech.data.tasks import TASKS, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
 
 log = logging.getLogger("dualspeech.decode")
 
 
-def build_decoder(model_path: str, cfg: DecodeConfig):
-    """Model + codec + dataset settings -> a DecodeRunner."""
+def build_decoder(model_path: str, cfg: DecodeConfig, tasks: list[str],
+                  codec_conf: Path | None = None):
+    """Model + codec + dataset settings -> a DecodeRunner. Codec: ``--codec-conf`` (a YAML with
+    a ``codec`` section), else ``decode.codec``, else the ``codec`` section of the model config."""
     from dualspeech.data.dataset import DataConfig
     from dualspeech.inference.runner import DecodeRunner
     from dualspeech.models.dualspeechlm import DualSpeechLM
 
     model = DualSpeechLM.from_checkpoint(model_path, device=cfg.device)
-    codec_cfg = cfg.codec or model.full_config.get("codec")
+    codec_cfg = (load_yaml(codec_conf).get("codec") if codec_conf else None) or cfg.codec \
+        or model.full_config.get("codec")
     codec = None
     if codec_cfg:
         from dualspeech.tokenizers.codecs import build_codec
 
         codec = build_codec(codec_cfg)
+    elif any(TASKS[t].kind == "generation" for t in tasks):
+        raise SystemExit("generation tasks need a codec: pass --codec-conf, set decode.codec, "
+                         "or give the model config a codec section")
     data_cfg = build(DataConfig, model.full_config.get("data"), "data")
     if cfg.max_len is not None:
         data_cfg.max_len = cfg.max_len
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS),
                         help="tasks to decode where a manifest exists (default: all 8)")
     parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--codec-conf", type=Path,
+                        help="YAML whose codec section decodes acoustic tokens (generation tasks)")
     parser.add_argument("--shard", type=int, default=0, help="this job's shard index")
     parser.add_argument("--num-shards", type=int, default=1, help="number of shards (jobs)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
                 jobs.append((corpus, part, task))
     if not jobs:
         parser.error(f"no task manifests for {args.sources} under {args.data_root}/tasks")
-    decoder = build_decoder(args.model, cfg)
+    decoder = build_decoder(args.model, cfg, sorted({t for _, _, t in jobs}), args.codec_conf)
     resolved = {**raw, "model_path": str(args.model), "num_shards": args.num_shards}
     summary = {}
     for corpus, part, task in jobs:

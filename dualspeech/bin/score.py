@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dualspeech.config import add_config_args, build, config_from_args, save_config
 from dualspeech.metrics.report import write_report
-from dualspeech.metrics.scoring import Resources, ScoreConfig, read_hyps, score_records
+from dualspeech.metrics.scoring import (Resources, ScoreConfig, read_hyps, score_records,
+                                        split_records)
 from dualspeech.utils.io import atomic_write_text
 
 log = logging.getLogger("dualspeech.score")
@@ -55,18 +56,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     resources = Resources(cfg)
     results = {}
-    for name, path in find_test_sets(args.decode_dir, args.test_sets).items():
-        records = read_hyps(path)
-        log.info("scoring %s (%s, %d utterances)", name, records[0]["task"], len(records))
-        res = score_records(records, path.parent, cfg, resources)
-        atomic_write_text(out_dir / "per_utt" / f"{name}.jsonl",
-                          "".join(json.dumps(r) + "\n" for r in res["per_utt"]))
-        results[name] = res
-        shown = ", ".join(f"{k}={v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-                          for k, v in res["metrics"].items())
-        log.info("%s: %s", name, shown)
-        if "bleu_signature" in res["meta"]:
-            print(f"{name}: sacrebleu {res['meta']['bleu_signature']}")
+    for set_name, path in find_test_sets(args.decode_dir, args.test_sets).items():
+        for name, records in split_records(set_name, read_hyps(path), cfg).items():
+            log.info("scoring %s (%s, %d utterances)", name, records[0]["task"], len(records))
+            res = score_records(records, path.parent, cfg, resources)
+            atomic_write_text(out_dir / "per_utt" / f"{name}.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in res["per_utt"]))
+            results[name] = res
+            shown = ", ".join(f"{k}={v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+                              for k, v in res["metrics"].items())
+            log.info("%s: %s", name, shown)
+            if "bleu_signature" in res["meta"]:
+                print(f"{name}: sacrebleu {res['meta']['bleu_signature']}")
     json_path, md_path = write_report(results, out_dir, cfg.paper_systems, cfg.paper_refs,
                                       args.title)
     print(md_path.read_text())

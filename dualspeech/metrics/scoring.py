@@ -43,6 +43,8 @@ class ScoreConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     paper_systems: list[str] = field(default_factory=lambda: ["DualSpeechLM-USToken"])
     paper_refs: dict = field(default_factory=dict)   # test-set name -> paper.TEST_KEYS key
+    split_by: dict = field(default_factory=dict)     # test-set name -> ref field to split on,
+                                                     # e.g. t2st by source_lang -> "<name>:es"
 
 
 class Resources:
@@ -107,6 +109,19 @@ def read_hyps(path: Path) -> list[dict]:
     if len(tasks) != 1 or next(iter(tasks)) not in TASKS:
         raise ValueError(f"{path}: expected one task of {sorted(TASKS)}, found {sorted(tasks)}")
     return records
+
+
+def split_records(name: str, records: list[dict], cfg: ScoreConfig) -> dict[str, list[dict]]:
+    """One test set, or one per value of ``cfg.split_by[name]`` (named ``<name>:<value>``)."""
+    key = cfg.split_by.get(name)
+    if key is None:
+        return {name: records}
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        if key not in r["ref"]:
+            raise ValueError(f"{name}: split_by field {key!r} missing in the record of {r['id']}")
+        groups.setdefault(f"{name}:{r['ref'][key]}", []).append(r)
+    return groups
 
 
 def _wav(rec: dict, root: Path, key: str = "wav") -> Path | None:

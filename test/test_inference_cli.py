@@ -1,0 +1,59 @@
+"""decode -> score through the entry points: an exported random debug model, the toy token
+corpus, all 8 tasks, results.json with every task's metrics."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dualspeech.bin import decode, score
+from dualspeech.config import load_yaml
+from dualspeech.models.toy_corpus import write_toy_corpus
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from dualspeech.models.dualspeechlm import DualSpeechLM
+    from dualspeech.tokenizers.codecs.melvq import MelVQTrainConfig, train_melvq
+
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = load_yaml("egs/mini/conf/dualspeechlm_debug.yaml")
+    torch.manual_seed(0)
+    model_dir = DualSpeechLM.from_config(cfg).export(tmp / "model")
+    data = write_toy_corpus(tmp / "data", part="test", n_per_task=2, spk_dim=256)
+    t = np.arange(16000) / 16000
+    train_melvq([(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (150, 300, 450, 600)],
+                MelVQTrainConfig(codebook_size=128, kmeans_iters=3), tmp / "melvq.pt")
+    (tmp / "codec.yaml").write_text(yaml.safe_dump(
+        {"codec": {"name": "melvq", "checkpoint": str(tmp / "melvq.pt"), "griffin_lim_iters": 2}}))
+    return tmp, model_dir, data
+
+
+def test_decode_then_score_all_tasks(setup):
+    tmp, model_dir, data = setup
+    pytest.importorskip("dualspeech.tokenizers.codecs.hf")   # full codec registry present
+    out = tmp / "decode"
+    summary = decode.main([
+        "--conf", "egs/mini/conf/decode_mini.yaml", "--model", str(model_dir),
+        "--data-root", str(data), "--sources", "toy:test", "--out-dir", str(out),
+        "--codec-conf", str(tmp / "codec.yaml"),
+        "--set", "decode.speech.max_new_tokens=6", "--set", "decode.acoustic.max_len=10",
+        "--set", "decode.text.max_new_tokens=5"])
+    assert len(summary) == 8 and all(c["merged"] for c in summary.values())
+    saved = load_yaml(out / "toy_tts_test" / "decode_config.yaml")
+    assert saved["decode"]["speech"]["max_new_tokens"] == 6 and saved["model_path"] == str(model_dir)
+    conf = tmp / "score.yaml"
+    conf.write_text(yaml.safe_dump({"score": {"n_bootstrap": 20, "dnsmos": True,
+                                              "split_by": {"toy_t2st_test": "source_lang"}}}))
+    results = score.main(["--conf", str(conf), "--decode-dir", str(out), "--out-dir", str(tmp / "score")])
+    want = {"toy_asr_test": {"wer"}, "toy_s2tt_test": {"bleu"}, "toy_ser_test": {"accuracy", "uar"},
+            "toy_sqa_test": {"bleu"}, "toy_tts_test": {"wer", "dnsmos_ovrl", "dnsmos_p808"},
+            "toy_vc_test": {"wer", "dnsmos_ovrl", "dnsmos_p808"}, "toy_t2st_test:es": {"bleu"},
+            "toy_sc_test": {"bleu"}}
+    assert {k: set(v["metrics"]) for k, v in results.items()} == want
+    # the toy corpus has no audio: no speaker prompt to compare with, counted, not hidden
+    assert results["toy_tts_test"]["counts"]["sim_skipped"] == 2
+    assert results["toy_tts_test"]["counts"]["failed"] == 2     # random model: no end-of-audio
+    summary = json.loads((tmp / "score" / "results.json").read_text())
+    assert set(summary) == set(want)
