@@ -12,5 +12,5 @@ cd "$(dirname "$0")"
   --train-parts train \
   --ustokenizer-ckpt ../multitask/exp/ustokenizer_paper/final.pt \
   --codec-config conf/codec.yaml --speaker-config conf/speaker.yaml \
-  --train-config conf/dualspeechlm.yaml --decode-config conf/decode.yaml --score-config conf/score.yaml \
+  --train-config conf/dualspeechlm.yaml \
   "$@"
