@@ -260,3 +260,27 @@ def test_stage_missing_output_fails_and_leaves_no_marker(recipe):
                 check=False)
     assert proc.returncode == 1 and "did not produce all its outputs" in proc.stderr
     assert not (recipe / "exp/stages/stage1_copy.done").exists()
+
+
+def test_run_jobs_terminated_stops_its_jobs(recipe):
+    """SIGTERM to the launcher (Ctrl-C, a scheduler) ends the running jobs too; they are not
+    marked done, so a re-run redoes exactly them."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(["utils/run_jobs.sh", "JOB=1:2", "log/k.JOB.log",
+                             "sleep 60 & echo $! > pid.JOB; wait; touch finished.JOB"], cwd=recipe,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while not all((recipe / f"pid.{j}").exists() for j in (1, 2)) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 143
+    for j in (1, 2):
+        pid = int((recipe / f"pid.{j}").read_text())
+        time.sleep(0.2)
+        assert not Path(f"/proc/{pid}").exists(), f"job {j} still running"
+        assert "# Killed" in (recipe / f"log/k.{j}.log").read_text()
+        assert not (recipe / f"log/.k.{j}.log.done").exists()
+        assert not (recipe / f"finished.{j}").exists()

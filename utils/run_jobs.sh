@@ -66,9 +66,10 @@ run_one() {  # run job $1 in the foreground of this subshell, log header/footer,
   rm -f "$marker"
   { echo "# $cmd"; echo "# Started at $(date) on $(hostname)"; } > "$log"
   start=$(date +%s)
-  DS_JOB_ID=$j bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
+  # Its own process group, so that stopping the job stops everything the command started.
+  DS_JOB_ID=$j setsid bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
   child=$!
-  trap 'kill -TERM $child 2>/dev/null; wait $child; echo "# Killed at $(date)" >> "$log"; exit 143' TERM INT
+  trap 'kill -TERM -- -$child 2>/dev/null; wait $child; echo "# Killed at $(date)" >> "$log"; exit 143' TERM INT
   wait $child; rc=$?
   trap - TERM INT
   echo "# Ended (code $rc) at $(date), elapsed time $(( $(date +%s) - start )) seconds" >> "$log"
