@@ -63,11 +63,11 @@ score_config=            # scoring config
 results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
 
-here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
-. "$here/../../utils/log.sh"
-. "$here/../../utils/parse_options.sh"
+utils=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils" && pwd)
+. "$utils/log.sh"
+. "$utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $* (options look like --name value; see --help)"
-. "$here/../../utils/stage.sh"
+. "$utils/stage.sh"
 stage_dir=$expdir/stages
 
 # ---- derived settings
@@ -90,7 +90,7 @@ sets_of() {  # "part corpus:part" -> "corpus:part corpus:part"
 }
 all_sets=$(echo $train_sets $dev_sets $test_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
 speech_cuts() { echo "$datadir/cuts/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }   # stage 2 output of a set
-token_cuts() { echo "$dumpdir/$2/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }      # $2: ustokens|cuts
+token_cuts() { echo "$dumpdir/$2/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }      # $2: ustokens|acoustic|cuts
 recipe=$(basename "$PWD")
 [ -f db.sh ] && . ./db.sh
 db_links() {  # the corpus dirs stage 0 made available under db/
@@ -231,6 +231,44 @@ if in_stage 3; then
   fi
 fi
 
+# The codec config as later stages use it: codec_resolved is the codec section with the
+# checkpoint trained here (melvq), or the config itself when it names its own checkpoint.
+codec_exp=$expdir/$(basename "${codec_config:-codec}" .yaml)
+codec_resolved=$codec_exp/codec.yaml
+if in_stage 4; then
+  need codec_config; need speaker_config
+  # shellcheck disable=SC2046,SC2086
+  if stage_begin 4 codec --inputs $(config_files "$codec_config") $(for s in $train_sets; do speech_cuts "$s"; done) \
+       --args "$train_sets|$codec_args"; then
+    mkdir -p "$codec_exp"
+    if [ "$($python "$utils/resolve_config.py" "$codec_config" --get codec.name)" = melvq ]; then
+      # shellcheck disable=SC2046,SC2086
+      $cpu_cmd "$logdir/stage4_codec.log" $python -m dualspeech.bin.train_melvq --conf "$codec_config" \
+        --cuts $(for s in $train_sets; do speech_cuts "$s"; done) --out "$codec_exp/melvq.pt" $codec_args
+      $python "$utils/resolve_config.py" "$codec_config" --set "codec.checkpoint=$codec_exp/melvq.pt" --out "$codec_resolved"
+    else
+      $python "$utils/resolve_config.py" "$codec_config" --out "$codec_resolved"
+    fi
+    stage_end 4 codec "$codec_exp"
+  fi
+  # shellcheck disable=SC2046
+  if stage_begin 4 tokens --inputs "$codec_resolved" $(config_files "$speaker_config") "$dumpdir/ustokens" \
+       --args "$all_sets|$nj" --clean "$dumpdir/acoustic" "$dumpdir/cuts"; then
+    for set in $all_sets; do
+      name=${set/:/.}
+      $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/stage4_acoustic.$name.JOB.log" \
+        $python -m dualspeech.bin.extract_acoustic --conf "$codec_resolved" \
+        --cuts "$(token_cuts "$set" ustokens)" --out-cuts "$(token_cuts "$set" acoustic)" \
+        --storage-dir "$dumpdir/acoustic/$name" --nj "$nj" --job JOB --device "$device"
+      $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/stage4_speaker.$name.JOB.log" \
+        $python -m dualspeech.bin.extract_speaker --conf "$speaker_config" \
+        --cuts "$(token_cuts "$set" acoustic)" --out-cuts "$(token_cuts "$set" cuts)" \
+        --storage-dir "$dumpdir/speaker/$name" --nj "$nj" --job JOB --device "$device"
+    done
+    stage_end 4 tokens "$dumpdir/cuts"
+  fi
+fi
+
 # Stage 5's output is the data root of training and decoding: tasks/ (checked examples) next to
 # cuts/ (speech cuts with ustokens, acoustic_tokens, speaker_embedding).
 if in_stage 5; then
@@ -264,14 +302,16 @@ if in_stage 7 && [ -z "$test_sets" ]; then
 elif in_stage 7; then
   need decode_config
   [ -d "$lm_exp/model" ] || die "no trained model in $lm_exp/model: run stage 6 or point --lm-exp at a trained experiment"
+  codec_conf_arg=()                                  # the codec of stage 4 decodes generated speech
+  [ -f "$codec_resolved" ] && codec_conf_arg=(--codec-conf "$codec_resolved")
   # shellcheck disable=SC2046,SC2086
-  if stage_begin 7 decode --inputs $(config_files "$decode_config") "$lm_exp/model" "$dumpdir/tasks" \
+  if stage_begin 7 decode --inputs $(config_files "$decode_config") "$lm_exp/model" "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} \
        --args "$test_sets|$decode_args|$decode_nj" --clean "$decode_dir"; then
     # shellcheck disable=SC2086
     $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_decode.JOB.log" \
       $python -m dualspeech.bin.decode --conf "$decode_config" --model "$lm_exp" \
       --data-root "$dumpdir" --sources $test_sets --out-dir "$decode_dir" \
-      --shard JOB --num-shards "$decode_nj" $decode_args
+      ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" $decode_args
     stage_end 7 decode "$decode_dir"
   fi
 fi
