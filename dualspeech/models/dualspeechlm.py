@@ -75,6 +75,7 @@ class ModelConfig:
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
+    train_norms: bool = True          # also train the backbone's norm weights (reference code)
     seed: int = 0                     # init of the new rows / AcousticGPT
 
     def __post_init__(self):
@@ -153,6 +154,10 @@ class DualSpeechLM(nn.Module):
             llm = get_peft_model(llm, LoraConfig(
                 r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                 target_modules=cfg.lora.targets, bias="none"))
+        if cfg.train_norms:
+            for name, p in llm.named_parameters():
+                if "norm" in name.rsplit(".", 2)[-2].lower():
+                    p.requires_grad_(True)
         self.llm = llm
         self.hidden_size = in_emb.weight.shape[1]
         self.acoustic_gpt = None
@@ -339,7 +344,7 @@ class DualSpeechLM(nn.Module):
         if self.cfg.lora.rank > 0:
             self.llm.save_pretrained(directory / "adapter")
         extra = {n: p.detach().float().contiguous().cpu() for n, p in self.named_parameters()
-                 if p.requires_grad and not n.startswith("llm.")}
+                 if p.requires_grad and "lora_" not in n}   # LoRA weights go to adapter/
         with atomic_path(directory / "extra.safetensors") as tmp:
             save_file(extra, str(tmp))
         self.vocab.save(directory / "tokenizer")

@@ -1,0 +1,169 @@
+"""Train DualSpeechLM (any variant) on multi-task token data with the shared trainer.
+
+    python -m dualspeech.bin.train --conf egs/mini/conf/dualspeechlm_debug.yaml --exp-dir exp/lm \
+        [--data-root data] [--train mini:train] [--valid mini:dev] [--set trainer.max_steps=50]
+    accelerate launch --config_file egs/multitask/conf/launch/ddp.yaml \
+        -m dualspeech.bin.train --conf ... --exp-dir ...          # DDP / FSDP / DeepSpeed ZeRO-2
+
+The exp dir gets config.yaml, tokenizer/ (the extended vocabulary), checkpoints/step-N/
+(trainable weights, optimizer, scheduler, data position, RNG: an interrupted run resumes
+exactly), log/metrics.csv + tensorboard/, model/ (LoRA adapter + extra modules + tokenizer +
+config, for decoding) and loss_curves.png.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from dualspeech.config import add_config_args, build, config_from_args, save_config
+from dualspeech.data.dataset import DataConfig, TaskDataset, build_datasets
+from dualspeech.data.sampler import TaskBatchSampler
+from dualspeech.data.tasks import TASKS
+from dualspeech.models.dualspeechlm import DualSpeechLM
+from dualspeech.models.vocab import SpeechVocab
+
+log = logging.getLogger("dualspeech.train")
+LOSS_KEYS = (("text_ce", "has_text"), ("semantic_ce", "has_semantic"),
+             ("acoustic_ce", "has_acoustic"))
+
+
+def acoustic_spec(model: DualSpeechLM) -> dict | None:
+    """What the dataset needs to know about the AcousticGPT (None: the model has none)."""
+    if model.acoustic_gpt is None:
+        return None
+    c = model.acoustic_gpt.cfg
+    return {"field": c.field, "n_codes": c.n_codes, "spk_dim": c.spk_dim,
+            "block_size": c.block_size}
+
+
+def valid_keys(dataset: TaskDataset, has_acoustic: bool) -> list[str]:
+    keys = []
+    for task in sorted(dataset.examples):
+        if TASKS[task].kind == "understanding":
+            keys.append(f"{task}/text_ce")
+        else:
+            keys += [f"{task}/semantic_ce"] + ([f"{task}/acoustic_ce"] if has_acoustic else [])
+    return keys
+
+
+def make_valid_fn(dataset: TaskDataset, cfg: DataConfig):
+    """Per-task validation losses, examples split over ranks, sums reduced across them."""
+    from dualspeech.training import to_device
+
+    def valid_fn(model, accelerator) -> dict[str, float]:
+        keys = valid_keys(dataset, model.acoustic_gpt is not None)
+        sums = torch.zeros(len(keys), 2, dtype=torch.float64, device=accelerator.device)
+        rank, world = accelerator.process_index, accelerator.num_processes
+        for task in sorted(dataset.examples):
+            shard = dataset.examples[task][:cfg.valid_max_examples][rank::world]
+            for i in range(0, len(shard), cfg.valid_batch_size):
+                chunk = shard[i:i + cfg.valid_batch_size]
+                out = model(to_device(dataset.collate(chunk), accelerator.device))
+                for name, _ in LOSS_KEYS:
+                    key = f"{task}/{name}"
+                    if key in keys:
+                        sums[keys.index(key)] += torch.tensor(
+                            [float(out[name]) * len(chunk), len(chunk)], device=sums.device)
+        if world > 1:
+            sums = accelerator.reduce(sums, reduction="sum")
+        return {k: float(s / max(n, 1)) for k, (s, n) in zip(keys, sums.tolist())}
+
+    return valid_fn
+
+
+def plot_losses(exp_dir: Path) -> Path | None:
+    """loss_curves.png from log/metrics.csv: train losses (per kind) and per-task valid losses."""
+    path = exp_dir / "log" / "metrics.csv"
+    if not path.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = defaultdict(dict)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            rows[(r["split"], int(r["step"]))][r["name"]] = float(r["value"])
+    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(12, 4.5))
+    train = sorted((s, v) for (split, s), v in rows.items() if split == "train")
+    for name, has in LOSS_KEYS:   # a mean over batches that had this kind of target
+        pts = [(s, v[name] / v[has]) for s, v in train if v.get(has, 0) > 0 and name in v]
+        if pts:
+            ax_t.plot(*zip(*pts), label=name)
+    ax_t.plot([s for s, _ in train], [v["loss"] for _, v in train], "k--", label="loss")
+    valid = sorted((s, v) for (split, s), v in rows.items() if split == "valid")
+    for key in sorted({k for _, v in valid for k in v}):
+        pts = [(s, v[key]) for s, v in valid if key in v]
+        ax_v.plot(*zip(*pts), marker="o", label=key)
+    for ax, title in ((ax_t, "train"), (ax_v, "valid (per task)")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = exp_dir / "loss_curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def build_model(cfg: dict, exp_dir: Path, is_main: bool) -> DualSpeechLM:
+    """The model; the extended tokenizer is saved once and reused on resume (same ids)."""
+    tok_dir = exp_dir / "tokenizer"
+    vocab = SpeechVocab.load(tok_dir) if (tok_dir / "speech_vocab.json").exists() else None
+    model = DualSpeechLM.from_config(cfg, vocab)
+    if vocab is None and is_main:
+        model.vocab.save(tok_dir)
+    return model
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dualspeech.bin.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--exp-dir", required=True, type=Path, help="experiment directory")
+    p.add_argument("--data-root", help="overrides data.root (dir with tasks/ and cuts/)")
+    p.add_argument("--train", nargs="+", help="overrides data.train (corpus:part ...)")
+    p.add_argument("--valid", nargs="+", help="overrides data.valid (corpus:part ...)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    data = cfg.setdefault("data", {})
+    for key, value in (("root", args.data_root), ("train", args.train), ("valid", args.valid)):
+        if value:
+            data[key] = value
+    from dualspeech.training import Trainer, TrainerConfig
+
+    trainer = Trainer(build(TrainerConfig, cfg.get("trainer"), "trainer"), args.exp_dir)
+    if trainer.is_main:
+        save_config(cfg, args.exp_dir)
+    data_cfg = build(DataConfig, cfg.get("data"), "data")
+    model = build_model(cfg, args.exp_dir, trainer.is_main)
+    datasets = build_datasets(data_cfg, model.templates, acoustic_spec(model))
+    sampler = TaskBatchSampler(datasets["train"].lengths, data_cfg.sampler)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("trainable parameters: %.2fM; %d batches per epoch per rank", n_train / 1e6,
+             len(sampler))
+    model = trainer.fit(model, datasets["train"], sampler,
+                        make_valid_fn(datasets["valid"], data_cfg))
+    if trainer.is_main:
+        model.export(args.exp_dir / "model")
+        png = plot_losses(args.exp_dir)
+        log.info("exported %s; loss curves %s", args.exp_dir / "model", png)
+    trainer.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main()
