@@ -4,8 +4,9 @@ Both modes run the full decode path of ``dualspeech.bin.decode`` (prompt collati
 generation, AcousticGPT + codec decode for TTS, writing outputs) on the same examples with
 greedy decoding, so both produce the same outputs and only the batching differs.
 
-Default: a random model of the debug config (real architecture) on the toy token corpus in the
-real on-disk layout; a trained model, the mini test set and its codec are selected with
+Default: the debug config with the mini recipe's backbone (real SmolLM2-135M weights, random
+new speech rows and AcousticGPT, which never emit end tokens, so every example runs to the
+length limits in both modes) on the toy token corpus in the real on-disk layout; a trained model, the mini test set and its codec are selected with
 ``--model``, ``--data-root/--source`` and ``--codec-conf``. Last line:
 ``batched_speedup=<min of the ASR and TTS ratios>``.
 """
@@ -22,13 +23,13 @@ import torch
 from dualspeech.bench import register
 
 
-def _toy_setup(tmp: Path, conf: str, n: int):
-    from dualspeech.config import load_yaml
+def _toy_setup(tmp: Path, conf: str, overrides: list[str], n: int, gl_iters: int):
+    from dualspeech.config import load_config
     from dualspeech.models.dualspeechlm import DualSpeechLM
     from dualspeech.models.toy_corpus import write_toy_corpus
     from dualspeech.tokenizers.codecs.melvq import MelVQCodec, MelVQTrainConfig, train_melvq
 
-    cfg = load_yaml(conf)
+    cfg = load_config(conf, overrides)
     agpt = cfg["model"]["acoustic_gpt"]
     root = write_toy_corpus(tmp / "data", part="test", n_per_task=n, spk_dim=agpt["spk_dim"],
                             num_speech_tokens=cfg["model"]["speech"]["num_tokens"],
@@ -38,7 +39,8 @@ def _toy_setup(tmp: Path, conf: str, n: int):
     codec_path = train_melvq(waves, MelVQTrainConfig(codebook_size=agpt["n_codes"],
                                                      kmeans_iters=5), tmp / "melvq.pt")
     torch.manual_seed(0)
-    return DualSpeechLM.from_config(cfg).eval(), root, "toy", "test", MelVQCodec(codec_path)
+    model = DualSpeechLM.from_config(cfg).eval()
+    return model, root, "toy", "test", MelVQCodec(codec_path, griffin_lim_iters=gl_iters)
 
 
 @register("decode_batching", "batched vs one-at-a-time decoding throughput for ASR and TTS")
@@ -49,6 +51,12 @@ def run(argv: list[str]) -> None:
     p.add_argument("--model", help="trained model (exp dir / model dir); default: random debug model")
     p.add_argument("--conf", default="egs/mini/conf/dualspeechlm_debug.yaml",
                    help="model config for the random model")
+    p.add_argument("--llm", default="llm:smollm2-135m-instruct",
+                   help="backbone of the random model (default: the mini recipe's SmolLM2-135M; "
+                        "'' keeps the config's tiny random Llama)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="further overrides of the random model's config")
+    p.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations of the toy codec")
     p.add_argument("--data-root", type=Path, help="dir with tasks/ and cuts/ (with --model)")
     p.add_argument("--source", default="mini:test", help="corpus:part (with --data-root)")
     p.add_argument("--codec-conf", help="YAML with a codec section (with --model)")
@@ -60,9 +68,13 @@ def run(argv: list[str]) -> None:
     p.add_argument("--repeats", type=int, default=2,
                    help="timed runs per setting, interleaved; the fastest counts (the first "
                         "also pays lazy imports and cache warm-up)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest for small batches on a shared 2-core box)")
     args = p.parse_args(argv)
+    if args.llm:
+        args.overrides.insert(0, f"model.llm={args.llm}")
     torch.set_num_threads(args.threads)
+    print(f"model: {args.model or args.conf} {' '.join(args.overrides)}; threads={args.threads}")
 
     from dualspeech.config import build, load_yaml
     from dualspeech.data.dataset import DataConfig
@@ -81,7 +93,8 @@ def run(argv: list[str]) -> None:
             corpus, part = args.source.split(":")
             root, codec = args.data_root, build_codec(load_yaml(args.codec_conf)["codec"])
         else:
-            model, root, corpus, part, codec = _toy_setup(tmp, args.conf, args.n)
+            model, root, corpus, part, codec = _toy_setup(tmp, args.conf, args.overrides, args.n,
+                                                          args.gl_iters)
         rows = []
         for task in ("asr", "tts"):
             times = {1: float("inf"), args.batch_size: float("inf")}
