@@ -85,3 +85,23 @@ def test_parse_score():
     for bad in ("great answer", "Score: 0", "Score: 150"):
         with pytest.raises(JudgeError):
             parse_score(bad)
+
+
+def test_sqa_scoring_with_judge_and_split(server, tmp_path):
+    """SQA records scored with BLEU + judge through the endpoint; split_by makes sub-test sets."""
+    from dualspeech.config import build
+    from dualspeech.metrics.scoring import Resources, ScoreConfig, score_records, split_records
+
+    cfg = build(ScoreConfig, {"n_bootstrap": 10, "judge": {"enabled": True, "retries": 0},
+                              "split_by": {"sqa_test": "lang"}}, "score")
+    recs = [{"id": f"u{i}", "task": "sqa", "status": "ok", "text": hyp,
+             "ref": {"question": "Who sat?", "answer": ans, "lang": lang}}
+            for i, (hyp, ans, lang) in enumerate([("The cat.", "The cat.", "en"),
+                                                   ("A dog.", "The cat.", "en"),
+                                                   ("Le chat.", "Le chat.", "fr")])]
+    groups = split_records("sqa_test", recs, cfg)
+    assert {k: len(v) for k, v in groups.items()} == {"sqa_test:en": 2, "sqa_test:fr": 1}
+    res = score_records(groups["sqa_test:en"], tmp_path, cfg, Resources(cfg))
+    assert [r["judge"] for r in res["per_utt"]] == [95, 20]
+    assert res["metrics"]["judge"]["value"] == 57.5 and res["meta"]["judge_model"] == "gpt-4o-mini"
+    assert "bleu" in res["metrics"]

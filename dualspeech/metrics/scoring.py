@@ -197,7 +197,7 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
         metrics["accuracy"] = bootstrap(ok, lambda s: 100.0 * s.mean(), cfg.n_bootstrap, cfg.seed)
         classes = sorted(set(refs))
         stats = np.stack([ok] + [np.asarray(refs) == c for c in classes], axis=1).astype(float)
-        metrics["uar"] = bootstrap(stats, lambda s: _uar(s), cfg.n_bootstrap, cfg.seed)
+        metrics["uar"] = bootstrap(stats, _uar, cfg.n_bootstrap, cfg.seed)
     elif task in ("sqa", "sc"):
         metrics.update(_bleu([x["answer"] for x in ref], hyps, per_utt, cfg, meta))
     if task in ("tts", "vc"):
