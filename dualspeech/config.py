@@ -11,6 +11,7 @@ import argparse
 import copy
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,12 +24,28 @@ class ConfigError(ValueError):
     """A config file or override that does not fit what the code expects."""
 
 
-def load_yaml(path: str | os.PathLike) -> dict:
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that ``1e-3`` is a float (YAML 1.1 only accepts ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _yaml(text_or_file) -> Any:
+    return yaml.load(text_or_file, Loader=_Loader)
+
+
+def load_yaml(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _including:
+        raise ConfigError(f"include cycle: {' -> '.join(map(str, _including + (path,)))}")
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        data = _yaml(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     base = data.pop("include", None)
@@ -36,7 +53,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
         return data
     merged: dict = {}
     for name in [base] if isinstance(base, str) else base:
-        merged = merge(merged, load_yaml(path.parent / name))
+        merged = merge(merged, load_yaml(path.parent / name, _including + (path.resolve(),)))
     return merge(merged, data)
 
 
@@ -59,7 +76,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     keys = [k for k in key.strip().split(".") if k]
     if not keys:
         raise ConfigError(f"override {text!r} has an empty key")
-    return keys, yaml.safe_load(raw) if raw.strip() else None
+    return keys, _yaml(raw) if raw.strip() else None
 
 
 def apply_overrides(cfg: dict, overrides: list[str], allow_new: bool = False) -> dict:
@@ -147,7 +164,7 @@ def build(cls: type[T], section: dict | None, where: str = "") -> T:
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
+    origin = typing.get_origin(hint) or (hint if hint in (list, tuple, dict) else None)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
