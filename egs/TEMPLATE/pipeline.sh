@@ -56,6 +56,7 @@ train_config=            # DualSpeechLM training config
 train_args=              # extra arguments for train (e.g. "--set trainer.max_steps=20")
 train_launcher=          # what runs `-m dualspeech.bin.train[_ustokenizer]` on several GPUs/nodes (default with --ngpu > 1: accelerate launch --multi_gpu)
 lm_exp=                  # experiment dir (default: exp/<train_config name>)
+merge_lora=false         # stage 6 also writes <lm-exp>/merged (LoRA merged into the LLM), which stage 7 decodes
 decode_config=           # decoding config
 decode_args=             # extra arguments for decode
 decode_nj=               # decoding shard jobs (default: --nj)
@@ -286,12 +287,16 @@ elif in_stage 6; then
   need train_config
   # shellcheck disable=SC2046,SC2086
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
-       --args "$train_sets|$dev_sets|$train_args|$(launcher_for)"; then
+       --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora"; then
     # shellcheck disable=SC2086
     $gpu_cmd --gpu "$ngpu" "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
       --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
       ${dev_sets:+--valid $dev_sets} $train_args
-    stage_end 6 train "$lm_exp/model"
+    if [ "$merge_lora" = true ]; then                 # a plain HF model: faster decoding, no peft
+      $cpu_cmd "$logdir/stage6_merge.log" $python -m dualspeech.bin.merge --exp-dir "$lm_exp" --out "$lm_exp/merged"
+    fi
+    merged=(); [ "$merge_lora" = true ] && merged=("$lm_exp/merged")
+    stage_end 6 train "$lm_exp/model" ${merged[@]+"${merged[@]}"}
   fi
 fi
 
@@ -301,15 +306,16 @@ if in_stage 7 && [ -z "$test_sets" ]; then
   log "stage 7: no --test-parts in this recipe, nothing to decode"
 elif in_stage 7; then
   need decode_config
-  [ -d "$lm_exp/model" ] || die "no trained model in $lm_exp/model: run stage 6 or point --lm-exp at a trained experiment"
+  model_dir=$lm_exp/model; [ "$merge_lora" = true ] && model_dir=$lm_exp/merged
+  [ -d "$model_dir" ] || die "no trained model in $model_dir: run stage 6 or point --lm-exp at a trained experiment"
   codec_conf_arg=()                                  # the codec of stage 4 decodes generated speech
   [ -f "$codec_resolved" ] && codec_conf_arg=(--codec-conf "$codec_resolved")
   # shellcheck disable=SC2046,SC2086
-  if stage_begin 7 decode --inputs $(config_files "$decode_config") "$lm_exp/model" "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} \
+  if stage_begin 7 decode --inputs $(config_files "$decode_config") "$model_dir" "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} \
        --args "$test_sets|$decode_args|$decode_nj" --clean "$decode_dir"; then
     # shellcheck disable=SC2086
     $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_decode.JOB.log" \
-      $python -m dualspeech.bin.decode --conf "$decode_config" --model "$lm_exp" \
+      $python -m dualspeech.bin.decode --conf "$decode_config" --model "$model_dir" \
       --data-root "$dumpdir" --sources $test_sets --out-dir "$decode_dir" \
       ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" $decode_args
     stage_end 7 decode "$decode_dir"
