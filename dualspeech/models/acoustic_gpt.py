@@ -170,9 +170,10 @@ class AcousticGPT(nn.Module):
         return acoustic_targets(codes, self.cfg.n_codes)
 
     # -- decoding -----------------------------------------------------------------------------
-    def _sample(self, logits, top_k, temperature, generator):
+    def _sample(self, logits, top_k, temperature, generator, allow_end=True):
         logits = logits.float()
-        banned = [self.pad_id, self.no_speech_id, self.start_id]
+        banned = [self.pad_id, self.no_speech_id, self.start_id] + ([] if allow_end else
+                                                                     [self.end_id])
         logits[:, banned] = float("-inf")
         if temperature <= 0 or top_k == 1:
             return logits.argmax(-1)
@@ -185,11 +186,12 @@ class AcousticGPT(nn.Module):
     @torch.no_grad()
     def generate(self, cond, cond_mask, spk, max_len: int = 1000, top_k: int = 10,
                  temperature: float = 1.0, use_cache: bool = True,
-                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                 generator: torch.Generator | None = None, min_len: int = 0) -> list[torch.Tensor]:
         """Sample up to ``max_len`` codec ids per example (batched; stops at end tokens).
 
         ``cond`` (B, Lc, cond_dim) right padded with ``cond_mask`` (B, Lc); ``spk`` (B, spk_dim).
-        ``use_cache=False`` recomputes every step from scratch (reference behaviour)."""
+        ``use_cache=False`` recomputes every step from scratch (reference behaviour);
+        ``min_len`` forbids the end token before that many codes."""
         B = cond.shape[0]
         px, pvalid = self._prefix(cond, cond_mask, spk)
         P = px.shape[1]
@@ -217,7 +219,8 @@ class AcousticGPT(nn.Module):
                 mask = self._full_mask(valid, is_prefix)
             h, new_past = self._run(x, pos, mask, past)
             past = new_past if use_cache else None
-            nxt = self._sample(self._logits(h[:, -1]), top_k, temperature, generator)
+            nxt = self._sample(self._logits(h[:, -1]), top_k, temperature, generator,
+                               allow_end=step >= min_len)
             nxt = nxt.masked_fill(done, self.end_id)
             out.append(nxt)
             done |= nxt == self.end_id
