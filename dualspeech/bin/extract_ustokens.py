@@ -30,6 +30,7 @@ from lhotse.features.io import NumpyHdf5Writer
 from lhotse.utils import fastcopy
 from tqdm import tqdm
 
+from dualspeech.data.manifest_io import write_manifest
 from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
 from dualspeech.tokenizers.ustokenizer.extract import tokenize_cuts
 from dualspeech.tokenizers.ustokenizer.model import FRAME_SHIFT
@@ -125,8 +126,7 @@ class Extraction:
                     arr = fastcopy(arr, array=fastcopy(arr.array, storage_path=str(h5)))
                     done.append(cut.with_custom("ustokens", arr).with_custom("ustokenizer", self.tok_hash))
         done.sort(key=lambda c: self.order[c.id])
-        with atomic_path(self.work / f"{name}.jsonl.gz") as tmp:
-            CutSet.from_cuts(done).to_file(tmp)
+        write_manifest(done, self.work / f"{name}.jsonl.gz")
         atomic_write_text(self.done_marker(job, index),
                           json.dumps({"cuts": len(done), "skipped": skipped}) + "\n")
         if skipped:
@@ -135,6 +135,11 @@ class Extraction:
     def complete(self) -> bool:
         return all(self.done_marker(j, i).exists() for j in range(1, self.args.nj + 1)
                    for i in range(len(self.chunks(j))))
+
+    def up_to_date(self) -> bool:
+        sidecar = sidecar_path(self.out_cuts)
+        return (self.out_cuts.exists() and sidecar.exists()
+                and json.loads(sidecar.read_text()).get("storage") == str(self.work))
 
     def merge(self) -> None:
         """All chunks -> --out-cuts in input order; every input cut is either there or skipped."""
@@ -150,8 +155,7 @@ class Extraction:
         if missing:
             raise RuntimeError(f"{len(missing)} cuts have no tokens and no skip reason: {missing[:5]}")
         out = [by_id[c.id] for c in self.cuts if c.id in by_id]
-        with atomic_path(self.out_cuts) as tmp:
-            CutSet.from_cuts(out).to_file(tmp)
+        write_manifest(out, self.out_cuts)
         info = {"tokenizer_checkpoint": str(self.args.checkpoint), "tokenizer_hash": self.tok_hash,
                 "frame_shift": FRAME_SHIFT, "storage": str(self.work), "in_cuts": str(self.args.in_cuts),
                 "num_in": len(self.cuts), "num_out": len(out),
@@ -170,6 +174,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     ex = Extraction(args)
+    if ex.up_to_date():
+        log.info("%s is up to date (same tokenizer, input and nj); nothing to do", args.out_cuts)
+        return
     for job in [args.job] if args.job else range(1, args.nj + 1):
         ex.run_job(job)
     if ex.complete():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dualspeech.config import ConfigError
+
 
 @dataclass
 class TrainerConfig:
@@ -29,8 +31,6 @@ class TrainerConfig:
 
     def __post_init__(self):
         if self.mixed_precision not in ("no", "bf16"):
-            raise ValueError(f"trainer.mixed_precision={self.mixed_precision!r}: use 'no' or 'bf16'")
+            raise ConfigError(f"trainer.mixed_precision={self.mixed_precision!r}: use 'no' or 'bf16'")
         if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.keep_last < 1:
-            raise ValueError("trainer.max_steps, grad_accum, log_every and keep_last must be >= 1")
-        if self.warmup_steps > self.max_steps:
-            raise ValueError(f"trainer.warmup_steps={self.warmup_steps} exceeds max_steps={self.max_steps}")
+            raise ConfigError("trainer.max_steps, grad_accum, log_every and keep_last must be >= 1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dualspeech.config import ConfigError
 from dualspeech.data.tasks import UNDERSTANDING
 
 
@@ -35,7 +36,7 @@ class LLMConfig:
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"llm.dtype={self.dtype!r}: use float32 or bfloat16")
+            raise ConfigError(f"llm.dtype={self.dtype!r}: use float32 or bfloat16")
 
 
 @dataclass
@@ -82,4 +83,4 @@ class DataConfig:
     def __post_init__(self):
         bad = [t for t in self.tasks if t not in UNDERSTANDING or t == "s2tt"]
         if bad or not self.tasks:
-            raise ValueError(f"data.tasks={self.tasks}: choose from asr, ser, sqa")
+            raise ConfigError(f"data.tasks={self.tasks}: choose from asr, ser, sqa")

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from lhotse.audio.utils import AudioLoadingError
 
 from dualspeech.audio import AudioError, load_cut_audio
 from dualspeech.tokenizers.ustokenizer.frontend import MIN_SAMPLES, SAMPLE_RATE
@@ -27,7 +28,7 @@ def load_wave(cut) -> tuple[torch.Tensor | None, str | None]:
     """(16 kHz mono wave, None) or (None, reason it is skipped)."""
     try:
         wave = load_cut_audio(cut, SAMPLE_RATE)
-    except (AudioError, OSError, ValueError, RuntimeError) as e:
+    except (AudioError, AudioLoadingError, OSError, ValueError, RuntimeError) as e:
         log.warning("cut %s: unreadable audio (%s)", cut.id, e)
         return None, "unreadable"
     if not np.isfinite(wave).all():
