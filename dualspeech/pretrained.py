@@ -33,8 +33,10 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import struct
+import sys
 import tempfile
 from pathlib import Path
 
@@ -82,8 +84,12 @@ def network_allowed() -> bool:
 
 def _forbid_hub_network() -> None:
     """Make any Hugging Face call that slips through fail fast instead of downloading."""
-    if not network_allowed():
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    if network_allowed():
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported before us: it read the variable at import time
+        constants.HF_HUB_OFFLINE = True
 
 
 _forbid_hub_network()
@@ -117,6 +123,7 @@ def _split(spec: str) -> tuple[str, str]:
 
 def resolve(spec: str | os.PathLike) -> Path:
     """Local path of the weights named by ``spec`` (building the cached copy on first use)."""
+    _forbid_hub_network()
     scheme, name = _split(str(spec))
     if scheme:
         return _RESOLVERS[scheme](name)
@@ -394,6 +401,8 @@ def _dequantise_smollm2(target: Path) -> None:
 
 
 def _resolve_hf(repo: str) -> Path:
+    if not re.fullmatch(r"(?:[\w.-]+/)?[\w.-]+", repo) or ".." in repo:
+        raise PretrainedNotFound(f"hf:{repo} is not a Hugging Face repo id; expected hf:<org>/<repo>")
     target = cached_path(f"hf:{repo}")
     if target.is_dir():  # complete: downloads are renamed into place only when finished
         return target
@@ -403,10 +412,10 @@ def _resolve_hf(repo: str) -> Path:
             f"{target}/ (on a networked machine `{DOWNLOAD_TOOL} hf:{repo} --out DIR` writes "
             f"DIR/hf/{target.name}/; copy that folder), or set the model to a local Hugging Face "
             f"model dir, or set {NETWORK_ENV}=1 to download it now.")
-    return download_hf(repo, target)
+    return _download_hf(repo, target)
 
 
-def download_hf(repo: str, target: Path) -> Path:
+def _download_hf(repo: str, target: Path) -> Path:
     """Download a whole HF repo into ``target`` (atomically: a temp dir renamed when complete)."""
     from huggingface_hub import snapshot_download
 

@@ -2,12 +2,11 @@
 model that cannot be resolved raises the documented error without touching the network."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +214,9 @@ def test_download_only_model_raises_documented_error_offline(offline, spec, targ
     assert str(offline / target.rstrip("/")) in message
     assert f"python tools/download_models.py {spec}" in message
     assert pretrained.NETWORK_ENV in message
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    from huggingface_hub import constants
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.is_offline_mode()
     if spec.startswith("hf:"):
         with pytest.raises(pretrained.PretrainedNotFound):
             pretrained.load_causal_lm(spec)
@@ -227,6 +228,7 @@ def test_download_only_model_raises_documented_error_offline(offline, spec, targ
     ("whisper:huge", "unknown whisper model 'huge'"),
     ("random:gpt-debug", "unknown random:gpt-debug"),
     ("speaker:ecapa", "unknown speaker:ecapa"),
+    ("hf:../../etc", "not a Hugging Face repo id"),
 ])
 def test_unknown_names_raise_without_network(offline, spec, message):
     with pytest.raises(pretrained.PretrainedNotFound, match=re.escape(message)):
@@ -265,12 +267,17 @@ def test_cli_prepare_and_list(offline, capsys):
     assert re.search(r"speaker:resemblyzer\s+ready", listing)
 
 
-def test_download_tool_help_and_offline_refusal(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != pretrained.NETWORK_ENV}
-    tool = [sys.executable, str(REPO / "tools" / "download_models.py")]
-    shown = subprocess.run(tool + ["--help"], capture_output=True, text=True, env=env)
-    assert shown.returncode == 0 and "hf:microsoft/Phi-3.5-mini-instruct" in shown.stdout
-    refused = subprocess.run(tool + ["whisper:medium", "--out", str(tmp_path)],
-                             capture_output=True, text=True, env=env)
-    assert refused.returncode == 2 and f"{pretrained.NETWORK_ENV}=1" in refused.stderr
-    assert not any(tmp_path.iterdir())
+def test_download_tool_help_and_offline_refusal(offline, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("download_models",
+                                                  REPO / "tools" / "download_models.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit) as shown:
+        tool.main(["--help"])
+    assert shown.value.code == 0 and "hf:microsoft/Phi-3.5-mini-instruct" in capsys.readouterr().out
+    out = tmp_path / "models"
+    assert tool.main(["whisper:medium", "--out", str(out)]) == 2
+    assert f"{pretrained.NETWORK_ENV}=1" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit, match="not downloadable"):
+        tool.main(["llm:smollm2-135m-instruct"])
