@@ -281,3 +281,26 @@ def test_download_tool_help_and_offline_refusal(offline, tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(SystemExit, match="not downloadable"):
         tool.main(["llm:smollm2-135m-instruct"])
+
+
+def test_cached_dir_is_atomic_and_tolerates_a_parallel_builder(tmp_path):
+    target = tmp_path / "llm" / "model"
+
+    def crash(tmp: Path) -> None:
+        (tmp / "config.json").parent.mkdir(parents=True)
+        (tmp / "config.json").write_text("{}")
+        raise RuntimeError("killed half way")
+
+    with pytest.raises(RuntimeError):
+        pretrained._cached_dir(target, crash)
+    assert list((tmp_path / "llm").iterdir()) == []  # no half-built dir, no leftovers
+
+    def other_process_wins(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "mine").write_text("ours")
+        target.mkdir()
+        (target / "theirs").write_text("first")
+
+    assert pretrained._cached_dir(target, other_process_wins) == target
+    assert [p.name for p in (tmp_path / "llm").iterdir()] == ["model"]
+    assert [p.name for p in target.iterdir()] == ["theirs"]
