@@ -83,17 +83,19 @@ def apply_overrides(cfg: dict, overrides: list[str], allow_new: bool = False) ->
     """Apply dotted overrides. Unknown keys are an error unless ``allow_new`` (typos are common)."""
     cfg = copy.deepcopy(cfg)
     for text in overrides:
-        keys, value = parse_override(text)
+        add = text.startswith("+")  # "+a.b=1" adds a key the YAML does not spell out
+        keys, value = parse_override(text[1:] if add else text)
+        allow_new_here = allow_new or add
         node = cfg
         for i, k in enumerate(keys[:-1]):
             if not isinstance(node.get(k), dict):
-                if k in node or not allow_new:
-                    raise ConfigError(_unknown(keys[: i + 1], node))
+                if k in node or not allow_new_here:
+                    raise ConfigError(_unknown(keys[: i + 1], node, keys))
                 node[k] = {}
             node = node[k]
         last = keys[-1]
-        if last not in node and not allow_new:
-            raise ConfigError(_unknown(keys, node))
+        if last not in node and not allow_new_here:
+            raise ConfigError(_unknown(keys, node, keys))
         old = node.get(last)
         if old is not None and value is not None and not _same_kind(old, value):
             raise ConfigError(
@@ -111,9 +113,10 @@ def _same_kind(old: Any, new: Any) -> bool:
     return isinstance(new, type(old))
 
 
-def _unknown(keys: list[str], node: dict) -> str:
+def _unknown(keys: list[str], node: dict, full: list[str]) -> str:
     known = ", ".join(sorted(map(str, node))) or "(none)"
-    return f"unknown config key {'.'.join(keys)!r}; known keys here: {known}"
+    return (f"unknown config key {'.'.join(keys)!r}; known keys here: {known} "
+            f"(to add a key the YAML does not spell out, write --set +{'.'.join(full)}=VALUE)")
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict:
@@ -124,7 +127,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", "--config", dest="conf", required=True, help="YAML config file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, e.g. --set model.lora.rank=8 (repeatable)")
+                        help="override a config entry, e.g. --set model.lora.rank=8 (repeatable); "
+                             "--set +a.b=V adds a key the YAML does not spell out")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

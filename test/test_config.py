@@ -139,3 +139,12 @@ def test_command_line_and_saved_config_round_trip(conf, tmp_path):
     assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]  # no temp left
     with pytest.raises(SystemExit):
         parser.parse_args([])  # --conf is required
+
+
+def test_plus_override_adds_a_key_that_build_then_validates():
+    from dualspeech.config import apply_overrides
+
+    cfg = {"model": {"llm": "x"}}
+    with pytest.raises(ConfigError, match=r"write --set \+model.lora.rank=VALUE"):
+        apply_overrides(cfg, ["model.lora.rank=8"])
+    assert apply_overrides(cfg, ["+model.lora.rank=8"])["model"]["lora"] == {"rank": 8}
