@@ -90,3 +90,34 @@ def test_mini_bad_options_are_clear_errors(mini):
     assert proc.returncode == 1 and "unknown option '--no-such-option'" in proc.stderr
     help_text = run(mini, "--help").stdout
     assert "--size" in help_text and "--stop-stage" in help_text and "--nj" in help_text
+
+
+@pytest.mark.slow
+def test_mini_sharded_extraction_resumes_after_kill(mini):
+    """Killed during stage 3's sharded USToken extraction, the re-run keeps the finished jobs."""
+    assert run(mini, "--size", "tiny", "--stop-stage", "2").returncode == 0
+    proc = subprocess.Popen(["./run.sh", "--size", "tiny", "--stage", "3", "--stop-stage", "3"],
+                            cwd=mini, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    logs = mini / "exp/tiny/log"
+    first = [logs / f".stage3_ustokens.mini.train.{j}.log.done" for j in (1, 2)]
+    deadline = time.time() + 600
+    while time.time() < deadline and not all(m.exists() for m in first):
+        assert proc.poll() is None, "stage 3 finished before it could be interrupted"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = {p: p.stat().st_mtime_ns for p in first + [logs / "stage3_ustokens.mini.train.1.log"]}
+    assert not (mini / "exp/tiny/stages/stage3_ustokens.done").exists()
+
+    done = run(mini, "--size", "tiny", "--stage", "3", "--stop-stage", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stage 3 (ustokenizer): up to date" in done.stderr
+    assert "2 of 2 jobs already done" in done.stderr
+    for path, mtime in kept.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path.name} was redone"
+    for part in ("train", "dev", "test"):
+        cuts = CutSet.from_file(mini / f"dump/tiny/ustokens/mini_cuts_{part}.jsonl.gz")
+        source = CutSet.from_file(mini / f"data/tiny/cuts/mini_cuts_{part}.jsonl.gz")
+        assert [c.id for c in cuts] == [c.id for c in source]
+        assert all(c.has_custom("ustokens") for c in cuts)
