@@ -190,6 +190,14 @@ def test_covost2_s2tt_over_mp3(tmp_path):
     log = skipped(out, "covost2")
     assert "empty transcript or translation" in log and "corrupt audio" in log
     assert "not in Common Voice validated.tsv" in log
+    # the split files written by CoVoST's get_covost_splits.py are read as they are
+    splits = tmp_path / "covost_splits"
+    for split, clip in (("train", 1), ("dev", 3), ("test", 2)):
+        write(splits / f"covost_v2.en_de.{split}.tsv", "path\tsentence\ttranslation\tclient_id\n"
+              f"common_voice_en_{clip}.mp3\tsplit {clip}\tTeil {clip}\tx\n")
+    covost2.prepare_covost2(cv, tmp_path / "data2", covost_dir=splits)
+    test = check_examples(tmp_path / "data2", "covost2", "s2tt", "test")
+    assert [(c.id, c.custom["target_text"]) for c in test] == [("common_voice_en_2", "Teil 2")]
 
 
 def test_cvss_t2st(tmp_path):
