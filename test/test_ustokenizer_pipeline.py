@@ -219,3 +219,14 @@ def test_tokenizer_file_keeps_frontend_settings(tmp_path):
     torch.save(ckpt, whisper_copy)
     with pytest.raises(ValueError, match="different Whisper checkpoint"):
         load_tokenizer(tmp_path / "t.pt")
+
+
+def test_extraction_benchmark_runs(trained, corpus, capsys):
+    from dualspeech.bench.ustoken_extraction import run
+
+    run(["--cuts", str(corpus / "cuts/toy_cuts_dev.jsonl.gz"), "--checkpoint",
+         str(trained / "final.pt"), "--limit", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 8 and "batched, trimmed" in lines[-2]
+    key, value = lines[-1].split("=")
+    assert key == "speedup_batched_vs_padded_loop" and float(value) > 0
