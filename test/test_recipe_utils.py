@@ -284,3 +284,17 @@ def test_run_jobs_terminated_stops_its_jobs(recipe):
         assert "# Killed" in (recipe / f"log/k.{j}.log").read_text()
         assert not (recipe / f"log/.k.{j}.log.done").exists()
         assert not (recipe / f"finished.{j}").exists()
+
+
+def test_run_jobs_spreads_gpu_jobs_over_the_machine(recipe):
+    show = 'echo "[${CUDA_VISIBLE_DEVICES-unset}]" > dev.JOB'
+    assert run_jobs(recipe, "--gpu", "2", "JOB=1:3", "log/g.JOB.log", show,
+                    env={"DS_NUM_GPUS": "4"}).returncode == 0
+    assert [(recipe / f"dev.{j}").read_text() for j in (1, 2, 3)] == ["[0,1]\n", "[2,3]\n", "[0,1]\n"]
+    clean = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    proc = subprocess.run(["utils/run_jobs.sh", "--resume", "false", "JOB=1:2", "log/g.JOB.log", show],
+                          cwd=recipe, env=clean, capture_output=True, text=True)
+    assert proc.returncode == 0 and (recipe / "dev.1").read_text() == "[unset]\n"   # CPU jobs: untouched
+    assert run_jobs(recipe, "--resume", "false", "--gpu", "1", "JOB=1:2", "log/g.JOB.log", show,
+                    env={"DS_NUM_GPUS": "4", "CUDA_VISIBLE_DEVICES": "5"}).returncode == 0
+    assert (recipe / "dev.2").read_text() == "[5]\n"                                # the caller's choice wins

@@ -18,7 +18,7 @@ set -uo pipefail
 
 backend=${DS_BACKEND:-local}  # local | slurm
 max_jobs_run=0                # local: jobs at once (0 = all); slurm: array throttle %N
-gpu=0                         # GPUs per job (slurm: --gres=gpu:N)
+gpu=0                         # GPUs per job (slurm: --gres=gpu:N; local: round robin over the machine's GPUs)
 cpus=0                        # CPUs per job (slurm: --cpus-per-task; 0 = cluster default)
 mem=""                        # memory per job (slurm: --mem, e.g. 16G)
 time=""                       # slurm: --time, e.g. 24:00:00
@@ -59,6 +59,18 @@ marker_of() { local log; log=$(subst "$log_template" "$1"); echo "$(dirname "$lo
 key_of() { printf '%s\n%s\n' "$(job_cmd "$1")" "${DS_STAGE_HASH:-}" | sha256sum | cut -d' ' -f1; }
 is_done() { local m; m=$(marker_of "$1"); [ "$resume" = true ] && [ -f "$m" ] && [ "$(cat "$m")" = "$(key_of "$1")" ]; }
 
+# Local jobs that ask for --gpu N get N of the machine's GPUs each, round robin by job index
+# (the machine's count: $DS_NUM_GPUS, else nvidia-smi), unless CUDA_VISIBLE_DEVICES is already set.
+num_gpus=0
+if [ "$gpu" -gt 0 ] && [ -z "${CUDA_VISIBLE_DEVICES+set}" ]; then
+  num_gpus=${DS_NUM_GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)}
+fi
+gpus_of() {  # the CUDA_VISIBLE_DEVICES value of job $1
+  local k ids=()
+  for ((k = 0; k < gpu; k++)); do ids+=($(( (($1 - first) * gpu + k) % num_gpus ))); done
+  (IFS=,; printf '%s' "${ids[*]}")
+}
+
 run_one() {  # run job $1 in the foreground of this subshell, log header/footer, marker on success
   local j=$1 log cmd start rc child marker
   log=$(subst "$log_template" "$j"); cmd=$(job_cmd "$j"); marker=$(marker_of "$j")
@@ -67,7 +79,9 @@ run_one() {  # run job $1 in the foreground of this subshell, log header/footer,
   { echo "# $cmd"; echo "# Started at $(date) on $(hostname)"; } > "$log"
   start=$(date +%s)
   # Its own process group, so that stopping the job stops everything the command started.
-  DS_JOB_ID=$j setsid bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
+  local devices=()
+  [ "$num_gpus" -gt 0 ] && devices=("CUDA_VISIBLE_DEVICES=$(gpus_of "$j")")
+  env DS_JOB_ID="$j" ${devices[@]+"${devices[@]}"} setsid bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
   child=$!
   trap 'kill -TERM -- -$child 2>/dev/null; wait $child; echo "# Killed at $(date)" >> "$log"; exit 143' TERM INT
   wait $child; rc=$?
