@@ -1,0 +1,6 @@
+"""Acoustic codecs behind one interface (see ``base.Codec``); ``build_codec(cfg["codec"])``
+picks the backend: ``wavtokenizer`` (our implementation of the released WavTokenizer),
+``hf`` (transformers DAC / EnCodec / Mimi / X-Codec) or ``melvq`` (offline k-means + Griffin-Lim)."""
+from dualspeech.tokenizers.codecs.base import CODECS, Codec, as_wave_list, build_codec, register_codec
+
+__all__ = ["CODECS", "Codec", "as_wave_list", "build_codec", "register_codec"]

@@ -1,0 +1,114 @@
+"""The codec interface every acoustic-token backend implements, and the registry behind
+``build_codec(cfg)``.
+
+A codec turns waveforms into integer id sequences at a fixed frame rate and back. DualSpeechLM's
+AcousticGPT only sees ``codebook_size`` and ``frame_rate``; which network produced the ids
+(WavTokenizer, a transformers codec, the offline MelVQ) is a config choice.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from dualspeech.config import ConfigError
+
+CODECS: dict[str, Callable[[dict], "Codec"]] = {}
+
+
+def register_codec(name: str):
+    """Register ``factory(options: dict) -> Codec`` under the config name ``codec.name``."""
+    def wrap(factory):
+        if name in CODECS:
+            raise ValueError(f"codec {name!r} registered twice")
+        CODECS[name] = factory
+        return factory
+    return wrap
+
+
+def build_codec(cfg: dict) -> "Codec":
+    """``cfg`` is the ``codec`` config section: ``{"name": <backend>, **backend options}``."""
+    from dualspeech.tokenizers.codecs import hf, melvq, wavtokenizer  # noqa: F401  (registration)
+
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise ConfigError(f"codec: expected a mapping with a 'name' key, got {cfg!r}")
+    options = dict(cfg)
+    name = options.pop("name")
+    if name not in CODECS:
+        raise ConfigError(f"codec.name: unknown codec {name!r}; known: {sorted(CODECS)}")
+    return CODECS[name](options)
+
+
+def as_wave_list(waves, lengths: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Accept a list of 1-D waves, or a padded [B, T] array/tensor plus per-row lengths."""
+    if isinstance(waves, torch.Tensor):
+        waves = waves.detach().cpu().numpy()
+    if isinstance(waves, np.ndarray):
+        if waves.ndim == 1:
+            waves = waves[None]
+        if waves.ndim != 2:
+            raise ValueError(f"expected a [B, T] padded batch, got shape {waves.shape}")
+        if lengths is None:
+            lengths = [waves.shape[1]] * waves.shape[0]
+        if len(lengths) != waves.shape[0]:
+            raise ValueError(f"{len(lengths)} lengths for a batch of {waves.shape[0]} waves")
+        waves = [row[: int(n)] for row, n in zip(waves, lengths)]
+    elif lengths is not None:
+        raise ValueError("lengths only go with a padded [B, T] batch, not a list of waves")
+    out = []
+    for i, w in enumerate(waves):
+        w = np.asarray(w, dtype=np.float32)
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(f"wave {i}: expected a non-empty 1-D mono signal, got shape {w.shape}")
+        out.append(w)
+    return out
+
+
+class Codec(abc.ABC):
+    """Waveform <-> integer ids. ``encode`` returns one int64 array per wave: shape [N] for a
+    single codebook, [N, K] when ``num_codebooks`` K > 1; N = frames at ``frame_rate``."""
+
+    name: str
+    sample_rate: int
+    frame_rate: float
+    codebook_size: int
+    num_codebooks: int = 1
+
+    def encode(self, waves, lengths: Sequence[int] | None = None) -> list[np.ndarray]:
+        """Waves at ``sample_rate`` (list of 1-D arrays, or padded [B, T] batch + lengths)."""
+        return [np.asarray(ids, dtype=np.int64) for ids in self._encode(as_wave_list(waves, lengths))]
+
+    def decode(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One float32 waveform at ``sample_rate`` per id array."""
+        checked = []
+        for i, seq in enumerate(ids):
+            seq = np.asarray(seq)
+            want = 1 if self.num_codebooks == 1 else 2
+            if seq.ndim != want or seq.shape[0] == 0 or not np.issubdtype(seq.dtype, np.integer):
+                raise ValueError(f"ids {i}: expected a non-empty integer array with {want} dim(s), "
+                                 f"got {seq.dtype} {seq.shape}")
+            if seq.min() < 0 or seq.max() >= self.codebook_size:
+                raise ValueError(f"ids {i}: values must lie in [0, {self.codebook_size}), "
+                                 f"got [{seq.min()}, {seq.max()}]")
+            checked.append(seq.astype(np.int64))
+        return [np.asarray(w, dtype=np.float32) for w in self._decode(checked)]
+
+    @abc.abstractmethod
+    def _encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        ...
+
+    @abc.abstractmethod
+    def _decode(self, ids: list[np.ndarray]) -> list[np.ndarray]:
+        ...
+
+    @property
+    @abc.abstractmethod
+    def identity(self) -> str:
+        """``<backend>:<checkpoint name>@<content hash>``: recorded next to extracted tokens."""
+
+    def describe(self) -> dict:
+        return {"codec": self.identity, "sample_rate": self.sample_rate,
+                "frame_rate": self.frame_rate, "codebook_size": self.codebook_size,
+                "num_codebooks": self.num_codebooks}
