@@ -278,9 +278,10 @@ def test_run_jobs_terminated_stops_its_jobs(recipe):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 143
     for j in (1, 2):
-        pid = int((recipe / f"pid.{j}").read_text())
+        status = Path(f"/proc/{int((recipe / f'pid.{j}').read_text())}/status")
         time.sleep(0.2)
-        assert not Path(f"/proc/{pid}").exists(), f"job {j} still running"
+        alive = status.exists() and "\nState:\tZ" not in status.read_text()   # zombies are dead
+        assert not alive, f"job {j} still running"
         assert "# Killed" in (recipe / f"log/k.{j}.log").read_text()
         assert not (recipe / f"log/.k.{j}.log.done").exists()
         assert not (recipe / f"finished.{j}").exists()
