@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from dualspeech.data.corpora.common import check_layout, load_recordings, run_preparation
-from dualspeech.data.corpora.sqa import LIBRISPEECH_PARTS, read_sqa_annotations
+from dualspeech.data.corpora.sqa import (LIBRISPEECH_PARTS, first_question_per_utterance,
+                                         read_sqa_annotations)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,10 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=No
                     data.add_example(task_example(cut, "asr", text=text))
             add_sqa(data, cuts, [qa for qa in qas if qa.part in (part, None)], part, skips)
             result[part] = data
-        found = {c.id for data in result.values() for c in data.cuts}
-        for qa in qas:
-            if qa.part is None and qa.utt_id not in found:
-                skips.add(qa.utt_id, "SQA audio not among usable LibriSpeech utterances")
+        found = {c.id: p for p, data in result.items() for c in data.cuts}
+        for qa in qas:  # annotations of parts not asked for are not counted
+            if found.get(qa.utt_id) is None and (qa.part is None or qa.part in parts):
+                skips.add(f"{qa.part}/{qa.utt_id}", "SQA audio not among usable LibriSpeech utterances")
         return result
 
     return run_preparation("librispeech", output_dir,
@@ -85,16 +86,7 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=No
 
 def add_sqa(data: PartData, cuts: dict, qas, part: str, skips: SkipLog) -> None:
     """One SQA example per annotated utterance of this part (first question wins)."""
-    done = set()
-    for qa in qas:
-        if qa.utt_id not in cuts:
-            if qa.part == part:
-                skips.add(f"{part}/{qa.utt_id}", "SQA audio not among usable LibriSpeech utterances")
-            continue
-        if qa.utt_id in done:
-            skips.add(f"{part}/{qa.utt_id}: {qa.question}", "second SQA question for one utterance")
-            continue
-        done.add(qa.utt_id)
+    for qa in first_question_per_utterance([q for q in qas if q.utt_id in cuts], part, skips):
         cut = cuts[qa.utt_id]
         data.add_example(task_example(cut, "sqa", text=cut.supervisions[0].text,
                                       question=qa.question, answer=qa.answer))

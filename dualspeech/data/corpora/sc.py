@@ -16,7 +16,7 @@ from dualspeech.data.corpora.common import (check_layout, load_recording, other_
                                             run_preparation)
 from dualspeech.data.corpora.librispeech import LAYOUT as LIBRISPEECH_LAYOUT
 from dualspeech.data.corpora.librispeech import librispeech_utterances
-from dualspeech.data.corpora.sqa import read_sqa_annotations
+from dualspeech.data.corpora.sqa import first_question_per_utterance, read_sqa_annotations
 from dualspeech.data.manifest_io import PartData, SkipLog, params_digest, speech_cut, task_example
 from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
                                    synthesize_all)
@@ -59,18 +59,14 @@ def prepare_sc(corpus_dir: str | Path, output_dir: str | Path, sqa_annotations,
         for part, entries in sorted(by_part.items()):
             rng = random.Random(f"{seed}-{part}")
             transcripts = {u: (p, t) for p, u, t in librispeech_utterances(root, part, skips)}
-            seen, plan = set(), []
-            for qa in entries:
-                if qa.utt_id in seen:
-                    skips.add(f"{part}/{qa.utt_id}: {qa.question}", "second SQA question for one utterance")
-                    continue
-                seen.add(qa.utt_id)
+            plan = []
+            for qa in first_question_per_utterance(entries, part, skips):
                 if qa.utt_id not in transcripts:
                     skips.add(f"{part}/{qa.utt_id}", "SQA audio not in LibriSpeech transcripts")
                     continue
                 plan.append(qa)
             if max_per_part is not None and len(plan) > max_per_part:
-                plan = sorted(rng.sample(plan, max_per_part), key=plan.index)
+                plan = [plan[i] for i in sorted(rng.sample(range(len(plan)), max_per_part))]
             data, jobs, rows, answers = PartData(), [], [], defaultdict(list)
             for qa in plan:
                 path, text = transcripts[qa.utt_id]

@@ -52,3 +52,15 @@ def read_sqa_annotations(path: str | Path, skips: SkipLog, qa_tasks=("qa",)) -> 
         parts = [p for p in Path(e["path"]).parts if p in LIBRISPEECH_PARTS]
         out.append(QA(Path(e["path"]).stem, parts[-1] if parts else None, question, answer))
     return out
+
+
+def first_question_per_utterance(qas: list[QA], part: str, skips: SkipLog) -> list[QA]:
+    """Example ids are speech cut ids, so one utterance carries one question; log the rest."""
+    seen, out = set(), []
+    for qa in qas:
+        if qa.utt_id in seen:
+            skips.add(f"{part}/{qa.utt_id}: {qa.question}", "second SQA question for one utterance")
+            continue
+        seen.add(qa.utt_id)
+        out.append(qa)
+    return out
