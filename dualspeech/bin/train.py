@@ -152,7 +152,9 @@ def main(argv=None) -> None:
     data_cfg = build(DataConfig, cfg.get("data"), "data")
     model = build_model(cfg, args.exp_dir, trainer.is_main)
     datasets = build_datasets(data_cfg, model.templates, acoustic_spec(model))
-    sampler = TaskBatchSampler(datasets["train"].lengths, data_cfg.sampler)
+    acc = trainer.accelerator
+    sampler = TaskBatchSampler(datasets["train"].lengths, data_cfg.sampler,
+                               rank=acc.process_index, world_size=acc.num_processes)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("trainable parameters: %.2fM; %d batches per epoch per rank", n_train / 1e6,
              len(sampler))
