@@ -4,9 +4,9 @@ Both modes run the full decode path of ``dualspeech.bin.decode`` (prompt collati
 generation, AcousticGPT + codec decode for TTS, writing outputs) on the same examples with
 greedy decoding, so both produce the same outputs and only the batching differs.
 
-Default: the debug config with the mini recipe's backbone (real SmolLM2-135M weights, random
-new speech rows and AcousticGPT, which never emit end tokens, so every example runs to the
-length limits in both modes) on the toy token corpus in the real on-disk layout; a trained model, the mini test set and its codec are selected with
+Default: the mini recipe's model config, untrained (real SmolLM2-135M weights, fresh speech
+rows and AcousticGPT, which never emit end tokens, so every example runs to the length limits
+in both modes) on the toy token corpus in the real on-disk layout; a trained model, the mini test set and its codec are selected with
 ``--model``, ``--data-root/--source`` and ``--codec-conf``. Last line:
 ``batched_speedup=<min of the ASR and TTS ratios>``.
 """
@@ -34,8 +34,10 @@ def _toy_setup(tmp: Path, conf: str, overrides: list[str], n: int, gl_iters: int
     root = write_toy_corpus(tmp / "data", part="test", n_per_task=n, spk_dim=agpt["spk_dim"],
                             num_speech_tokens=cfg["model"]["speech"]["num_tokens"],
                             n_codes=agpt["n_codes"])
-    t = np.arange(16000) / 16000
-    waves = [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (110, 220, 330, 440)]
+    t = np.arange(16000) / 16000   # enough 40 Hz frames of tones for the k-means codebook
+    n_waves = int(np.ceil(1.2 * agpt["n_codes"] / 40))
+    waves = [(0.3 * np.sin(2 * np.pi * (100 + 37 * i) * t)).astype(np.float32)
+             for i in range(n_waves)]
     codec_path = train_melvq(waves, MelVQTrainConfig(codebook_size=agpt["n_codes"],
                                                      kmeans_iters=5), tmp / "melvq.pt")
     torch.manual_seed(0)
@@ -49,11 +51,8 @@ def run(argv: list[str]) -> None:
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="trained model (exp dir / model dir); default: random debug model")
-    p.add_argument("--conf", default="egs/mini/conf/dualspeechlm_debug.yaml",
-                   help="model config for the random model")
-    p.add_argument("--llm", default="llm:smollm2-135m-instruct",
-                   help="backbone of the random model (default: the mini recipe's SmolLM2-135M; "
-                        "'' keeps the config's tiny random Llama)")
+    p.add_argument("--conf", default="egs/mini/conf/dualspeechlm_mini.yaml",
+                   help="model config of the untrained model (default: the mini recipe's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="further overrides of the random model's config")
     p.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations of the toy codec")
@@ -71,8 +70,6 @@ def run(argv: list[str]) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest for small batches on a shared 2-core box)")
     args = p.parse_args(argv)
-    if args.llm:
-        args.overrides.insert(0, f"model.llm={args.llm}")
     torch.set_num_threads(args.threads)
     print(f"model: {args.model or args.conf} {' '.join(args.overrides)}; threads={args.threads}")
 

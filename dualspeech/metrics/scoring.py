@@ -11,6 +11,7 @@ counted) only from SIM and DNSMOS, which need audio.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -37,8 +38,8 @@ class ScoreConfig:
     asr_model: str = "whisper:tiny.en"      # transcribes generated speech (paper: large-v3)
     asr_batch_size: int = 8
     device: str = "cpu"
-    speaker_encoder: str = "resemblyzer"    # SIM backend (paper: wavlm_sv)
-    speaker_model: str = ""                 # local model dir/file for that backend, if it needs one
+    # SIM: speaker-encoder section as dualspeech.tokenizers.speaker builds it (paper: wavlm_sv)
+    speaker: dict = field(default_factory=lambda: {"name": "resemblyzer"})
     dnsmos: bool = True
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     paper_systems: list[str] = field(default_factory=lambda: ["DualSpeechLM-USToken"])
@@ -52,41 +53,30 @@ class Resources:
 
     def __init__(self, cfg: ScoreConfig):
         self.cfg = cfg
-        self._asr = self._sim = self._dnsmos = self._judge = None
 
-    @property
+    @functools.cached_property
     def asr(self):
-        if self._asr is None:
-            from dualspeech.metrics.transcribe import WhisperTranscriber
+        from dualspeech.metrics.transcribe import WhisperTranscriber
 
-            self._asr = WhisperTranscriber(self.cfg.asr_model, self.cfg.device,
-                                           self.cfg.asr_batch_size)
-        return self._asr
+        return WhisperTranscriber(self.cfg.asr_model, self.cfg.device, self.cfg.asr_batch_size)
 
-    @property
+    @functools.cached_property
     def sim(self):
-        if self._sim is None:
-            from dualspeech.metrics.speaker_sim import SpeakerSimilarity
+        from dualspeech.metrics.speaker_sim import SpeakerSimilarity
 
-            self._sim = SpeakerSimilarity(self.cfg.speaker_encoder, self.cfg.speaker_model,
-                                          self.cfg.device)
-        return self._sim
+        return SpeakerSimilarity(self.cfg.speaker, self.cfg.device)
 
-    @property
+    @functools.cached_property
     def dnsmos(self):
-        if self._dnsmos is None:
-            from dualspeech.metrics.dnsmos import DNSMOS
+        from dualspeech.metrics.dnsmos import DNSMOS
 
-            self._dnsmos = DNSMOS()
-        return self._dnsmos
+        return DNSMOS()
 
-    @property
+    @functools.cached_property
     def judge(self):
-        if self._judge is None:
-            from dualspeech.metrics.judge import LLMJudge
+        from dualspeech.metrics.judge import LLMJudge
 
-            self._judge = LLMJudge(self.cfg.judge)
-        return self._judge
+        return LLMJudge(self.cfg.judge)
 
 
 def read_hyps(path: Path) -> list[dict]:
