@@ -18,6 +18,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from training_toy import config, train  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps one state per process; tests that change mixed_precision need a fresh one
+    (a real run creates a single Trainer per process)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
 def read_metric(exp_dir: Path, name: str, split: str = "train") -> list[tuple[int, float]]:
     with open(exp_dir / "log" / "metrics.csv") as f:
         return [(int(r["step"]), float(r["value"])) for r in csv.DictReader(f)
@@ -88,3 +99,20 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert load(latest_checkpoint(tmp_path), "trainer.pt")["num_processes"] == 2
     assert sorted(p.name for p in latest_checkpoint(tmp_path).glob("rng-rank*.pt")) == [
         "rng-rank0.pt", "rng-rank1.pt"]
+
+
+def test_bf16_and_grad_accum_run_on_cpu(tmp_path):
+    model = train(tmp_path, config(max_steps=4, grad_accum=3, mixed_precision="bf16", save_every=0))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(math.isfinite(v) for _, v in read_metric(tmp_path, "mse"))
+
+
+def test_config_errors_name_the_key():
+    from dualspeech.config import ConfigError, build
+    from dualspeech.training import TrainerConfig
+
+    with pytest.raises(ConfigError, match="max_step"):
+        build(TrainerConfig, {"max_step": 10}, "trainer")
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        build(TrainerConfig, {"mixed_precision": "fp16"}, "trainer")
+    assert build(TrainerConfig, {"betas": [0.9, 0.95]}, "trainer").betas == (0.9, 0.95)

@@ -57,6 +57,10 @@ def duration_batches(cuts: list, max_duration: float, max_batch: int, pad_to_30s
     return batches
 
 
+def _as_is(items: list) -> list:
+    return items
+
+
 class _WaveLoader(torch.utils.data.Dataset):
     def __init__(self, batches: list[list]):
         self.batches = batches
@@ -76,7 +80,7 @@ def tokenize_cuts(tokenizer: USTokenizer, cuts: list, max_duration: float = 300.
     device = next(tokenizer.encoder.parameters()).device
     batches = duration_batches(cuts, max_duration, max_batch, tokenizer.cfg.pad_to_30s)
     loader = torch.utils.data.DataLoader(_WaveLoader(batches), batch_size=None,
-                                         num_workers=num_workers, collate_fn=lambda x: x)
+                                         num_workers=num_workers, collate_fn=_as_is)
     dtype = np.int16 if tokenizer.cfg.vq.codebook_size <= np.iinfo(np.int16).max else np.int32
     for items in loader:
         good = [(cut, wave) for cut, wave, reason in items if reason is None]
