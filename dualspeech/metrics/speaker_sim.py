@@ -76,6 +76,10 @@ class SpeakerSimilarity:
             out.append(emb[0].float().cpu().numpy())
         return np.stack(out)
 
+    def embed_waves(self, waves: list[np.ndarray]) -> np.ndarray:
+        """[N, D] embeddings of 16 kHz mono waves (speaker-embedding extraction uses this)."""
+        return self._embed(waves)
+
     def embed_files(self, paths: list[str]) -> np.ndarray:
         return self._embed([load_audio(p, SR)[0] for p in paths])
 

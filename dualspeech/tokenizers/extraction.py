@@ -149,7 +149,8 @@ def run_extraction(args: argparse.Namespace, field: str, identity: str, settings
             manifest.append({"id": cid, "skipped": reason})
         with atomic_path(parts / f"{name}.jsonl.gz") as tmp:
             _write_jsonl_gz(tmp, manifest)
-    missing = [k for k in chunks if not (parts / f"{_chunk_name(field, *k)}.jsonl.gz").exists()]
+    missing = [k for k in chunks
+               if not (parts / f"{_chunk_name(field, k[0], args.nj, k[1])}.jsonl.gz").exists()]
     if missing:
         log.info("%d chunks still missing (other jobs); merge happens when all are done", len(missing))
         return None
@@ -172,7 +173,7 @@ def _merge(args, cuts, chunks, field, identity, frame_shift) -> Path:
 
     arrays, reasons = {}, Counter()
     for key in chunks:
-        path = Path(args.storage_dir) / "parts" / f"{_chunk_name(field, *key)}.jsonl.gz"
+        path = Path(args.storage_dir) / "parts" / f"{_chunk_name(field, key[0], args.nj, key[1])}.jsonl.gz"
         with gzip.open(path, "rt") as f:
             for line in f:
                 row = json.loads(line)

@@ -1,0 +1,50 @@
+"""Add acoustic codec tokens to a cut manifest: ``acoustic_tokens`` (TemporalArray of int16 ids,
+frame_shift = 1 / codec frame rate), ``acoustic_tokens_source`` = the codec identity.
+
+    python -m dualspeech.bin.extract_acoustic --conf exp/codec_melvq/codec.yaml \
+        --cuts dump/ustokens/mini_cuts_train.jsonl.gz --out-cuts dump/acoustic/mini_cuts_train.jsonl.gz \
+        --storage-dir dump/acoustic/mini.train --nj 4 --job 0
+
+The ``codec`` section of the config picks the backend (dualspeech.tokenizers.codecs). Sharded
+and resumable as described in dualspeech.tokenizers.extraction: run --nj jobs with --job
+0..nj-1 (or leave --job out to run them all here); the last job to finish merges.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+from dualspeech.config import load_yaml
+
+log = logging.getLogger("dualspeech.extract_acoustic")
+
+
+def main(argv: list[str] | None = None):
+    from dualspeech.tokenizers.extraction import add_extraction_args, batched, cut_waves, run_extraction
+
+    p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_acoustic", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conf", required=True, help="YAML with a codec section")
+    add_extraction_args(p)
+    p.add_argument("--device", default="cpu", help="accepted for symmetry; MelVQ runs on the CPU")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dualspeech.tokenizers.codecs import build_codec
+
+    codec = build_codec(load_yaml(args.conf).get("codec"))
+    if codec.codebook_size > np.iinfo(np.int16).max:
+        raise SystemExit(f"codebook of {codec.codebook_size} codes does not fit int16 storage")
+    min_samples = int(codec.sample_rate / codec.frame_rate)
+
+    def extract(cuts, skipped):
+        for batch in batched(cut_waves(cuts, codec.sample_rate, min_samples, skipped), 16):
+            yield from zip((c for c, _ in batch), codec.encode([w for _, w in batch]))
+
+    return run_extraction(args, "acoustic_tokens", codec.identity, codec.describe(), extract,
+                          frame_shift=1.0 / codec.frame_rate, dtype=np.int16)
+
+
+if __name__ == "__main__":
+    main()
