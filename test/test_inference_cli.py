@@ -2,29 +2,21 @@
 corpus, all 8 tasks, results.json with every task's metrics."""
 import json
 
-import numpy as np
 import pytest
-import torch
 import yaml
 
 from dualspeech.bin import decode, score
 from dualspeech.config import load_yaml
-from dualspeech.models.toy_corpus import write_toy_corpus
+from dualspeech.inference.toy import toy_codec, toy_data, toy_model
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from dualspeech.models.dualspeechlm import DualSpeechLM
-    from dualspeech.tokenizers.codecs.melvq import MelVQTrainConfig, train_melvq
-
     tmp = tmp_path_factory.mktemp("cli")
-    cfg = load_yaml("egs/mini/conf/dualspeechlm_debug.yaml")
-    torch.manual_seed(0)
-    model_dir = DualSpeechLM.from_config(cfg).export(tmp / "model")
-    data = write_toy_corpus(tmp / "data", part="test", n_per_task=2, spk_dim=256)
-    t = np.arange(16000) / 16000
-    train_melvq([(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (150, 300, 450, 600)],
-                MelVQTrainConfig(codebook_size=128, kmeans_iters=3), tmp / "melvq.pt")
+    model, cfg = toy_model("egs/mini/conf/dualspeechlm_debug.yaml")
+    model_dir = model.export(tmp / "model")
+    data = toy_data(tmp / "data", cfg, n_per_task=2)
+    toy_codec(tmp / "melvq.pt", cfg["model"]["acoustic_gpt"]["n_codes"])
     (tmp / "codec.yaml").write_text(yaml.safe_dump(
         {"codec": {"name": "melvq", "checkpoint": str(tmp / "melvq.pt"), "griffin_lim_iters": 2}}))
     return tmp, model_dir, data

@@ -1,48 +1,40 @@
 """Decoding all 8 tasks with a random tiny DualSpeechLM (real architecture) on the toy token
 corpus: outputs, batching, resume, shards, guard rails."""
 import json
-import shutil
 
-import numpy as np
 import pytest
 import soundfile as sf
-import torch
-import yaml
 
-from dualspeech.config import build, load_yaml
+from dualspeech.config import build
 from dualspeech.data.tasks import TASKS
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.runner import DecodeRunner
-from dualspeech.models.toy_corpus import write_toy_corpus
+from dualspeech.inference.toy import toy_codec, toy_data, toy_model
 
 CONF = "egs/mini/conf/dualspeechlm_debug.yaml"
-SPK_DIM = 256
 
 
 @pytest.fixture(scope="module")
-def codec(tmp_path_factory):
-    from dualspeech.tokenizers.codecs.melvq import MelVQCodec, MelVQTrainConfig, train_melvq
-
-    path = tmp_path_factory.mktemp("codec") / "melvq.pt"
-    rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    waves = [(0.3 * np.sin(2 * np.pi * f * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-             for f in (110, 220, 330, 440)]
-    train_melvq(waves, MelVQTrainConfig(codebook_size=128, kmeans_iters=5), path)
-    return MelVQCodec(path, griffin_lim_iters=2)
-
-
-@pytest.fixture(scope="module")
-def model():
-    from dualspeech.models.dualspeechlm import DualSpeechLM
-
-    torch.manual_seed(0)
-    return DualSpeechLM.from_config(load_yaml(CONF)).eval()
+def setup(tmp_path_factory):
+    model, cfg = toy_model(CONF)
+    codec = toy_codec(tmp_path_factory.mktemp("codec") / "melvq.pt",
+                      cfg["model"]["acoustic_gpt"]["n_codes"], griffin_lim_iters=2)
+    return model, cfg, codec
 
 
 @pytest.fixture
-def data(tmp_path):
-    return write_toy_corpus(tmp_path / "data", part="test", n_per_task=5, spk_dim=SPK_DIM)
+def model(setup):
+    return setup[0]
+
+
+@pytest.fixture
+def codec(setup):
+    return setup[2]
+
+
+@pytest.fixture
+def data(setup, tmp_path):
+    return toy_data(tmp_path / "data", setup[1], n_per_task=5)
 
 
 def make_decoder(model, codec, **overrides):

@@ -17,32 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dualspeech.bench import register
-
-
-def _toy_setup(tmp: Path, conf: str, overrides: list[str], n: int, gl_iters: int):
-    from dualspeech.config import load_config
-    from dualspeech.models.dualspeechlm import DualSpeechLM
-    from dualspeech.models.toy_corpus import write_toy_corpus
-    from dualspeech.tokenizers.codecs.melvq import MelVQCodec, MelVQTrainConfig, train_melvq
-
-    cfg = load_config(conf, overrides)
-    agpt = cfg["model"]["acoustic_gpt"]
-    root = write_toy_corpus(tmp / "data", part="test", n_per_task=n, spk_dim=agpt["spk_dim"],
-                            num_speech_tokens=cfg["model"]["speech"]["num_tokens"],
-                            n_codes=agpt["n_codes"])
-    t = np.arange(16000) / 16000   # enough 40 Hz frames of tones for the k-means codebook
-    n_waves = int(np.ceil(1.2 * agpt["n_codes"] / 40))
-    waves = [(0.3 * np.sin(2 * np.pi * (100 + 37 * i) * t)).astype(np.float32)
-             for i in range(n_waves)]
-    codec_path = train_melvq(waves, MelVQTrainConfig(codebook_size=agpt["n_codes"],
-                                                     kmeans_iters=5), tmp / "melvq.pt")
-    torch.manual_seed(0)
-    model = DualSpeechLM.from_config(cfg).eval()
-    return model, root, "toy", "test", MelVQCodec(codec_path, griffin_lim_iters=gl_iters)
 
 
 @register("decode_batching", "batched vs one-at-a-time decoding throughput for ASR and TTS")
@@ -90,8 +67,12 @@ def run(argv: list[str]) -> None:
             corpus, part = args.source.split(":")
             root, codec = args.data_root, build_codec(load_yaml(args.codec_conf)["codec"])
         else:
-            model, root, corpus, part, codec = _toy_setup(tmp, args.conf, args.overrides, args.n,
-                                                          args.gl_iters)
+            from dualspeech.inference.toy import toy_codec, toy_data, toy_model
+
+            model, cfg = toy_model(args.conf, args.overrides)
+            root, corpus, part = toy_data(tmp / "data", cfg, args.n), "toy", "test"
+            codec = toy_codec(tmp / "melvq.pt", cfg["model"]["acoustic_gpt"]["n_codes"],
+                              args.gl_iters)
         rows = []
         for task in ("asr", "tts"):
             times = {1: float("inf"), args.batch_size: float("inf")}
