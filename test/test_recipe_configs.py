@@ -50,9 +50,26 @@ def check_score(cfg: dict) -> None:
     build(ScoreConfig, cfg["score"], "score")
 
 
+def check_codec(cfg: dict) -> None:
+    from dualspeech.tokenizers.codecs import CODECS
+    from dualspeech.tokenizers.codecs.melvq import MelVQOptions, MelVQTrainConfig
+
+    section = dict(cfg["codec"])
+    name = section.pop("name")
+    assert name in CODECS, f"codec.name {name!r} is not a registered codec ({sorted(CODECS)})"
+    if name == "melvq":                                 # its checkpoint is trained by stage 4
+        build(MelVQOptions, section, "codec")
+        build(MelVQTrainConfig, cfg.get("melvq_train"), "melvq_train").features.validate()
+
+
+def check_speaker(cfg: dict) -> None:
+    assert cfg["speaker"].get("name") in ("resemblyzer", "wavlm_sv"), cfg["speaker"]
+
+
 # (section that identifies the kind, builder)
 KINDS = (("ustokenizer", check_ustokenizer), ("model", check_dualspeechlm),
-         ("decode", check_decode), ("score", check_score))
+         ("decode", check_decode), ("score", check_score), ("codec", check_codec),
+         ("speaker", check_speaker))
 
 
 def test_configs_are_shipped():
