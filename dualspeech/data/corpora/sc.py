@@ -30,8 +30,8 @@ QUESTION_VOICES = {"sc_user1": Voice("en-us+m1", pitch=45, rate=165),
                    "sc_user2": Voice("en-gb-x-rp+f5", pitch=56, rate=160)}
 ANSWER_VOICES = {"sc_assistant1": Voice("en-us+f2", pitch=58, rate=160),
                  "sc_assistant2": Voice("en-gb-x-rp+m3", pitch=40, rate=155),
-                 "sc_assistant3": Voice("en+f4", pitch=52, rate=170),
-                 "sc_assistant4": Voice("en-029+m2", pitch=48, rate=150)}
+                 "sc_assistant3": Voice("en+f2", pitch=52, rate=165),
+                 "sc_assistant4": Voice("en-us+m2", pitch=48, rate=152)}
 
 
 def prepare_sc(corpus_dir: str | Path, output_dir: str | Path, sqa_annotations,
