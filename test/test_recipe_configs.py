@@ -85,3 +85,15 @@ def test_config_parses_and_builds(path):
     checks = [check for section, check in KINDS if section in cfg]
     assert checks, f"{path}: no builder for sections {sorted(cfg)}; add one to KINDS"
     checks[0](cfg)
+
+
+@pytest.mark.parametrize("recipe, codec, models", [
+    ("mini", "codec_melvq.yaml", ["dualspeechlm_debug.yaml", "dualspeechlm_mini.yaml"]),
+    ("multitask", "codec_melvq.yaml", ["dualspeechlm_phi35.yaml", "dualspeechlm_vicuna7b.yaml"]),
+])
+def test_codec_size_matches_acoustic_gpt(recipe, codec, models):
+    """Stage 4 trains the codec from one config, stage 6 sizes the AcousticGPT from another."""
+    conf = REPO / "egs" / recipe / "conf"
+    size = load_yaml(conf / codec)["melvq_train"]["codebook_size"]
+    for name in models:
+        assert load_yaml(conf / name)["model"]["acoustic_gpt"]["n_codes"] == size, name
