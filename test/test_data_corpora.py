@@ -134,7 +134,7 @@ def test_sc_synthesises_question_and_answer(tmp_path):
         assert answer.load_audio().shape[1] > 8000 and answer.sampling_rate == 16000
     # train-clean-100 has one usable QA only: its answer voice has no other answer for a prompt
     assert "SC: no other answer" in skipped(out, "sc")
-    assert sc.prepare_sc(ls, out, [ann], seed=1) is False
+    assert sc.prepare_sc(ls, out, [ann.parent], seed=1) is False   # a directory of *.json: same files
 
 
 # ---------------------------------------------------------------- LibriTTS-R

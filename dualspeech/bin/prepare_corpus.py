@@ -41,7 +41,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     s = add("librispeech", librispeech, "LibriSpeech: ASR, plus SQA from SALMONN annotations")
     s.add_argument("--parts", nargs="+", help="LibriSpeech parts (default: all present)")
-    s.add_argument("--sqa-json", nargs="*", default=[], help="SALMONN-style SQA annotation JSON files")
+    s.add_argument("--sqa-json", nargs="*", default=[],
+                   help="SALMONN-style SQA annotation JSON files (or directories of them)")
     s.add_argument("--nj", type=int, default=2, help="threads reading audio headers")
     s = add("libritts_r", libritts_r, "LibriTTS-R: TTS (manifests prefixed libritts_r)")
     s.add_argument("--parts", nargs="+", help="parts (default: all present)")
@@ -69,7 +70,8 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--nj", type=int, default=2)
     s = add("sc", sc, "SC: SALMONN SQA over LibriSpeech, question/answer synthesised by TTS")
-    s.add_argument("--sqa-json", nargs="+", required=True, help="SALMONN-style SQA annotation JSON files")
+    s.add_argument("--sqa-json", nargs="+", required=True,
+                   help="SALMONN-style SQA annotation JSON files (or directories of them)")
     s.add_argument("--tts-command", default=DEFAULT_TEMPLATE, help="TTS command template (docs/data.md)")
     s.add_argument("--max-per-part", type=int, help="seeded subset size per LibriSpeech part")
     s.add_argument("--seed", type=int, default=0)

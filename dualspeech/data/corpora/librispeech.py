@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from dualspeech.data.corpora.common import check_layout, load_recordings, run_preparation
-from dualspeech.data.corpora.sqa import (LIBRISPEECH_PARTS, first_question_per_utterance,
-                                         read_sqa_annotations)
+from dualspeech.data.corpora.sqa import (LIBRISPEECH_PARTS, annotation_files,
+                                         first_question_per_utterance, read_sqa_annotations)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=No
     corpus_dir = check_layout("librispeech", corpus_dir, ["*/*/*/*.trans.txt"], LAYOUT)
     parts = find_parts(corpus_dir, parts)
     inputs = [t for p in parts for t in (corpus_dir / p).rglob("*.trans.txt")]
-    inputs += [Path(a) for a in sqa_annotations]
+    sqa_annotations = annotation_files(sqa_annotations)
+    inputs += sqa_annotations
 
     def build(skips: SkipLog) -> dict[str, PartData]:
         qas = [qa for a in sqa_annotations for qa in read_sqa_annotations(a, skips)]

@@ -16,7 +16,8 @@ from dualspeech.data.corpora.common import (check_layout, load_recording, other_
                                             run_preparation)
 from dualspeech.data.corpora.librispeech import LAYOUT as LIBRISPEECH_LAYOUT
 from dualspeech.data.corpora.librispeech import librispeech_utterances
-from dualspeech.data.corpora.sqa import first_question_per_utterance, read_sqa_annotations
+from dualspeech.data.corpora.sqa import (annotation_files, first_question_per_utterance,
+                                         read_sqa_annotations)
 from dualspeech.data.manifest_io import PartData, SkipLog, params_digest, speech_cut, task_example
 from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
                                    synthesize_all)
@@ -38,6 +39,7 @@ def prepare_sc(corpus_dir: str | Path, output_dir: str | Path, sqa_annotations,
                tts_command: str = DEFAULT_TEMPLATE, max_per_part: int | None = None,
                seed: int = 0, num_jobs: int = 2, force: bool = False) -> bool:
     root = check_layout("sc", corpus_dir, ["*/*/*/*.trans.txt"], LAYOUT)
+    sqa_annotations = annotation_files(sqa_annotations)
     if not sqa_annotations:
         raise ValueError("sc: give at least one SALMONN SQA annotation file (--sqa-json)")
     engine = TTSCommand(tts_command, 16000)
@@ -96,6 +98,5 @@ def prepare_sc(corpus_dir: str | Path, output_dir: str | Path, sqa_annotations,
             result[part] = data
         return result
 
-    return run_preparation("sc", output_dir, params, [Path(a) for a in sqa_annotations], build,
-                           force)
+    return run_preparation("sc", output_dir, params, sqa_annotations, build, force)
 

@@ -26,6 +26,11 @@ class QA:
     answer: str
 
 
+def annotation_files(paths) -> list[Path]:
+    """The JSON files named: files as given, directories expanded to their *.json."""
+    return [f for p in map(Path, paths) for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+
+
 def read_sqa_annotations(path: str | Path, skips: SkipLog, qa_tasks=("qa",)) -> list[QA]:
     """Parse one annotation file; entries lacking a question or an answer are skipped."""
     path = Path(path)
