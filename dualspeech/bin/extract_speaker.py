@@ -5,15 +5,14 @@
         --cuts dump/acoustic/mini_cuts_train.jsonl.gz --out-cuts dump/cuts/mini_cuts_train.jsonl.gz \
         --storage-dir dump/speaker/mini.train --nj 4 --job 0
 
-The ``speaker`` section names the encoder (``resemblyzer``: the offline GE2E weights that the
-resemblyzer wheel ships; ``wavlm_sv``: a local WavLMForXVector dir), the same backends the SIM
-metric uses. Sharded and resumable like the other extractors (dualspeech.tokenizers.extraction).
+The ``speaker`` section names the encoder (dualspeech.tokenizers.speaker: ``resemblyzer``, the
+offline GE2E weights that the resemblyzer wheel ships; ``wavlm_sv``, a local WavLMForXVector dir;
+``onnx``, a 3D-Speaker ONNX file). Sharded and resumable like the other extractors
+(dualspeech.tokenizers.extraction).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 
 import numpy as np
@@ -21,7 +20,6 @@ import numpy as np
 from dualspeech.config import load_yaml
 
 log = logging.getLogger("dualspeech.extract_speaker")
-SR = 16000
 
 
 def main(argv: list[str] | None = None):
@@ -34,22 +32,18 @@ def main(argv: list[str] | None = None):
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from dualspeech.metrics.speaker_sim import SpeakerSimilarity
+    from dualspeech.tokenizers.speaker import build_speaker_encoder
 
     section = load_yaml(args.conf).get("speaker")
-    if not isinstance(section, dict) or "name" not in section:
-        raise SystemExit(f"{args.conf}: expected a speaker section with a name "
-                         "(resemblyzer or wavlm_sv)")
-    encoder = SpeakerSimilarity(section, device=args.device)
-    settings = dict(section, sample_rate=SR)
-    identity = f"{section['name']}@{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
+    encoder = build_speaker_encoder(section, device=args.device)
+    settings = dict(section, sample_rate=encoder.sample_rate, dim=int(encoder.dim))
 
     def extract(cuts, skipped):
-        usable = cut_waves(cuts, SR, SR // 10, skipped)
+        usable = cut_waves(cuts, encoder.sample_rate, encoder.sample_rate // 10, skipped)
         if usable:
-            yield from zip((c for c, _ in usable), encoder.embed_waves([w for _, w in usable]))
+            yield from zip((c for c, _ in usable), encoder.embed([w for _, w in usable]))
 
-    return run_extraction(args, "speaker_embedding", identity, settings, extract,
+    return run_extraction(args, "speaker_embedding", encoder.identity, settings, extract,
                           frame_shift=None, dtype=np.float32)
 
 

@@ -56,11 +56,13 @@ def add_extraction_args(parser: argparse.ArgumentParser) -> None:
 
 def cut_waves(cuts: list, sample_rate: int, min_samples: int, skipped: dict) -> list[tuple]:
     """(cut, mono float32 wave at ``sample_rate``) for every cut whose audio is usable."""
+    from lhotse.audio.utils import AudioLoadingError
+
     out = []
     for cut in cuts:
         try:
             wave = load_cut_audio(cut, sample_rate)
-        except (AudioError, OSError, ValueError, RuntimeError) as e:
+        except (AudioError, AudioLoadingError, OSError, ValueError, RuntimeError) as e:
             log.warning("cut %s: unreadable audio (%s)", cut.id, e)
             skipped[cut.id] = "unreadable"
             continue
