@@ -12,11 +12,12 @@ from dualspeech.inference.runner import DecodeRunner
 from dualspeech.inference.toy import toy_codec, toy_data, toy_model
 
 CONF = "egs/mini/conf/dualspeechlm_debug.yaml"
+SMALL_CODEC = ["model.acoustic_gpt.n_codes=64"]   # a quick k-means for the toy codec
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    model, cfg = toy_model(CONF)
+    model, cfg = toy_model(CONF, SMALL_CODEC)
     codec = toy_codec(tmp_path_factory.mktemp("codec") / "melvq.pt",
                       cfg["model"]["acoustic_gpt"]["n_codes"], griffin_lim_iters=2)
     return model, cfg, codec
@@ -42,7 +43,7 @@ def make_decoder(model, codec, **overrides):
 
     cfg = build(DecodeConfig, {"batch_size": 4, "text": {"strategy": "greedy", "max_new_tokens": 6},
                                "speech": {"max_new_tokens": 8, "do_sample": False},
-                               "acoustic": {"max_len": 12}, **overrides}, "decode")
+                               "acoustic": {"max_len": 12, "top_k": 1}, **overrides}, "decode")
     return DecodeRunner(model, cfg, codec, DataConfig(max_len=1024))
 
 
@@ -51,7 +52,7 @@ def read(path):
 
 
 def test_decode_all_tasks(model, codec, data, tmp_path):
-    dec = make_decoder(model, codec)
+    dec = make_decoder(model, codec, acoustic={"max_len": 12, "top_k": 10})   # sampled
     out = tmp_path / "decode"
     for task in TASKS:
         counts = dec.decode(data, "toy", "test", task, out, resolved_config={"decode": {}})
@@ -75,7 +76,8 @@ def test_decode_all_tasks(model, codec, data, tmp_path):
 
 
 def test_batched_equals_one_at_a_time(model, codec, data, tmp_path):
-    """Left-padded batches give the same greedy outputs as batch size 1."""
+    """Left-padded batches give the same greedy outputs as batch size 1 (text, speech tokens
+    and AcousticGPT ids)."""
     for task in ("asr", "sqa", "tts"):
         texts = {}
         for bs in (1, 4):
@@ -102,7 +104,7 @@ def test_beam_with_one_beam_equals_greedy(model, codec, data, tmp_path):
 
 def test_resume_and_shards(model, codec, data, tmp_path):
     out = tmp_path / "decode"
-    dec = make_decoder(model, codec, acoustic={"max_len": 12, "top_k": 1})  # deterministic
+    dec = make_decoder(model, codec)
     c0 = dec.decode(data, "toy", "test", "tts", out, shard=0, num_shards=2)
     assert not c0["merged"] and not (out / "toy_tts_test" / "hyp.jsonl").exists()
     c1 = dec.decode(data, "toy", "test", "tts", out, shard=1, num_shards=2)

@@ -37,6 +37,7 @@ class ScoreConfig:
     bleu_tokenize: str = "13a"
     asr_model: str = "whisper:tiny.en"      # transcribes generated speech (paper: large-v3)
     asr_batch_size: int = 8
+    asr_max_tokens: int = 224               # per 30 s window (Whisper's own limit)
     device: str = "cpu"
     # SIM: speaker-encoder section as dualspeech.tokenizers.speaker builds it (paper: wavlm_sv)
     speaker: dict = field(default_factory=lambda: {"name": "resemblyzer"})
@@ -58,7 +59,8 @@ class Resources:
     def asr(self):
         from dualspeech.metrics.transcribe import WhisperTranscriber
 
-        return WhisperTranscriber(self.cfg.asr_model, self.cfg.device, self.cfg.asr_batch_size)
+        return WhisperTranscriber(self.cfg.asr_model, self.cfg.device, self.cfg.asr_batch_size,
+                                  max_tokens=self.cfg.asr_max_tokens)
 
     @functools.cached_property
     def sim(self):

@@ -19,12 +19,12 @@ WHISPER_SR = 16000
 
 class WhisperTranscriber:
     def __init__(self, spec: str = "whisper:tiny.en", device: str = "cpu", batch_size: int = 8,
-                 language: str = "en"):
+                 language: str = "en", max_tokens: int = 224):
         from dualspeech.pretrained import load_whisper
 
         self.model = load_whisper(spec, device=device).eval()
         self.spec, self.device, self.batch_size = spec, device, batch_size
-        self.language = language
+        self.language, self.max_tokens = language, max_tokens
 
     def transcribe_waves(self, waves: list[np.ndarray]) -> list[str]:
         """Texts of 16 kHz float32 waves, in order."""
@@ -33,7 +33,7 @@ class WhisperTranscriber:
         out: list[str | None] = [None] * len(waves)
         short = [i for i, w in enumerate(waves) if len(w) <= whisper.audio.N_SAMPLES]
         options = whisper.DecodingOptions(language=self.language, without_timestamps=True,
-                                          fp16=False, temperature=0.0)
+                                          fp16=False, temperature=0.0, sample_len=self.max_tokens)
         n_mels = self.model.dims.n_mels
         for start in range(0, len(short), self.batch_size):
             idx = short[start:start + self.batch_size]
@@ -47,7 +47,8 @@ class WhisperTranscriber:
         for i, w in enumerate(waves):
             if out[i] is None:
                 result = self.model.transcribe(w, language=self.language, fp16=False,
-                                               temperature=0.0, condition_on_previous_text=False)
+                                               temperature=0.0, condition_on_previous_text=False,
+                                               sample_len=self.max_tokens)
                 out[i] = result["text"].strip()
         return out  # type: ignore[return-value]
 
