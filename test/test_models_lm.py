@@ -148,6 +148,13 @@ def test_lora_on_tiny_phi3_with_fused_projections(tmp_path, vocab):
     assert out["has_text"] == 1 and out["has_semantic"] == 1
     assert model.speech_head.grad.abs().sum() > 0 and model.speech_embed.grad.abs().sum() > 0
     assert all(trainable[n].grad is not None for n in names)
+    grad = model.speech_head.grad.clone()
+    model.zero_grad()
+    model.gradient_checkpointing_enable()      # the GPU configs' setting: same loss and grads
+    again = model(batch)
+    again["loss"].backward()
+    assert torch.allclose(again["loss"], out["loss"]) and torch.allclose(
+        model.speech_head.grad, grad, atol=1e-6)
     logits = model.logits(torch.randn(2, 32))
     assert logits.shape == (2, vocab.size)   # padding rows of the Phi-3 head are not exposed
 
