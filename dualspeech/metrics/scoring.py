@@ -221,9 +221,12 @@ def _speech_quality(records, root, per_utt, counts, cfg, res) -> dict[str, Estim
     if sim_pairs:
         sims = res.sim.similarity_files([str(p) for _, _, p in sim_pairs],
                                         [str(w) for _, w, _ in sim_pairs])
-        for (i, _, _), s in zip(sim_pairs, sims):
-            per_utt[i]["sim"] = float(s)
-        out["sim"] = _mean(sims, cfg)
+        scored = [(i, s) for (i, _, _), s in zip(sim_pairs, sims) if s is not None]
+        counts["sim_skipped"] += len(sim_pairs) - len(scored)
+        for i, s in scored:
+            per_utt[i]["sim"] = s
+        if scored:
+            out["sim"] = _mean([s for _, s in scored], cfg)
     if cfg.dnsmos:
         scores = {}
         for i, w, _ in pairs:
