@@ -183,3 +183,31 @@ def test_sampler_mixing_bucketing_and_determinism():
     assert any(len({t for t, _ in batch}) > 1 for batch in mixed)
     with pytest.raises(ValueError, match="no weight"):
         TaskBatchSampler(lengths, SamplerConfig(weights={"asr": 1.0}), rank=0, world_size=1)
+
+
+def test_lm_configs_build():
+    """Every shipped DualSpeechLM config validates (without loading any backbone)."""
+    from pathlib import Path
+
+    from dualspeech.config import build, load_config
+    from dualspeech.data.dataset import DataConfig
+    from dualspeech.models.dualspeechlm import ModelConfig
+    from dualspeech.training import TrainerConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    names = ["mini/conf/dualspeechlm_debug", "mini/conf/dualspeechlm_mini",
+             "multitask/conf/dualspeechlm_phi35", "multitask/conf/dualspeechlm_vicuna7b",
+             "multitask/conf/dualspeechlm_hubert", "multitask/conf/baseline_acoustic",
+             "multitask/conf/baseline_semantic"]
+    variants = {}
+    for name in names:
+        cfg = load_config(repo / "egs" / f"{name}.yaml")
+        model = build(ModelConfig, cfg["model"], "model")
+        build(TemplateConfig, cfg.get("templates"), "templates")
+        build(DataConfig, cfg["data"], "data")
+        build(TrainerConfig, cfg["trainer"], "trainer")
+        variants[name.split("/")[-1]] = (model.speech.field, model.acoustic_gpt is not None)
+    assert variants["baseline_acoustic"] == ("acoustic_tokens", False)
+    assert variants["baseline_semantic"] == ("hubert_units", False)
+    assert variants["dualspeechlm_hubert"] == ("hubert_units", True)
+    assert variants["dualspeechlm_phi35"] == ("ustokens", True)
