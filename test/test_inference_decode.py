@@ -146,3 +146,9 @@ def test_guard_rails_skip_and_error(model, codec, data, tmp_path, monkeypatch):
     assert counts["skipped"] == 1 and recs[victim]["status"] == "skipped"
     assert recs[asr[1].id]["status"] == "error" and "boom" in recs[asr[1].id]["error"]
     assert sum(r["status"] == "ok" or r["status"] == "empty" for r in recs.values()) == 3
+
+
+def test_codec_size_mismatch_is_a_clear_error(model, tmp_path):
+    wrong = toy_codec(tmp_path / "small.pt", 32, griffin_lim_iters=2)
+    with pytest.raises(ValueError, match="n_codes=64 but the codec .* has 32 codes"):
+        make_decoder(model, wrong)

@@ -40,6 +40,20 @@ def manifest_ids(path: Path) -> tuple[list[str], dict[str, dict]]:
     return sorted(refs), refs
 
 
+def check_codec(model, codec) -> None:
+    """The codec must know every id the model can emit: AcousticGPT's ``n_codes`` (or, without
+    an AcousticGPT, the speech-token count) must equal the codec's codebook size."""
+    if codec is None:
+        return
+    agpt = model.cfg.acoustic_gpt
+    n, what = ((agpt.n_codes, "model.acoustic_gpt.n_codes") if agpt is not None else
+               (model.cfg.speech.num_tokens, "model.speech.num_tokens"))
+    if n != codec.codebook_size:
+        raise ValueError(f"{what}={n} but the codec {codec.identity} has {codec.codebook_size} "
+                         "codes: decode with the codec whose ids the model was trained on "
+                         "(--codec-conf of the acoustic-token extraction)")
+
+
 class DecodeRunner:
     """Decodes the test sets of one model; the model, dataset settings and codec are shared."""
 
@@ -47,6 +61,7 @@ class DecodeRunner:
         from dualspeech.data.dataset import DataConfig
 
         self.model, self.cfg = model, cfg
+        check_codec(model, codec)
         self.generator = BatchGenerator(model, cfg, codec)
         self.data_cfg = data_cfg or DataConfig()
         agpt = model.cfg.acoustic_gpt
