@@ -61,6 +61,7 @@ decode_config=           # decoding config
 decode_args=             # extra arguments for decode
 decode_nj=               # decoding shard jobs (default: --nj)
 score_config=            # scoring config
+score_args=              # extra arguments for score (e.g. "--set score.dnsmos=false")
 results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
 
@@ -326,9 +327,10 @@ if in_stage 8 && [ -n "$test_sets" ]; then
   need score_config
   # shellcheck disable=SC2046
   if stage_begin 8 score --inputs $(config_files "$score_config") "$decode_dir" \
-       --args "$results_title|$results_md" --clean "$score_dir"; then
+       --args "$results_title|$results_md|$score_args" --clean "$score_dir"; then
+    # shellcheck disable=SC2086
     $cpu_cmd "$logdir/stage8_score.log" $python -m dualspeech.bin.score --conf "$score_config" \
-      --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}"
+      --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}" $score_args
     mkdir -p "$(dirname "$results_md")"
     cp "$score_dir/RESULTS.md" "$results_md"
     stage_end 8 score "$score_dir" "$results_md"
