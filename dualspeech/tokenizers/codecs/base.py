@@ -30,7 +30,7 @@ def register_codec(name: str):
 
 def build_codec(cfg: dict) -> "Codec":
     """``cfg`` is the ``codec`` config section: ``{"name": <backend>, **backend options}``."""
-    from dualspeech.tokenizers.codecs import melvq  # noqa: F401  (registration; add new backends here)
+    from dualspeech.tokenizers.codecs import melvq, wavtokenizer  # noqa: F401  (registration; add new backends here)
 
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise ConfigError(f"codec: expected a mapping with a 'name' key, got {cfg!r}")
