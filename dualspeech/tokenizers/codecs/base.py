@@ -29,9 +29,8 @@ def register_codec(name: str):
 
 
 def build_codec(cfg: dict) -> "Codec":
-    """``cfg`` is the ``codec`` config section: ``{"name": <backend>, **backend options}``."""
-    from dualspeech.tokenizers.codecs import melvq, wavtokenizer  # noqa: F401  (registration; add new backends here)
-
+    """``cfg`` is the ``codec`` config section: ``{"name": <backend>, **backend options}``.
+    Backends register when the ``dualspeech.tokenizers.codecs`` package is imported."""
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise ConfigError(f"codec: expected a mapping with a 'name' key, got {cfg!r}")
     options = dict(cfg)
