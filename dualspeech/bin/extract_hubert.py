@@ -1,0 +1,71 @@
+"""HuBERT k-means tokens for speech cuts (the paper's Baseline-Semantic / DualSpeechLM-HuBERT
+input): TemporalArray ``hubert_tokens`` (frame_shift = 1 / HuBERT frame rate, int16 ids) plus
+``hubert_tokens_source`` = model + layer + k-means identity.
+
+Train the k-means once (on a subset of the training cuts; --cuts/--storage-dir are then
+unused), then extract sharded:
+  python -m dualspeech.bin.extract_hubert --conf conf/hubert_kmeans.yaml --train-only \\
+      --train-cuts data/cuts/corpus_cuts_train.jsonl.gz --cuts unused --storage-dir unused
+  python -m dualspeech.bin.extract_hubert --conf conf/hubert_kmeans.yaml \\
+      --cuts dump/cuts/corpus_cuts_train.jsonl.gz --storage-dir dump/hubert/train --nj 4 --job 0
+If ``hubert.kmeans`` does not exist and --train-cuts is given, it is trained first.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dualspeech.config import ConfigError, add_config_args, build, config_from_args
+
+FIELD = "hubert_tokens"
+
+
+def main(argv: list[str] | None = None):
+    from dualspeech.tokenizers.extraction import add_extraction_args, cut_waves, run_extraction
+    from dualspeech.tokenizers.hubert import HubertConfig, HubertTokenizer, train_hubert_kmeans
+
+    p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_hubert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    add_extraction_args(p)
+    p.add_argument("--train-cuts", nargs="+", default=None,
+                   help="cuts to train the k-means on when hubert.kmeans does not exist yet")
+    p.add_argument("--train-only", action="store_true", help="train the k-means and stop")
+    p.add_argument("--device", default="cpu", help="torch device for HuBERT")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg_all = config_from_args(args)
+    if "hubert" not in cfg_all:
+        raise ConfigError(f"{args.conf}: no 'hubert' section")
+    cfg = build(HubertConfig, cfg_all["hubert"], where="hubert")
+    if not Path(cfg.kmeans).is_file():
+        if not args.train_cuts:
+            raise SystemExit(f"{cfg.kmeans} does not exist: pass --train-cuts to train the k-means")
+        from lhotse import CutSet
+
+        cuts = [c for path in args.train_cuts for c in CutSet.from_file(path)][: cfg.max_utterances]
+        skipped: dict[str, str] = {}
+        waves = [w for _, w in cut_waves(cuts, 16000, 640, skipped)]
+        if skipped:
+            logging.warning("k-means training: skipped %d cuts with unusable audio", len(skipped))
+        train_hubert_kmeans(cfg, waves, args.device)
+    if args.train_only:
+        return None
+    tok = HubertTokenizer(cfg, args.device)
+    if tok.codebook_size > np.iinfo(np.int16).max:
+        raise ConfigError(f"hubert.num_clusters {tok.codebook_size} does not fit int16 storage")
+
+    def extract(cuts, skipped):
+        pairs = cut_waves(cuts, 16000, tok.features.min_samples, skipped)
+        yield from zip((c for c, _ in pairs), tok.tokenize([w for _, w in pairs]))
+
+    settings = {"layer": cfg.layer, "num_clusters": tok.codebook_size, "frame_rate": tok.frame_rate}
+    return run_extraction(args, FIELD, tok.identity, settings, extract,
+                          frame_shift=1.0 / tok.frame_rate, dtype=np.int16)
+
+
+if __name__ == "__main__":
+    main()
