@@ -409,17 +409,13 @@ class WavTokenizerOptions:
 class WavTokenizerCodec(Codec):
     name = "wavtokenizer"
 
-    def __init__(self, opts: WavTokenizerOptions):
-        self.model = load_wavtokenizer(opts.config, opts.checkpoint, opts.allow_unsafe_pickle,
-                                       encoder_filters=opts.encoder_filters,
-                                       encoder_dim=opts.encoder_dim)
-        arch = self.model.arch
-        if not 0 <= opts.bandwidth_id < arch.adanorm_num_embeddings:
+    def __init__(self, model: WavTokenizerModel, identity: str, bandwidth_id: int = 0):
+        arch = model.arch
+        if not 0 <= bandwidth_id < arch.adanorm_num_embeddings:
             raise ConfigError(f"codec.bandwidth_id must be in 0..{arch.adanorm_num_embeddings - 1}")
-        self.bandwidth_id = opts.bandwidth_id
+        self.model, self.bandwidth_id, self._identity = model.eval(), bandwidth_id, identity
         self.sample_rate, self.codebook_size = arch.sample_rate, arch.codebook_size
         self.frame_rate = arch.sample_rate / arch.hop
-        self._identity = f"wavtokenizer:{Path(opts.checkpoint).name}@{short_hash(opts.checkpoint)}"
         self.device = torch.device("cpu")
 
     def to(self, device) -> "WavTokenizerCodec":
@@ -442,5 +438,8 @@ class WavTokenizerCodec(Codec):
 
 @register_codec("wavtokenizer")
 def _build(options: dict) -> WavTokenizerCodec:
-    return WavTokenizerCodec(build(WavTokenizerOptions, options, where="codec"))
-
+    opts = build(WavTokenizerOptions, options, where="codec")
+    model = load_wavtokenizer(opts.config, opts.checkpoint, opts.allow_unsafe_pickle,
+                              encoder_filters=opts.encoder_filters, encoder_dim=opts.encoder_dim)
+    identity = f"wavtokenizer:{Path(opts.checkpoint).name}@{short_hash(opts.checkpoint)}"
+    return WavTokenizerCodec(model, identity, opts.bandwidth_id)
