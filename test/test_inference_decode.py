@@ -152,3 +152,29 @@ def test_codec_size_mismatch_is_a_clear_error(model, tmp_path):
     wrong = toy_codec(tmp_path / "small.pt", 32, griffin_lim_iters=2)
     with pytest.raises(ValueError, match="n_codes=64 but the codec .* has 32 codes"):
         make_decoder(model, wrong)
+
+
+def test_speaker_prompt_comes_from_speaker_ref(model, codec, data, tmp_path):
+    """The saved prompt is the speaker_ref utterance (resampled to 16 kHz), never the target."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet, Recording
+    from lhotse.utils import fastcopy
+
+    path = data / "cuts" / "toy_cuts_test.jsonl.gz"
+    cuts = []
+    for i, c in enumerate(CutSet.from_file(path)):
+        wav = tmp_path / "audio" / f"{c.id}.wav"
+        wav.parent.mkdir(exist_ok=True)
+        t = np.arange(int(22050 * (c.duration + 0.1))) / 22050
+        sf.write(wav, 0.2 * np.sin(2 * np.pi * (200 + 10 * i) * t), 22050)
+        cuts.append(fastcopy(c, recording=Recording.from_file(wav, recording_id=c.id)))
+    CutSet.from_cuts(cuts).to_file(path)
+    by_id = {c.id: c for c in cuts}
+    make_decoder(model, codec).decode(data, "toy", "test", "tts", tmp_path / "d")
+    tasks = {c.id: c for c in CutSet.from_file(data / "tasks" / "toy_tts_test.jsonl.gz")}
+    for r in read(tmp_path / "d" / "toy_tts_test" / "hyp.jsonl"):
+        ref_id = tasks[r["id"]].custom["links"]["speaker_ref"]
+        assert r["speaker_ref"] == ref_id != r["id"]
+        wave, sr = sf.read(tmp_path / "d" / "toy_tts_test" / r["prompt_wav"])
+        assert sr == 16000 and abs(len(wave) / sr - by_id[ref_id].duration) < 0.01

@@ -148,9 +148,16 @@ class DecodeRunner:
             save_wav(test_dir / "wav" / f"{ex.id}.wav", out.wave, codec.sample_rate)
             rec["wav"] = f"wav/{ex.id}.wav"
         ref_cut = ex.speech.get("speaker_ref")
+        if ref_cut is not None:
+            rec["speaker_ref"] = ref_cut.id
         if self.cfg.save_prompt and ref_cut is not None and ref_cut.has_recording:
             sr = self.cfg.prompt_sample_rate
-            save_wav(test_dir / "prompt" / f"{ex.id}.wav", load_cut_audio(ref_cut, sr), sr)
+            try:
+                wave = load_cut_audio(ref_cut, sr)
+            except Exception as e:  # noqa: BLE001 - lhotse raises several types; SIM skips it
+                log.warning("%s: speaker prompt %s unreadable (%s); no SIM for it", ex.id,
+                            ref_cut.id, e)
+                return rec
+            save_wav(test_dir / "prompt" / f"{ex.id}.wav", wave, sr)
             rec["prompt_wav"] = f"prompt/{ex.id}.wav"
-            rec["speaker_ref"] = ref_cut.id
         return rec
