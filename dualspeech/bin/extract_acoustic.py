@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--conf", required=True, help="YAML with a codec section")
     add_extraction_args(p)
-    p.add_argument("--device", default="cpu", help="accepted for symmetry; MelVQ runs on the CPU")
+    p.add_argument("--device", default="cpu", help="torch device of neural codecs (MelVQ runs on the CPU)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dualspeech.tokenizers.codecs import build_codec
 
-    codec = build_codec(load_yaml(args.conf).get("codec"))
+    codec = build_codec(load_yaml(args.conf).get("codec")).to(args.device)
     if codec.codebook_size > np.iinfo(np.int16).max:
         raise SystemExit(f"codebook of {codec.codebook_size} codes does not fit int16 storage")
     min_samples = int(codec.sample_rate / codec.frame_rate)

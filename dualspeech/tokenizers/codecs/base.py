@@ -74,6 +74,14 @@ class Codec(abc.ABC):
     frame_rate: float
     codebook_size: int
     num_codebooks: int = 1
+    device = torch.device("cpu")
+
+    def to(self, device) -> "Codec":
+        """Run the codec's network (``self.model``, if it has one) on ``device``."""
+        self.device = torch.device(device)
+        if isinstance(getattr(self, "model", None), torch.nn.Module):
+            self.model.to(self.device)
+        return self
 
     def encode(self, waves, lengths: Sequence[int] | None = None) -> list[np.ndarray]:
         """Waves at ``sample_rate`` (list of 1-D arrays, or padded [B, T] batch + lengths)."""

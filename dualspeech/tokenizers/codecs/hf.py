@@ -59,12 +59,6 @@ class HFCodec(Codec):
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         self._identity = (f"hf:{self.family}:{path.name}@"
                           f"{short_hash(weights[0]) if weights else 'noweights'}:k{self.num_codebooks}")
-        self.device = torch.device("cpu")
-
-    def to(self, device) -> "HFCodec":
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
 
     @property
     def identity(self) -> str:

@@ -416,12 +416,6 @@ class WavTokenizerCodec(Codec):
         self.model, self.bandwidth_id, self._identity = model.eval(), bandwidth_id, identity
         self.sample_rate, self.codebook_size = arch.sample_rate, arch.codebook_size
         self.frame_rate = arch.sample_rate / arch.hop
-        self.device = torch.device("cpu")
-
-    def to(self, device) -> "WavTokenizerCodec":
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
 
     @property
     def identity(self) -> str:
