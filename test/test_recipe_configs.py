@@ -66,10 +66,16 @@ def check_speaker(cfg: dict) -> None:
     assert cfg["speaker"].get("name") in ("resemblyzer", "wavlm_sv"), cfg["speaker"]
 
 
+def check_hubert(cfg: dict) -> None:
+    from dualspeech.tokenizers.hubert import HubertConfig
+
+    build(HubertConfig, cfg["hubert"], "hubert")
+
+
 # (section that identifies the kind, builder)
 KINDS = (("ustokenizer", check_ustokenizer), ("model", check_dualspeechlm),
          ("decode", check_decode), ("score", check_score), ("codec", check_codec),
-         ("speaker", check_speaker))
+         ("speaker", check_speaker), ("hubert", check_hubert))
 
 
 def test_configs_are_shipped():
