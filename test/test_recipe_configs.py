@@ -63,7 +63,10 @@ def check_codec(cfg: dict) -> None:
 
 
 def check_speaker(cfg: dict) -> None:
-    assert cfg["speaker"].get("name") in ("resemblyzer", "wavlm_sv"), cfg["speaker"]
+    from dualspeech.tokenizers.speaker import SPEAKER_ENCODERS
+
+    name = cfg["speaker"].get("name")
+    assert name in SPEAKER_ENCODERS, f"speaker.name {name!r} not in {sorted(SPEAKER_ENCODERS)}"
 
 
 def check_hubert(cfg: dict) -> None:
