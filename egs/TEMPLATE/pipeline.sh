@@ -254,7 +254,7 @@ if in_stage 4; then
     stage_end 4 codec "$codec_exp"
   fi
   # shellcheck disable=SC2046
-  if stage_begin 4 tokens --inputs "$codec_resolved" $(config_files "$speaker_config") "$dumpdir/ustokens" \
+  if stage_begin 4 tokens --inputs "$codec_exp" $(config_files "$speaker_config") "$dumpdir/ustokens" \
        --args "$all_sets|$nj" --clean "$dumpdir/acoustic" "$dumpdir/cuts"; then
     for set in $all_sets; do
       name=${set/:/.}
