@@ -208,6 +208,6 @@ def test_lm_configs_build():
         build(TrainerConfig, cfg["trainer"], "trainer")
         variants[name.split("/")[-1]] = (model.speech.field, model.acoustic_gpt is not None)
     assert variants["baseline_acoustic"] == ("acoustic_tokens", False)
-    assert variants["baseline_semantic"] == ("hubert_units", False)
-    assert variants["dualspeechlm_hubert"] == ("hubert_units", True)
+    assert variants["baseline_semantic"] == ("hubert_tokens", False)
+    assert variants["dualspeechlm_hubert"] == ("hubert_tokens", True)
     assert variants["dualspeechlm_phi35"] == ("ustokens", True)

@@ -106,3 +106,14 @@ def test_codec_size_matches_acoustic_gpt(recipe, codec, models):
     size = load_yaml(conf / codec)["melvq_train"]["codebook_size"]
     for name in models:
         assert load_yaml(conf / name)["model"]["acoustic_gpt"]["n_codes"] == size, name
+
+
+@pytest.mark.parametrize("model", ["dualspeechlm_hubert.yaml", "baseline_semantic.yaml"])
+def test_hubert_units_match_the_kmeans_tokenizer(model):
+    """The LLM reads the field extract_hubert writes, with as many unit tokens as clusters."""
+    from dualspeech.bin.extract_hubert import FIELD
+
+    conf = REPO / "egs" / "multitask" / "conf"
+    speech = load_yaml(conf / model)["model"]["speech"]
+    assert speech["field"] == FIELD
+    assert speech["num_tokens"] == load_yaml(conf / "hubert_kmeans.yaml")["hubert"]["num_clusters"]
