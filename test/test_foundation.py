@@ -67,3 +67,11 @@ def test_bench_cli_lists_registered_benchmarks():
     from dualspeech.bench import discover
 
     assert all(name in out for name in discover())
+
+
+def test_bench_name_help_reaches_the_benchmark(capsys):
+    from dualspeech.bin.bench import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["padding", "--help"])
+    assert exit_info.value.code == 0 and "bench padding" in capsys.readouterr().out
