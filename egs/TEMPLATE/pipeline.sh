@@ -151,11 +151,14 @@ chmod +x "$expdir/run.sh"
 log "$recipe: stages $stage..$stop_stage, nj=$nj ngpu=$ngpu; command saved in $expdir/run.sh"
 
 if in_stage 0; then
+  # A synthetic corpus is always handed to its generator: its own stamp covers the generator
+  # version, arguments and outputs (a no-op in seconds when current), which a marker over this
+  # command line alone cannot see. Later stages hash the manifests it writes.
+  if [ -n "$make_corpus" ]; then
+    # shellcheck disable=SC2086
+    $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_db" --nj "$nj"
+  fi
   if stage_begin 0 corpus --args "$corpus_db|$corpus_vars|$(corpus_locations)|$make_corpus|$download"; then
-    if [ -n "$make_corpus" ]; then                    # synthetic corpus: generate it
-      # shellcheck disable=SC2086
-      $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_db" --nj "$nj"
-    fi
     if [ "$download" = true ]; then
       [ -x local/download.sh ] || die "$recipe has no local/download.sh: get the corpus by hand (README.md)"
       $cpu_cmd "$logdir/stage0_download.log" local/download.sh
