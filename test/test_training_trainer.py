@@ -44,6 +44,14 @@ def test_loss_goes_down(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000040"]
 
 
+def test_fresh_start_drops_rows_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, config(max_steps=40, save_every=0, log_every=5), crash_after=12)
+    assert read_metric(tmp_path, "mse") and latest_checkpoint(tmp_path) is None
+    train(tmp_path, config(max_steps=10, save_every=0, log_every=5))
+    assert [s for s, _ in read_metric(tmp_path, "mse")] == [5, 10]
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
     cfg = config(max_steps=8, save_every=4)
     ref = train(tmp_path / "ref", cfg)

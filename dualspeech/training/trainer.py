@@ -94,7 +94,7 @@ class MetricsLog:
             self.writer = SummaryWriter(str(exp_dir / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows a crashed run wrote after the checkpoint we resume from."""
+        """Drop rows a killed run wrote after the step we start from (0 for a fresh start)."""
         if not (self.enabled and self.csv_path.exists()):
             return
         with open(self.csv_path, newline="") as f:
@@ -172,7 +172,7 @@ class Trainer:
         set_seed(cfg.seed + acc.process_index)  # different dropout masks per rank
         if cfg.resume and (last := ckpt.latest_checkpoint(self.exp_dir)) is not None:
             self._restore(last)
-            metrics.truncate_after(self.step)
+        metrics.truncate_after(self.step)  # rows of a killed run past where this one starts
         resumable = ResumableSampler(sampler)
         resumable.skip = self.batches_done
         loader = self._loader(dataset, resumable)
