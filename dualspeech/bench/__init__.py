@@ -10,14 +10,17 @@ import importlib
 import pkgutil
 from typing import Callable
 
+from dualspeech.utils.registry import registrar
+
 BENCHMARKS: dict[str, tuple[Callable[[list[str]], None], str]] = {}
+
+
+_add = registrar(BENCHMARKS, "benchmark")
 
 
 def register(name: str, help: str):
     def wrap(fn):
-        if name in BENCHMARKS:
-            raise ValueError(f"benchmark {name!r} registered twice")
-        BENCHMARKS[name] = (fn, help)
+        _add(name)((fn, help))
         return fn
     return wrap
 

@@ -22,6 +22,7 @@ from lhotse import CutSet
 from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
                                    task_manifest_name, validate_example)
 from dualspeech.utils.io import atomic_path, atomic_write_text
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.check_task_data")
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-drop-fraction", type=float, default=0.05,
                    help="fail when more than this fraction of a set's examples is dropped")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     rows, all_dropped, failures = [], [], []
     for name in args.sets:
         corpus, sep, part = name.partition(":")

@@ -19,6 +19,7 @@ import torch
 from dualspeech.config import add_config_args, build, config_from_args, load_yaml
 from dualspeech.data.tasks import TASKS, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.decode")
 
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-shards", type=int, default=1, help="number of shards (jobs)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.threads:
         torch.set_num_threads(args.threads)
     raw = config_from_args(args)

@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from dualspeech.config import load_yaml
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.extract_acoustic")
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None):
     add_extraction_args(p)
     p.add_argument("--device", default="cpu", help="torch device of neural codecs (MelVQ runs on the CPU)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from dualspeech.tokenizers.codecs import build_codec
 
     codec = build_codec(load_yaml(args.conf).get("codec")).to(args.device)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dualspeech.config import ConfigError, add_config_args, build, config_from_args
+from dualspeech.utils.logs import setup_logging
 
 FIELD = "hubert_tokens"
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None):
     p.add_argument("--train-only", action="store_true", help="train the k-means and stop")
     p.add_argument("--device", default="cpu", help="torch device for HuBERT")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     cfg_all = config_from_args(args)
     if "hubert" not in cfg_all:
         raise ConfigError(f"{args.conf}: no 'hubert' section")

@@ -18,6 +18,7 @@ import logging
 import numpy as np
 
 from dualspeech.config import load_yaml
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.extract_speaker")
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None):
     add_extraction_args(p)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from dualspeech.tokenizers.speaker import build_speaker_encoder
 
     section = load_yaml(args.conf).get("speaker")

@@ -35,6 +35,7 @@ from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
 from dualspeech.tokenizers.ustokenizer.extract import tokenize_cuts
 from dualspeech.tokenizers.ustokenizer.model import FRAME_SHIFT
 from dualspeech.utils.io import atomic_path, atomic_write_text, short_hash
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.extract_ustokens")
 
@@ -171,7 +172,7 @@ def sidecar_path(out_cuts: str | Path) -> Path:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = parse_args(argv)
     ex = Extraction(args)
     if ex.up_to_date():

@@ -7,11 +7,11 @@ part in train/dev/test. Same arguments -> byte-identical output; an unchanged re
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from dualspeech.data.mini import SIZES, make_mini_corpus
 from dualspeech.data.synth import DEFAULT_TEMPLATE, SynthesisError
+from dualspeech.utils.logs import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -33,8 +33,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         make_mini_corpus(args.out_dir, size=args.size, seed=args.seed, nj=args.nj,
                          tts_command=args.tts_command, force=args.force)

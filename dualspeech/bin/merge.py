@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 import torch
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.merge")
 
@@ -64,8 +65,7 @@ def merge(source: str | Path, out: str | Path) -> Path:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.merge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", required=True, type=Path, help="DualSpeechLM experiment dir")

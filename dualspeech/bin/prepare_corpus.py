@@ -9,13 +9,13 @@ on-disk layout of each corpus. docs/data.md has the details.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from dualspeech.data.corpora import (covost2, cvss, iemocap, libriheavy, librispeech, libritts_r,
                                      sc, vctk)
 from dualspeech.data.corpora.common import CorpusLayoutError
 from dualspeech.data.synth import DEFAULT_TEMPLATE, SynthesisError
+from dualspeech.utils.logs import setup_logging
 
 
 def _lang_dir(value: str) -> tuple[str, str]:
@@ -81,8 +81,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         prepare(args)
     except (CorpusLayoutError, SynthesisError) as e:

@@ -7,11 +7,11 @@ and whether each is usable offline right now.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
 from dualspeech import pretrained
+from dualspeech.utils.logs import setup_logging
 
 OFFLINE_DEFAULTS = ["whisper:tiny.en", "llm:smollm2-135m-instruct", "random:whisper-debug",
                     "random:llama-debug"]
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare.set_defaults(func=cmd_prepare)
     sub.add_parser("list", help="show known specs and their cache status").set_defaults(func=cmd_list)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     return args.func(args)
 
 

@@ -18,6 +18,7 @@ from dualspeech.metrics.report import write_report
 from dualspeech.metrics.scoring import (Resources, ScoreConfig, read_hyps, score_records,
                                         split_records)
 from dualspeech.utils.io import atomic_write_text
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.score")
 
@@ -46,8 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-sets", nargs="+", help="score only these test sets")
     parser.add_argument("--title", default="Results", help="heading of RESULTS.md")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     raw = config_from_args(args)
     cfg = build(ScoreConfig, raw.get("score"), "score")
     out_dir = args.out_dir or args.decode_dir

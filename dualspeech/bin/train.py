@@ -26,6 +26,7 @@ from dualspeech.data.sampler import TaskBatchSampler
 from dualspeech.data.tasks import TASKS
 from dualspeech.models.dualspeechlm import DualSpeechLM
 from dualspeech.models.vocab import SpeechVocab
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.train")
 LOSS_KEYS = (("text_ce", "has_text"), ("semantic_ce", "has_semantic"),
@@ -136,8 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = parse_args(argv)
     cfg = config_from_args(args)
     data = cfg.setdefault("data", {})

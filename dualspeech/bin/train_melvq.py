@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 
 from dualspeech.config import add_config_args, build, config_from_args
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.train_melvq")
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--cuts", nargs="+", required=True, help="speech cut manifests to train on")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from lhotse import CutSet
 
     from dualspeech.tokenizers.codecs.melvq import MelVQTrainConfig, train_melvq

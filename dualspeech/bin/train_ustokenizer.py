@@ -30,6 +30,7 @@ from dualspeech.tokenizers.ustokenizer.model import USTokenizer, USTokenizerTrai
 from dualspeech.tokenizers.ustokenizer.prompts import PromptBuilder
 from dualspeech.training import Trainer, TrainerConfig
 from dualspeech.utils.io import atomic_write_text
+from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.train_ustokenizer")
 SECTIONS = {"ustokenizer": USTokenizerConfig, "llm": LLMConfig, "prompts": PromptConfig,
@@ -57,7 +58,7 @@ def read_sections(cfg: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = parse_args(argv)
     cfg = config_from_args(args)
     s = read_sections(cfg)

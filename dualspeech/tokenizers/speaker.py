@@ -24,18 +24,13 @@ import torch
 
 from dualspeech.config import ConfigError, build
 from dualspeech.utils.io import short_hash
+from dualspeech.utils.registry import registrar
 
 SR = 16000
 SPEAKER_ENCODERS: dict[str, Callable[[dict, str], "SpeakerEncoder"]] = {}
 
 
-def register_speaker_encoder(name: str):
-    def wrap(factory):
-        if name in SPEAKER_ENCODERS:
-            raise ValueError(f"speaker encoder {name!r} registered twice")
-        SPEAKER_ENCODERS[name] = factory
-        return factory
-    return wrap
+register_speaker_encoder = registrar(SPEAKER_ENCODERS, "speaker encoder")
 
 
 def build_speaker_encoder(cfg: dict, device: str = "cpu") -> "SpeakerEncoder":

@@ -14,18 +14,13 @@ import numpy as np
 import torch
 
 from dualspeech.config import ConfigError
+from dualspeech.utils.registry import registrar
 
 CODECS: dict[str, Callable[[dict], "Codec"]] = {}
 
 
-def register_codec(name: str):
-    """Register ``factory(options: dict) -> Codec`` under the config name ``codec.name``."""
-    def wrap(factory):
-        if name in CODECS:
-            raise ValueError(f"codec {name!r} registered twice")
-        CODECS[name] = factory
-        return factory
-    return wrap
+# @register_codec(name): ``factory(options: dict) -> Codec`` under the config name ``codec.name``
+register_codec = registrar(CODECS, "codec")
 
 
 def build_codec(cfg: dict) -> "Codec":
