@@ -8,7 +8,7 @@ import soundfile as sf
 from dualspeech.config import build
 from dualspeech.data.tasks import TASKS
 from dualspeech.inference.config import DecodeConfig
-from dualspeech.inference.runner import DecodeRunner
+from dualspeech.inference.runner import DecodeRunner, manifest_ids
 from dualspeech.inference.toy import toy_codec, toy_data, toy_model
 
 CONF = "egs/mini/conf/dualspeechlm_debug.yaml"
@@ -178,3 +178,19 @@ def test_speaker_prompt_comes_from_speaker_ref(model, codec, data, tmp_path):
         assert r["speaker_ref"] == ref_id != r["id"]
         wave, sr = sf.read(tmp_path / "d" / "toy_tts_test" / r["prompt_wav"])
         assert sr == 16000 and abs(len(wave) / sr - by_id[ref_id].duration) < 0.01
+
+
+def test_max_examples_and_acoustic_length_ratio(model, codec, data, tmp_path):
+    """max_examples decodes the first N sorted ids; maxlenratio caps codec frames per speech
+    token (the random model never ends by itself, so every example stops at the ratio cap)."""
+    dec = make_decoder(model, codec, max_examples=3,
+                       acoustic={"max_len": 12, "top_k": 1, "maxlenratio": 0.5})
+    counts = dec.decode(data, "toy", "test", "tts", tmp_path / "d", shard=0, num_shards=2)
+    counts.update(dec.decode(data, "toy", "test", "tts", tmp_path / "d", shard=1, num_shards=2))
+    recs = read(tmp_path / "d" / "toy_tts_test" / "hyp.jsonl")
+    all_ids, _ = manifest_ids(data / "tasks" / "toy_tts_test.jsonl.gz")
+    assert counts["merged"] and len(all_ids) == 5
+    assert [r["id"] for r in recs] == all_ids[:3]
+    assert all(r["n_speech_tokens"] == 8 and r["n_acoustic"] == 4 for r in recs)
+    with pytest.raises(ValueError, match="maxlenratio"):
+        make_decoder(model, codec, acoustic={"maxlenratio": 0})

@@ -40,6 +40,17 @@ def test_acoustic_gpt_kv_cache_equals_full_recompute(top_k):
         assert alone[0].tolist() == runs[0][1].tolist()
 
 
+def test_acoustic_gpt_per_example_length_limits():
+    gpt = tiny_gpt()
+    cond, mask, spk = cond_batch()
+    free = gpt.generate(cond, mask, spk, max_len=12, top_k=1, min_len=12)
+    capped = gpt.generate(cond, mask, spk, max_len=torch.tensor([3, 12, 0]), top_k=1, min_len=12)
+    assert [len(c) for c in capped] == [3, 12, 0]
+    # a capped example ends early without changing what the others generate
+    assert capped[0].tolist() == free[0][:3].tolist()
+    assert capped[1].tolist() == free[1].tolist()
+
+
 def test_acoustic_gpt_prefix_bidirectional_tokens_causal():
     gpt = tiny_gpt()
     cond, mask, spk = cond_batch()

@@ -42,12 +42,20 @@ class AcousticDecoding:
     top_k: int = 10
     temperature: float = 1.0
     max_len: int = 1000             # guard: at most this many codec frames per utterance
+    maxlenratio: float | None = None  # guard: at most ceil(ratio * speech tokens) codec frames
+                                    # (codec frame rate / speech-token rate, plus slack); null: off
+
+    def __post_init__(self):
+        if self.maxlenratio is not None and self.maxlenratio <= 0:
+            raise ValueError(f"decode.acoustic.maxlenratio={self.maxlenratio}: use a positive "
+                             "number of codec frames per speech token, or null")
 
 
 @dataclass
 class DecodeConfig:
     batch_size: int = 16
     seed: int = 0
+    max_examples: int | None = None  # decode only the first N ids (sorted) of each test set
     device: str = "cpu"
     text: TextDecoding = field(default_factory=TextDecoding)
     speech: SpeechDecoding = field(default_factory=SpeechDecoding)
@@ -56,3 +64,8 @@ class DecodeConfig:
     max_len: int | None = None      # longest prompt in LLM tokens; null: the model's data.max_len
     prompt_sample_rate: int = 16000  # rate of the saved speaker prompt wavs (SIM metric)
     save_prompt: bool = True        # write prompt/<id>.wav next to generated speech
+
+    def __post_init__(self):
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"decode.max_examples={self.max_examples}: use a positive count, "
+                             "or null for the whole test set")

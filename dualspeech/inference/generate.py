@@ -12,12 +12,14 @@
 Guard rails: every example gets a status instead of crashing the run --
 ``ok``; ``no_eoa`` (speech tokens hit the length limit without end-of-audio: kept, truncated);
 ``empty`` (no text / no speech tokens); ``empty_acoustic`` (AcousticGPT ended at once);
-``acoustic_max_len`` (codec frames hit the limit: kept, truncated); ``error`` (an exception
+``acoustic_max_len`` (codec frames hit ``decode.acoustic.max_len`` or ``maxlenratio`` times the
+speech tokens: kept, truncated); ``error`` (an exception
 isolated to this example; its message is recorded).
 """
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -126,7 +128,8 @@ class BatchGenerator:
         else:
             sub = type(st)([st.tokens[i] for i in keep], [st.prompt_hidden[i] for i in keep],
                            [st.token_hidden[i] for i in keep])
-            codes = m.generate_acoustic(sub, batch["speaker_embedding"][keep], max_len=a.max_len,
+            limits = torch.tensor([self._acoustic_limit(len(st.tokens[i])) for i in keep])
+            codes = m.generate_acoustic(sub, batch["speaker_embedding"][keep], max_len=limits,
                                         top_k=a.top_k, temperature=a.temperature, generator=gen)
         decodable = []
         for i, c in zip(keep, codes):
@@ -134,7 +137,8 @@ class BatchGenerator:
             if len(c) == 0:
                 outs[i].status = "empty_acoustic"
                 continue
-            if m.acoustic_gpt is not None and len(c) >= a.max_len and outs[i].status == "ok":
+            if (m.acoustic_gpt is not None and outs[i].status == "ok"
+                    and len(c) >= self._acoustic_limit(outs[i].n_speech_tokens)):
                 outs[i].status = "acoustic_max_len"
             decodable.append((i, c.cpu().numpy().astype(np.int64)))
         if decodable:
@@ -142,6 +146,14 @@ class BatchGenerator:
             for (i, _), w in zip(decodable, waves):
                 outs[i].wave = w
         return outs
+
+    def _acoustic_limit(self, n_speech_tokens: int) -> int:
+        """Most codec frames for an utterance of ``n_speech_tokens``: decode.acoustic.max_len,
+        tightened by maxlenratio (an AcousticGPT that never ends stops near the expected length)."""
+        a = self.cfg.acoustic
+        if a.maxlenratio is None:
+            return a.max_len
+        return min(a.max_len, math.ceil(a.maxlenratio * n_speech_tokens))
 
     def __call__(self, kind: str, batch: dict) -> list[Output]:
         return self.speech(batch) if kind == "generation" else self.text(batch)

@@ -4,7 +4,8 @@ A test set is one task manifest ``<root>/tasks/<corpus>_<task>_<part>.jsonl.gz``
 ``<corpus>_<task>_<part>``). Its expected ids are ALL cuts of that manifest: an example that
 cannot be decoded (schema error, a linked cut without tokens, longer than the model allows)
 still gets a record with status ``skipped``, so scoring counts it instead of silently scoring
-a smaller test set. Examples are split into shards by position in the sorted id list
+a smaller test set. ``decode.max_examples`` deliberately keeps only the first N sorted ids (a
+quick look; the scored ``n`` shows it). Examples are split into shards by position in the sorted id list
 (``shard k of n`` takes every n-th id), sorted by prompt length within a shard and decoded in
 batches of ``decode.batch_size`` examples of one task.
 """
@@ -82,6 +83,10 @@ class DecodeRunner:
         if not manifest.is_file():
             raise FileNotFoundError(f"task manifest {manifest} not found")
         all_ids, refs = manifest_ids(manifest)
+        if self.cfg.max_examples is not None and len(all_ids) > self.cfg.max_examples:
+            log.info("%s: decoding the first %d of %d examples (decode.max_examples)", name,
+                     self.cfg.max_examples, len(all_ids))
+            all_ids = all_ids[:self.cfg.max_examples]
         mine = set(all_ids[shard::num_shards])
         if resolved_config is not None:
             save_config(resolved_config, test_dir, "decode_config.yaml")

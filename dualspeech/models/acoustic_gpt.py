@@ -184,27 +184,28 @@ class AcousticGPT(nn.Module):
         return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
     @torch.no_grad()
-    def generate(self, cond, cond_mask, spk, max_len: int = 1000, top_k: int = 10,
+    def generate(self, cond, cond_mask, spk, max_len: int | torch.Tensor = 1000, top_k: int = 10,
                  temperature: float = 1.0, use_cache: bool = True,
                  generator: torch.Generator | None = None, min_len: int = 0) -> list[torch.Tensor]:
         """Sample up to ``max_len`` codec ids per example (batched; stops at end tokens).
 
         ``cond`` (B, Lc, cond_dim) right padded with ``cond_mask`` (B, Lc); ``spk`` (B, spk_dim).
-        ``use_cache=False`` recomputes every step from scratch (reference behaviour);
-        ``min_len`` forbids the end token before that many codes."""
+        ``max_len`` is one limit or a (B,) tensor of per-example limits (an example at its limit
+        ends there while the others go on); ``use_cache=False`` recomputes every step from
+        scratch (reference behaviour); ``min_len`` forbids the end token before that many codes."""
         B = cond.shape[0]
         px, pvalid = self._prefix(cond, cond_mask, spk)
         P = px.shape[1]
-        if P + max_len + 1 > self.cfg.block_size:
-            max_len = self.cfg.block_size - P - 1
-            if max_len <= 0:
-                raise ValueError(f"condition of {P} frames leaves no room in "
-                                 f"acoustic_gpt.block_size={self.cfg.block_size}")
+        room = self.cfg.block_size - P - 1
+        if room <= 0:
+            raise ValueError(f"condition of {P} frames leaves no room in "
+                             f"acoustic_gpt.block_size={self.cfg.block_size}")
+        limits = torch.as_tensor(max_len, device=cond.device).expand(B).clamp(max=room)
         tokens = torch.full((B, 1), self.start_id, dtype=torch.long, device=cond.device)
-        done = torch.zeros(B, dtype=torch.bool, device=cond.device)
+        done = limits <= 0
         n_prefix = pvalid.long().sum(1)
         past, out = None, []
-        for step in range(max_len):
+        for step in range(int(limits.max())):
             if use_cache and past is not None:
                 x = self.wte(tokens[:, -1:])
                 pos = (n_prefix + step).unsqueeze(1)
@@ -223,10 +224,12 @@ class AcousticGPT(nn.Module):
                                allow_end=step >= min_len)
             nxt = nxt.masked_fill(done, self.end_id)
             out.append(nxt)
-            done |= nxt == self.end_id
+            done |= (nxt == self.end_id) | (limits <= step + 1)
             if bool(done.all()):
                 break
             tokens = torch.cat([tokens, nxt.unsqueeze(1)], 1)
+        if not out:
+            return [torch.zeros(0, dtype=torch.long) for _ in range(B)]
         seqs = torch.stack(out, 1)
         result = []
         for row in seqs:
