@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lhotse import AudioSource, CutSet, Recording
+from lhotse import AudioSource, CutSet, MonoCut, Recording
 
 from dualspeech.audio import load_cut_audio
 from dualspeech.bin import extract_ustokens, train_ustokenizer
@@ -131,6 +131,9 @@ def bad_inputs(root: Path) -> list:
         path = root / f"{name}.wav"
         sf.write(path, wave, sr, subtype="PCM_16")
         cuts.append(speech_cut(Recording.from_file(path, recording_id=name), "x", "s"))
+    # a cut that begins inside a longer recording: its tokens must be read back at its offset
+    long_rec = cuts[3].recording
+    cuts.append(MonoCut(id="offset", start=0.3, duration=2.0, channel=0, recording=long_rec))
     broken = root / "broken.wav"
     broken.write_text("not audio")
     rec = Recording(id="broken", sources=[AudioSource("file", [0], str(broken))], sampling_rate=16000,
@@ -140,8 +143,9 @@ def bad_inputs(root: Path) -> list:
 
 
 def extract_cmd(trained: Path, in_cuts: Path, out: Path, *extra: str) -> None:
-    extract_ustokens.main(["--checkpoint", str(trained / "final.pt"), "--in-cuts", str(in_cuts),
-                           "--out-cuts", str(out), "--chunk-size", "3", "--max-duration", "20", *extra])
+    extract_ustokens.main(["--checkpoint", str(trained / "final.pt"), "--cuts", str(in_cuts),
+                           "--out-cuts", str(out), "--storage-dir", str(out.parent / "storage"),
+                           "--chunk-size", "3", "--max-duration", "20", *extra])
 
 
 def test_extraction_sharded_resumable_and_bad_input(trained, corpus, tmp_path, monkeypatch):
@@ -149,40 +153,43 @@ def test_extraction_sharded_resumable_and_bad_input(trained, corpus, tmp_path, m
     in_cuts = tmp_path / "in.jsonl.gz"
     CutSet.from_cuts(cuts).to_file(in_cuts)
     out = tmp_path / "dump" / "out.jsonl.gz"
+    storage = tmp_path / "dump" / "storage"
 
-    extract_cmd(trained, in_cuts, out, "--nj", "2", "--job", "1")
-    assert not out.exists(), "merged before shard 2 ran"
+    extract_cmd(trained, in_cuts, out, "--nj", "2", "--job", "0")
+    assert not out.exists(), "merged before shard 1 ran"
 
     real = extract.tokenize_cuts
     batches = {"n": 0}
 
-    def killed_after_one_batch(*args, **kw):
+    def killed_midway(*args, **kw):
         for item in real(*args, **kw):
             yield item
             batches["n"] += 1
-            if batches["n"] == 2:
+            if batches["n"] == 5:
                 raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(extract_ustokens, "tokenize_cuts", killed_after_one_batch)
+    monkeypatch.setattr(extract, "tokenize_cuts", killed_midway)
     with pytest.raises(KeyboardInterrupt):
-        extract_cmd(trained, in_cuts, out, "--nj", "2", "--job", "2")
-    monkeypatch.setattr(extract_ustokens, "tokenize_cuts", real)
-    work = next((tmp_path / "dump" / "out_ustokens").iterdir())
-    done_before = sorted(p.name for p in work.glob("*.done.json"))
-    assert not list(work.glob(".*tmp*")), "a half-written chunk was left behind"
-    extract_cmd(trained, in_cuts, out, "--nj", "2", "--job", "2")
-    assert sorted(p.name for p in work.glob("*.done.json")) != done_before
+        extract_cmd(trained, in_cuts, out, "--nj", "2", "--job", "1")
+    monkeypatch.setattr(extract, "tokenize_cuts", real)
+    done_before = sorted(p.name for p in (storage / "parts").glob("*.jsonl.gz"))
+    assert not list(storage.rglob(".*tmp*")), "a half-written chunk was left behind"
+    extract_cmd(trained, in_cuts, out, "--nj", "2", "--job", "1")
+    assert sorted(p.name for p in (storage / "parts").glob("*.jsonl.gz")) != done_before
     result = list(CutSet.from_file(out))
 
-    sidecar = json.loads((tmp_path / "dump" / "out.ustokens.json").read_text())
-    assert sidecar["skipped"] == {"short": "too_short", "broken": "unreadable"}
-    assert sidecar["num_in"] == len(cuts) and sidecar["num_out"] == len(cuts) - 2
-    assert [c.id for c in result] == [c.id for c in cuts if c.id not in ("short", "broken")]
+    skipped = dict(line.split("\t") for line in (storage / "skipped.tsv").read_text().splitlines())
+    assert skipped == {"short": "too_short", "broken": "unreadable"}
+    assert [c.id for c in result] == [c.id for c in cuts]      # input order, skipped ones kept
+    result = [c for c in result if c.id not in skipped]
+    assert not any(c.has_custom("ustokens") for c in CutSet.from_file(out) if c.id in skipped)
     tok = load_tokenizer(trained / "final.pt")
+    identity = json.loads((storage / "meta.json").read_text())["identity"]
+    assert identity.startswith("ustokenizer:")
     for cut in result:
         ids = cut.load_ustokens()
         assert ids.dtype == np.int16 and cut.custom["ustokens"].frame_shift == 0.04
-        assert cut.custom["ustokenizer"] == sidecar["tokenizer_hash"]
+        assert cut.custom["ustokens_source"] == identity
         wave = torch.from_numpy(load_cut_audio(cut, 16000))
         assert len(ids) == num_tokens(len(wave)), cut.id
         assert np.array_equal(ids, tok.tokenize([wave])[0].numpy()), cut.id  # batched == alone

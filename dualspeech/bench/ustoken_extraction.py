@@ -23,8 +23,9 @@ import torch
 from lhotse import CutSet
 
 from dualspeech.bench import register
-from dualspeech.tokenizers.ustokenizer.extract import duration_batches, load_wave
-from dualspeech.tokenizers.ustokenizer.frontend import SAMPLE_RATE, num_frames
+from dualspeech.tokenizers.extraction import cut_waves
+from dualspeech.tokenizers.ustokenizer.extract import duration_batches
+from dualspeech.tokenizers.ustokenizer.frontend import MIN_SAMPLES, SAMPLE_RATE, num_frames
 
 DEFAULT_CUTS = "egs/mini/data/default/cuts/mini_cuts_dev.jsonl.gz"
 
@@ -82,8 +83,7 @@ def run(argv: list[str]) -> None:
                          "(python -m dualspeech.bin.make_mini_corpus --out-dir DIR) and pass "
                          "--cuts DIR/cuts/mini_cuts_dev.jsonl.gz")
     cuts = list(CutSet.from_file(args.cuts))[: args.limit]
-    loaded = [(c, load_wave(c)[0]) for c in cuts]
-    loaded = [(c, w) for c, w in loaded if w is not None]
+    loaded = [(c, torch.from_numpy(w)) for c, w in cut_waves(cuts, SAMPLE_RATE, MIN_SAMPLES, {})]
     if not loaded:
         raise SystemExit(f"no usable audio in {args.cuts}")
     tok = build_tokenizer(args)

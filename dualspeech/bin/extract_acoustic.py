@@ -23,7 +23,7 @@ log = logging.getLogger("dualspeech.extract_acoustic")
 
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import add_extraction_args, batched, cut_waves, run_extraction
+    from dualspeech.tokenizers.extraction import add_extraction_args, run_extraction, wave_batches
 
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_acoustic", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None):
     min_samples = int(codec.sample_rate / codec.frame_rate)
 
     def extract(cuts, skipped):
-        for batch in batched(cut_waves(cuts, codec.sample_rate, min_samples, skipped), 16):
-            yield from zip((c for c, _ in batch), codec.encode([w for _, w in batch]))
+        for batch, waves in wave_batches(cuts, args.batch_size, codec.sample_rate, min_samples,
+                                         skipped):
+            yield from zip(batch, codec.encode(waves))
 
     return run_extraction(args, "acoustic_tokens", codec.identity, codec.describe(), extract,
                           frame_shift=1.0 / codec.frame_rate, dtype=np.int16)

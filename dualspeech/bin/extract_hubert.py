@@ -25,7 +25,8 @@ FIELD = "hubert_tokens"
 
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import add_extraction_args, cut_waves, run_extraction
+    from dualspeech.tokenizers.extraction import (add_extraction_args, cut_waves, run_extraction,
+                                                  wave_batches)
     from dualspeech.tokenizers.hubert import HubertConfig, HubertTokenizer, train_hubert_kmeans
 
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_hubert", description=__doc__,
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None):
         raise ConfigError(f"hubert.num_clusters {tok.codebook_size} does not fit int16 storage")
 
     def extract(cuts, skipped):
-        pairs = cut_waves(cuts, 16000, tok.features.min_samples, skipped)
-        yield from zip((c for c, _ in pairs), tok.tokenize([w for _, w in pairs]))
+        for batch, waves in wave_batches(cuts, args.batch_size, 16000, tok.features.min_samples,
+                                         skipped):
+            yield from zip(batch, tok.tokenize(waves))
 
     settings = {"layer": cfg.layer, "num_clusters": tok.codebook_size, "frame_rate": tok.frame_rate}
     return run_extraction(args, FIELD, tok.identity, settings, extract,

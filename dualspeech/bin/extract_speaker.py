@@ -24,7 +24,7 @@ log = logging.getLogger("dualspeech.extract_speaker")
 
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import add_extraction_args, cut_waves, run_extraction
+    from dualspeech.tokenizers.extraction import add_extraction_args, run_extraction, wave_batches
 
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_speaker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None):
     settings = dict(section, sample_rate=encoder.sample_rate, dim=int(encoder.dim))
 
     def extract(cuts, skipped):
-        usable = cut_waves(cuts, encoder.sample_rate, encoder.sample_rate // 10, skipped)
-        if usable:
-            yield from zip((c for c, _ in usable), encoder.embed([w for _, w in usable]))
+        for batch, waves in wave_batches(cuts, args.batch_size, encoder.sample_rate,
+                                         encoder.sample_rate // 10, skipped):
+            yield from zip(batch, encoder.embed(waves))
 
     return run_extraction(args, "speaker_embedding", encoder.identity, settings, extract,
                           frame_shift=None, dtype=np.float32)

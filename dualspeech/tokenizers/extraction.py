@@ -1,20 +1,25 @@
 """Sharded, resumable extraction of per-cut arrays into lhotse custom fields.
 
-Shared by the token/embedding extractors (``extract_acoustic``, ``extract_speaker``,
-``extract_hubert``; any extractor that maps cuts to numpy arrays can use it). How it works:
+Shared by every token/embedding extractor (``extract_ustokens``, ``extract_acoustic``,
+``extract_speaker``, ``extract_hubert``; any extractor that maps cuts to numpy arrays can use
+it). How it works:
 
 * the input cuts are split into ``nj`` shards (cut ``i`` goes to shard ``i % nj``); a job
   handles one shard (``--job J``) or all of them in turn (no ``--job``);
-* each shard is processed in chunks of ``--chunk-size`` cuts; a chunk writes one HDF5 file of
-  arrays and one cut manifest, both atomically, so a killed job resumes at the first missing
-  chunk and no half-written file is ever referenced;
+* each shard is processed in chunks of ``--chunk-size`` cuts; the extractor gets a whole chunk
+  and batches it as it likes (``--batch-size``; USTokens also by duration); a chunk writes one
+  HDF5 file of arrays and one cut manifest, both atomically, so a killed job resumes at the
+  first missing chunk and no half-written file is ever referenced;
+* temporal arrays (tokens) are stored with the cut's ``start``, so ``cut.load_custom`` reads
+  them right for cuts that begin inside a longer recording (LibriHeavy);
 * ``<storage-dir>/meta.json`` records the field, the extractor identity (model name + checkpoint
   hash + settings) and the input cut ids; a re-run with a different extractor or input is an
   error unless ``--force`` (which discards the old chunks);
 * when every chunk of every shard exists, the job that finishes last merges them into
   ``--out-cuts``: the input cuts (input order) with the field attached, plus
   ``<field>_source`` = the extractor identity. Cuts whose audio could not be used are logged
-  with a count per reason and left without the field.
+  with a count per reason, listed with their reason in ``<storage-dir>/skipped.tsv`` and left
+  without the field.
 """
 from __future__ import annotations
 
@@ -34,12 +39,12 @@ from dualspeech.utils.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# extract(cuts, skipped) -> (cut, array) for every usable cut; unusable ones go into
-# ``skipped`` as {cut id: reason}
+# extract(chunk of cuts, skipped) -> (cut, array) for every usable cut, in any order; unusable
+# ones go into ``skipped`` as {cut id: reason}
 Extractor = Callable[[list, dict], Iterable[tuple[object, np.ndarray]]]
 
 
-def add_extraction_args(parser: argparse.ArgumentParser) -> None:
+def add_extraction_args(parser: argparse.ArgumentParser, batch_size: int = 16) -> None:
     parser.add_argument("--cuts", required=True, help="input speech cuts (lhotse .jsonl.gz)")
     parser.add_argument("--out-cuts", default=None,
                         help="output cuts with the field attached (default: update --cuts in place)")
@@ -50,7 +55,7 @@ def add_extraction_args(parser: argparse.ArgumentParser) -> None:
                         help="shard to process (0..nj-1); default: all shards in this process")
     parser.add_argument("--chunk-size", type=int, default=500,
                         help="cuts per resumable chunk (one HDF5 file + manifest each)")
-    parser.add_argument("--batch-size", type=int, default=16, help="cuts per model call")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="cuts per model call")
     parser.add_argument("--force", action="store_true", help="discard earlier outputs and redo all")
 
 
@@ -78,6 +83,16 @@ def cut_waves(cuts: list, sample_rate: int, min_samples: int, skipped: dict) -> 
 def batched(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def wave_batches(cuts: list, batch_size: int, sample_rate: int, min_samples: int,
+                 skipped: dict) -> Iterable[tuple[list, list[np.ndarray]]]:
+    """(cuts, waves) model batches of the usable cuts, loaded one batch at a time (a chunk's
+    audio is never all in memory); unusable cuts go into ``skipped``."""
+    for batch in batched(cuts, batch_size):
+        usable = cut_waves(batch, sample_rate, min_samples, skipped)
+        if usable:
+            yield [c for c, _ in usable], [w for _, w in usable]
 
 
 def _ids_hash(cuts: list) -> str:
@@ -114,6 +129,9 @@ def run_extraction(args: argparse.Namespace, field: str, identity: str, settings
     cuts = list(CutSet.from_file(args.cuts))
     if not cuts:
         raise ValueError(f"{args.cuts} holds no cuts")
+    dup = [k for k, n in Counter(c.id for c in cuts).items() if n > 1]
+    if dup:
+        raise ValueError(f"{args.cuts}: duplicate cut ids {dup[:5]}; ids must be unique")
     storage = Path(args.storage_dir)
     _check_meta(storage, {"field": field, "identity": identity, "settings": settings,
                           "frame_shift": frame_shift, "nj": args.nj, "chunk_size": args.chunk_size,
@@ -134,13 +152,16 @@ def run_extraction(args: argparse.Namespace, field: str, identity: str, settings
         h5 = parts / f"{name}.h5"
         with atomic_path(h5) as tmp, NumpyHdf5Writer(tmp) as writer:
             bar = tqdm(total=len(part), desc=f"{field} job {job} chunk {k}", unit="cut")
-            for batch in batched(part, args.batch_size):
-                for cut, arr in extract(batch, skipped):
-                    arr = np.asarray(arr).astype(dtype, copy=False)
+            for cut, arr in extract(part, skipped):
+                arr = np.asarray(arr).astype(dtype, copy=False)
+                if frame_shift:
                     stored = writer.store_array(cut.id, arr, frame_shift=frame_shift,
-                                                temporal_dim=0 if frame_shift else None)
-                    done.append((cut.id, stored))
-                bar.update(len(batch))
+                                                temporal_dim=0, start=cut.start)
+                else:
+                    stored = writer.store_array(cut.id, arr)
+                done.append((cut.id, stored))
+                bar.update(1)
+            bar.update(len(part) - bar.n)   # the skipped cuts
             bar.close()
         manifest = []
         for cid, stored in done:
@@ -173,14 +194,15 @@ def _merge(args, cuts, chunks, field, identity, frame_shift) -> Path:
     from lhotse import CutSet
     from lhotse.array import Array, TemporalArray
 
-    arrays, reasons = {}, Counter()
+    storage = Path(args.storage_dir)
+    arrays, skipped = {}, {}
     for key in chunks:
-        path = Path(args.storage_dir) / "parts" / f"{_chunk_name(field, key[0], args.nj, key[1])}.jsonl.gz"
+        path = storage / "parts" / f"{_chunk_name(field, key[0], args.nj, key[1])}.jsonl.gz"
         with gzip.open(path, "rt") as f:
             for line in f:
                 row = json.loads(line)
                 if "skipped" in row:
-                    reasons[row["skipped"]] += 1
+                    skipped[row["id"]] = row["skipped"]
                 else:
                     cls = TemporalArray if frame_shift else Array
                     arrays[row["id"]] = cls.from_dict(row["array"])
@@ -189,8 +211,11 @@ def _merge(args, cuts, chunks, field, identity, frame_shift) -> Path:
         if cut.id in arrays:
             cut = cut.with_custom(field, arrays[cut.id]).with_custom(f"{field}_source", identity)
         out.append(cut)
-    for reason, n in sorted(reasons.items()):
-        log.warning("%s: %d cuts skipped (%s); they have no %s", args.cuts, n, reason, field)
+    for reason, n in sorted(Counter(skipped.values()).items()):
+        log.warning("%s: %d cuts skipped (%s); they have no %s (list: %s)", args.cuts, n, reason,
+                    field, storage / "skipped.tsv")
+    atomic_write_text(storage / "skipped.tsv", "".join(f"{cid}\t{reason}\n" for cid, reason in
+                                                       sorted(skipped.items())))
     out_path = Path(args.out_cuts or args.cuts)
     with atomic_path(out_path) as tmp:
         CutSet.from_cuts(out).to_file(tmp)

@@ -227,10 +227,10 @@ if in_stage 3; then
   # shellcheck disable=SC2086
   if stage_begin 3 ustokens --inputs "$ustokenizer_ckpt" "$datadir/cuts" --args "$all_sets|$nj" --clean "$dumpdir/ustokens"; then
     for set in $all_sets; do
-      $gpu_cmd --gpu "$ngpu" JOB=1:"$nj" "$logdir/stage3_ustokens.${set/:/.}.JOB.log" \
+      $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/stage3_ustokens.${set/:/.}.JOB.log" \
         $python -m dualspeech.bin.extract_ustokens --checkpoint "$ustokenizer_ckpt" \
-        --in-cuts "$(speech_cuts "$set")" --out-cuts "$(token_cuts "$set" ustokens)" \
-        --nj "$nj" --job JOB --device "$device"
+        --cuts "$(speech_cuts "$set")" --out-cuts "$(token_cuts "$set" ustokens)" \
+        --storage-dir "$dumpdir/ustokens/${set/:/.}" --nj "$nj" --job JOB --device "$device"
     done
     stage_end 3 ustokens "$dumpdir/ustokens"
   fi
