@@ -19,7 +19,8 @@ it). How it works:
   ``--out-cuts``: the input cuts (input order) with the field attached, plus
   ``<field>_source`` = the extractor identity. Cuts whose audio could not be used are logged
   with a count per reason, listed with their reason in ``<storage-dir>/skipped.tsv`` and left
-  without the field.
+  without the field. A re-run after the merge leaves ``--out-cuts`` untouched
+  (``<storage-dir>/merged.json`` records the sha256 of what it wrote).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from dualspeech.audio import AudioError, load_cut_audio
-from dualspeech.utils.io import atomic_path, atomic_write_text
+from dualspeech.utils.io import atomic_path, atomic_write_text, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def _check_meta(storage: Path, meta: dict, force: bool) -> None:
     path = storage / "meta.json"
     if force and storage.exists():
         shutil.rmtree(storage / "parts", ignore_errors=True)
+        (storage / "merged.json").unlink(missing_ok=True)
     elif path.exists():
         old = json.loads(path.read_text())
         if old != meta:
@@ -177,7 +179,25 @@ def run_extraction(args: argparse.Namespace, field: str, identity: str, settings
     if missing:
         log.info("%d chunks still missing (other jobs); merge happens when all are done", len(missing))
         return None
-    return _merge(args, cuts, chunks, field, identity, frame_shift)
+    out_path = Path(args.out_cuts or args.cuts)
+    if _merged(storage, out_path):
+        log.info("%s is up to date (merged from these chunks); nothing to do", out_path)
+        return out_path
+    _merge(args, cuts, chunks, field, identity, frame_shift, out_path)
+    atomic_write_text(storage / "merged.json", json.dumps(_merge_record(out_path)))
+    return out_path
+
+
+def _merge_record(out_path: Path) -> dict:
+    return {"out_cuts": str(out_path), "sha256": file_sha256(out_path)}
+
+
+def _merged(storage: Path, out_path: Path) -> bool:
+    """True when ``out_path`` is the manifest the last merge of this storage dir wrote (a re-run
+    then leaves it byte-identical instead of rewriting it)."""
+    marker = storage / "merged.json"
+    return (marker.is_file() and out_path.is_file()
+            and json.loads(marker.read_text()) == _merge_record(out_path))
 
 
 def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:
@@ -188,7 +208,7 @@ def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def _merge(args, cuts, chunks, field, identity, frame_shift) -> Path:
+def _merge(args, cuts, chunks, field, identity, frame_shift, out_path: Path) -> None:
     import gzip
 
     from lhotse import CutSet
@@ -216,8 +236,6 @@ def _merge(args, cuts, chunks, field, identity, frame_shift) -> Path:
                     field, storage / "skipped.tsv")
     atomic_write_text(storage / "skipped.tsv", "".join(f"{cid}\t{reason}\n" for cid, reason in
                                                        sorted(skipped.items())))
-    out_path = Path(args.out_cuts or args.cuts)
     with atomic_path(out_path) as tmp:
         CutSet.from_cuts(out).to_file(tmp)
     log.info("wrote %s: %d of %d cuts with %s (%s)", out_path, len(arrays), len(cuts), field, identity)
-    return out_path
