@@ -12,31 +12,24 @@ and resumable as described in dualspeech.tokenizers.extraction: run --nj jobs wi
 from __future__ import annotations
 
 import argparse
-import logging
-
-import numpy as np
 
 from dualspeech.config import load_yaml
 from dualspeech.utils.logs import setup_logging
 
-log = logging.getLogger("dualspeech.extract_acoustic")
-
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import add_extraction_args, run_extraction, wave_batches
+    from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,
+                                                  token_dtype, wave_batches)
 
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_acoustic", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--conf", required=True, help="YAML with a codec section")
     add_extraction_args(p)
-    p.add_argument("--device", default="cpu", help="torch device of neural codecs (MelVQ runs on the CPU)")
     args = p.parse_args(argv)
     setup_logging()
     from dualspeech.tokenizers.codecs import build_codec
 
-    codec = build_codec(load_yaml(args.conf).get("codec")).to(args.device)
-    if codec.codebook_size > np.iinfo(np.int16).max:
-        raise SystemExit(f"codebook of {codec.codebook_size} codes does not fit int16 storage")
+    codec = build_codec(load_yaml(args.conf).get("codec")).to(resolve_device(args.device))
     min_samples = int(codec.sample_rate / codec.frame_rate)
 
     def extract(cuts, skipped):
@@ -45,7 +38,7 @@ def main(argv: list[str] | None = None):
             yield from zip(batch, codec.encode(waves))
 
     return run_extraction(args, "acoustic_tokens", codec.identity, codec.describe(), extract,
-                          frame_shift=1.0 / codec.frame_rate, dtype=np.int16)
+                          frame_shift=1.0 / codec.frame_rate, dtype=token_dtype(codec.codebook_size))
 
 
 if __name__ == "__main__":

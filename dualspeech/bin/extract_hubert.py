@@ -16,8 +16,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from dualspeech.config import ConfigError, add_config_args, build, config_from_args
 from dualspeech.utils.logs import setup_logging
 
@@ -25,8 +23,8 @@ FIELD = "hubert_tokens"
 
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import (add_extraction_args, cut_waves, run_extraction,
-                                                  wave_batches)
+    from dualspeech.tokenizers.extraction import (add_extraction_args, cut_waves, resolve_device,
+                                                  run_extraction, token_dtype, wave_batches)
     from dualspeech.tokenizers.hubert import HubertConfig, HubertTokenizer, train_hubert_kmeans
 
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_hubert", description=__doc__,
@@ -36,9 +34,9 @@ def main(argv: list[str] | None = None):
     p.add_argument("--train-cuts", nargs="+", default=None,
                    help="cuts to train the k-means on when hubert.kmeans does not exist yet")
     p.add_argument("--train-only", action="store_true", help="train the k-means and stop")
-    p.add_argument("--device", default="cpu", help="torch device for HuBERT")
     args = p.parse_args(argv)
     setup_logging()
+    device = resolve_device(args.device)
     cfg_all = config_from_args(args)
     if "hubert" not in cfg_all:
         raise ConfigError(f"{args.conf}: no 'hubert' section")
@@ -53,12 +51,10 @@ def main(argv: list[str] | None = None):
         waves = [w for _, w in cut_waves(cuts, 16000, 640, skipped)]
         if skipped:
             logging.warning("k-means training: skipped %d cuts with unusable audio", len(skipped))
-        train_hubert_kmeans(cfg, waves, args.device)
+        train_hubert_kmeans(cfg, waves, device)
     if args.train_only:
         return None
-    tok = HubertTokenizer(cfg, args.device)
-    if tok.codebook_size > np.iinfo(np.int16).max:
-        raise ConfigError(f"hubert.num_clusters {tok.codebook_size} does not fit int16 storage")
+    tok = HubertTokenizer(cfg, device)
 
     def extract(cuts, skipped):
         for batch, waves in wave_batches(cuts, args.batch_size, 16000, tok.features.min_samples,
@@ -67,7 +63,7 @@ def main(argv: list[str] | None = None):
 
     settings = {"layer": cfg.layer, "num_clusters": tok.codebook_size, "frame_rate": tok.frame_rate}
     return run_extraction(args, FIELD, tok.identity, settings, extract,
-                          frame_shift=1.0 / tok.frame_rate, dtype=np.int16)
+                          frame_shift=1.0 / tok.frame_rate, dtype=token_dtype(tok.codebook_size))
 
 
 if __name__ == "__main__":

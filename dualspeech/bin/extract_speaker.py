@@ -13,30 +13,27 @@ offline GE2E weights that the resemblyzer wheel ships; ``wavlm_sv``, a local Wav
 from __future__ import annotations
 
 import argparse
-import logging
 
 import numpy as np
 
 from dualspeech.config import load_yaml
 from dualspeech.utils.logs import setup_logging
 
-log = logging.getLogger("dualspeech.extract_speaker")
-
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import add_extraction_args, run_extraction, wave_batches
+    from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,
+                                                  wave_batches)
 
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.extract_speaker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--conf", required=True, help="YAML with a speaker section")
     add_extraction_args(p)
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     setup_logging()
     from dualspeech.tokenizers.speaker import build_speaker_encoder
 
     section = load_yaml(args.conf).get("speaker")
-    encoder = build_speaker_encoder(section, device=args.device)
+    encoder = build_speaker_encoder(section, device=resolve_device(args.device))
     settings = dict(section, sample_rate=encoder.sample_rate, dim=int(encoder.dim))
 
     def extract(cuts, skipped):

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
 from dualspeech.utils.logs import setup_logging
 
 
 def main(argv: list[str] | None = None):
-    from dualspeech.tokenizers.extraction import add_extraction_args, run_extraction
+    from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,
+                                                  token_dtype)
     from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
     from dualspeech.tokenizers.ustokenizer.extract import tokenize_cuts
     from dualspeech.tokenizers.ustokenizer.model import FRAME_SHIFT
@@ -37,23 +35,20 @@ def main(argv: list[str] | None = None):
     add_extraction_args(p, batch_size=64)
     p.add_argument("--max-duration", type=float, default=300.0,
                    help="seconds of encoder input per batch (a 30 s padded cut counts 30 s)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     p.add_argument("--num-workers", type=int, default=0, help="audio loading processes")
     args = p.parse_args(argv)
     setup_logging()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    tokenizer = load_tokenizer(args.checkpoint, device)
+    tokenizer = load_tokenizer(args.checkpoint, resolve_device(args.device))
     cfg = tokenizer.cfg
-    dtype = np.int16 if cfg.vq.codebook_size <= np.iinfo(np.int16).max else np.int32
     settings = {"whisper": cfg.whisper, "codebook_size": cfg.vq.codebook_size,
                 "pad_to_30s": cfg.pad_to_30s}
 
     def extract(cuts, skipped):
-        yield from tokenize_cuts(tokenizer, cuts, skipped, args.max_duration, args.batch_size,
-                                 args.num_workers)
+        return tokenize_cuts(tokenizer, cuts, skipped, args.max_duration, args.batch_size,
+                             args.num_workers)
 
     return run_extraction(args, "ustokens", f"ustokenizer:{short_hash(args.checkpoint)}", settings,
-                          extract, frame_shift=FRAME_SHIFT, dtype=dtype)
+                          extract, frame_shift=FRAME_SHIFT, dtype=token_dtype(cfg.vq.codebook_size))
 
 
 if __name__ == "__main__":

@@ -123,13 +123,14 @@ class BatchGenerator:
         keep = [i for i, o in enumerate(outs) if o.status != "empty"]
         if not keep:
             return outs
+        limit = {i: self._acoustic_limit(outs[i].n_speech_tokens) for i in keep}
         if m.acoustic_gpt is None:   # speech tokens are codec ids (Baseline-Acoustic)
             codes = [st.tokens[i] for i in keep]
         else:
             sub = type(st)([st.tokens[i] for i in keep], [st.prompt_hidden[i] for i in keep],
                            [st.token_hidden[i] for i in keep])
-            limits = torch.tensor([self._acoustic_limit(len(st.tokens[i])) for i in keep])
-            codes = m.generate_acoustic(sub, batch["speaker_embedding"][keep], max_len=limits,
+            codes = m.generate_acoustic(sub, batch["speaker_embedding"][keep],
+                                        max_len=torch.tensor([limit[i] for i in keep]),
                                         top_k=a.top_k, temperature=a.temperature, generator=gen)
         decodable = []
         for i, c in zip(keep, codes):
@@ -137,8 +138,7 @@ class BatchGenerator:
             if len(c) == 0:
                 outs[i].status = "empty_acoustic"
                 continue
-            if (m.acoustic_gpt is not None and outs[i].status == "ok"
-                    and len(c) >= self._acoustic_limit(outs[i].n_speech_tokens)):
+            if m.acoustic_gpt is not None and outs[i].status == "ok" and len(c) >= limit[i]:
                 outs[i].status = "acoustic_max_len"
             decodable.append((i, c.cpu().numpy().astype(np.int64)))
         if decodable:

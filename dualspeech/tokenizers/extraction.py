@@ -46,6 +46,7 @@ Extractor = Callable[[list, dict], Iterable[tuple[object, np.ndarray]]]
 
 
 def add_extraction_args(parser: argparse.ArgumentParser, batch_size: int = 16) -> None:
+    """The options every extractor shares (input/output, shards, chunks, batch, device)."""
     parser.add_argument("--cuts", required=True, help="input speech cuts (lhotse .jsonl.gz)")
     parser.add_argument("--out-cuts", default=None,
                         help="output cuts with the field attached (default: update --cuts in place)")
@@ -58,6 +59,19 @@ def add_extraction_args(parser: argparse.ArgumentParser, batch_size: int = 16) -
                         help="cuts per resumable chunk (one HDF5 file + manifest each)")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="cuts per model call")
     parser.add_argument("--force", action="store_true", help="discard earlier outputs and redo all")
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (cuda when there is one), cpu, cuda, cuda:1 ...")
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def token_dtype(codebook_size: int):
+    """Storage type of token ids: int16 (every codebook here), int32 beyond 32767 codes."""
+    return np.int16 if codebook_size <= np.iinfo(np.int16).max else np.int32
 
 
 def cut_waves(cuts: list, sample_rate: int, min_samples: int, skipped: dict) -> list[tuple]:
