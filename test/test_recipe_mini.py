@@ -100,14 +100,14 @@ def test_mini_sharded_extraction_resumes_after_kill(mini):
                             cwd=mini, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     logs = mini / "exp/tiny/log"
-    first = [logs / f".stage3_ustokens.mini.train.{j}.log.done" for j in (1, 2)]
+    first = [logs / f".stage3_ustokens.mini.train.{j}.log.done" for j in (0, 1)]
     deadline = time.time() + 600
     while time.time() < deadline and not all(m.exists() for m in first):
         assert proc.poll() is None, "stage 3 finished before it could be interrupted"
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    kept = {p: p.stat().st_mtime_ns for p in first + [logs / "stage3_ustokens.mini.train.1.log"]}
+    kept = {p: p.stat().st_mtime_ns for p in first + [logs / "stage3_ustokens.mini.train.0.log"]}
     assert not (mini / "exp/tiny/stages/stage3_ustokens.done").exists()
 
     done = run(mini, "--size", "tiny", "--stage", "3", "--stop-stage", "3")

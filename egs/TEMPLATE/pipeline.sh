@@ -135,6 +135,12 @@ launcher_for() {  # how a training entry point is started: python, or a multi-GP
   else echo "$python"; fi
 }
 
+extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one sharded extraction of a set
+  local logname=$1 set=$2 entry=$3 in=$4 out=$5 storage=$6; shift 6
+  $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/$logname.${set/:/.}.JOB.log" \
+    $python -m "dualspeech.bin.$entry" "$@" --cuts "$in" --out-cuts "$out" \
+    --storage-dir "$storage/${set/:/.}" --nj "$nj" --job JOB --device "$device"
+}
 need() {  # need VAR: a setting the selected stages cannot run without
   [ -n "${!1}" ] || die "--${1//_/-} is not set (needed by the stages you selected; see --help)"
 }
@@ -227,10 +233,8 @@ if in_stage 3; then
   # shellcheck disable=SC2086
   if stage_begin 3 ustokens --inputs "$ustokenizer_ckpt" "$datadir/cuts" --args "$all_sets|$nj" --clean "$dumpdir/ustokens"; then
     for set in $all_sets; do
-      $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/stage3_ustokens.${set/:/.}.JOB.log" \
-        $python -m dualspeech.bin.extract_ustokens --checkpoint "$ustokenizer_ckpt" \
-        --cuts "$(speech_cuts "$set")" --out-cuts "$(token_cuts "$set" ustokens)" \
-        --storage-dir "$dumpdir/ustokens/${set/:/.}" --nj "$nj" --job JOB --device "$device"
+      extract_jobs stage3_ustokens "$set" extract_ustokens "$(speech_cuts "$set")" \
+        "$(token_cuts "$set" ustokens)" "$dumpdir/ustokens" --checkpoint "$ustokenizer_ckpt"
     done
     stage_end 3 ustokens "$dumpdir/ustokens"
   fi
@@ -258,17 +262,12 @@ if in_stage 4; then
   fi
   # shellcheck disable=SC2046
   if stage_begin 4 tokens --inputs "$codec_exp" $(config_files "$speaker_config") "$dumpdir/ustokens" \
-       --args "$all_sets|$nj" --clean "$dumpdir/acoustic" "$dumpdir/cuts"; then
+       --args "$all_sets|$nj" --clean "$dumpdir/acoustic" "$dumpdir/speaker" "$dumpdir/cuts"; then
     for set in $all_sets; do
-      name=${set/:/.}
-      $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/stage4_acoustic.$name.JOB.log" \
-        $python -m dualspeech.bin.extract_acoustic --conf "$codec_resolved" \
-        --cuts "$(token_cuts "$set" ustokens)" --out-cuts "$(token_cuts "$set" acoustic)" \
-        --storage-dir "$dumpdir/acoustic/$name" --nj "$nj" --job JOB --device "$device"
-      $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/stage4_speaker.$name.JOB.log" \
-        $python -m dualspeech.bin.extract_speaker --conf "$speaker_config" \
-        --cuts "$(token_cuts "$set" acoustic)" --out-cuts "$(token_cuts "$set" cuts)" \
-        --storage-dir "$dumpdir/speaker/$name" --nj "$nj" --job JOB --device "$device"
+      extract_jobs stage4_acoustic "$set" extract_acoustic "$(token_cuts "$set" ustokens)" \
+        "$(token_cuts "$set" acoustic)" "$dumpdir/acoustic" --conf "$codec_resolved"
+      extract_jobs stage4_speaker "$set" extract_speaker "$(token_cuts "$set" acoustic)" \
+        "$(token_cuts "$set" cuts)" "$dumpdir/speaker" --conf "$speaker_config"
     done
     stage_end 4 tokens "$dumpdir/cuts"
   fi
