@@ -13,12 +13,16 @@
 # fails, the failing command and the tail of its log are printed and the exit status is 1.
 #
 # --backend slurm writes <logdir>/q/<name>.sbatch (an array job with one task per pending job,
-# each running this script locally for its index) and submits it with `sbatch --wait`.
+# each running this script locally for its index) and submits it with `sbatch --wait`. With
+# --nodes N > 1 each job gets N nodes (one task each) and runs on the first of them; the command
+# spreads itself over the others (utils/launch.sh: one srun of the launcher per job).
 set -uo pipefail
 
 backend=${DS_BACKEND:-local}  # local | slurm
 max_jobs_run=0                # local: jobs at once (0 = all); slurm: array throttle %N
 gpu=0                         # GPUs per job (slurm: --gres=gpu:N; local: round robin over the machine's GPUs)
+nodes=1                       # slurm: nodes per job (--nodes N, one task per node); the command starts
+                              # its own srun across them (utils/launch.sh); GPUs are --gpu per node
 cpus=0                        # CPUs per job (slurm: --cpus-per-task; 0 = cluster default)
 mem=""                        # memory per job (slurm: --mem, e.g. 16G)
 time=""                       # slurm: --time, e.g. 24:00:00
@@ -32,6 +36,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/parse_options.sh"
 
 [ $# -ge 2 ] || { echo "$help_message" >&2; exit 1; }
+[[ "$nodes" =~ ^[1-9][0-9]*$ ]] || { echo "run_jobs.sh: --nodes must be a positive integer, got '$nodes'" >&2; exit 1; }
 var=""; first=1; last=1
 if [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
   var=${BASH_REMATCH[1]}; first=${BASH_REMATCH[2]}; last=${BASH_REMATCH[3]}
@@ -160,6 +165,7 @@ case "$backend" in
       echo "#SBATCH --array=$array"
       echo "#SBATCH --output=$logdir/q/$name.%a.out"
       [ "$gpu" -gt 0 ] && echo "#SBATCH --gres=gpu:$gpu"
+      [ "$nodes" -gt 1 ] && printf '#SBATCH --nodes=%s\n#SBATCH --ntasks-per-node=1\n' "$nodes"
       [ "$cpus" -gt 0 ] && echo "#SBATCH --cpus-per-task=$cpus"
       [ -n "$mem" ] && echo "#SBATCH --mem=$mem"
       [ -n "$time" ] && echo "#SBATCH --time=$time"

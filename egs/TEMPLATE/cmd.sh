@@ -9,7 +9,9 @@
 #   gpu_cmd="utils/run_jobs.sh --backend slurm --gpu 1 --cpus 8 --mem 64G --slurm-opts --partition=gpu"
 # The variables are split on spaces, so pass several sbatch options through the environment:
 #   DS_SLURM_OPTS="--partition=gpu --qos=high" ./run.sh ...
-# Multi-GPU training is launched by the train entry point itself (accelerate / torchrun config),
-# inside ONE job that asks for --gpu N.
+# Multi-GPU training runs as ONE job that asks for --gpu N (GPUs per node) and, with --num-nodes
+# M > 1, --nodes M (one task per node): utils/launch.sh inside it starts accelerate launch on
+# every node with one srun (docs/training.md, "Multi-node (Slurm)"). The GPU line then needs
+# whole nodes, e.g. --gpu 4 --cpus 32 --mem 0 (all of a node's memory).
 cpu_cmd=${cpu_cmd:-utils/run_jobs.sh}
 gpu_cmd=${gpu_cmd:-utils/run_jobs.sh}

@@ -54,7 +54,9 @@ speaker_config=          # speaker encoder config
 # ---- DualSpeechLM (stages 6-8)
 train_config=            # DualSpeechLM training config
 train_args=              # extra arguments for train (e.g. "--set trainer.max_steps=20")
-train_launcher=          # what runs `-m dualspeech.bin.train[_ustokenizer]` on several GPUs/nodes (default with --ngpu > 1: accelerate launch --multi_gpu)
+train_launcher=          # what runs `-m dualspeech.bin.train[_ustokenizer]` on several GPUs/nodes, verbatim (default: utils/launch.sh from --ngpu/--num-nodes/--launch-config)
+num_nodes=1              # nodes for training (stages 3 and 6); > 1 needs Slurm: one srun of accelerate launch per job (docs/training.md)
+launch_config=           # accelerate config for training (conf/launch/{ddp,fsdp,deepspeed_zero2}.yaml); process counts come from --ngpu/--num-nodes
 lm_exp=                  # experiment dir (default: exp/<train_config name>)
 merge_lora=false         # stage 6 also writes <lm-exp>/merged (LoRA merged into the LLM), which stage 7 decodes
 decode_config=           # decoding config
@@ -129,11 +131,13 @@ config_files() {  # a YAML config and the files it includes (all of them are sta
   done
 }
 
-launcher_for() {  # how a training entry point is started: python, or a multi-GPU launcher
+launcher_for() {  # how a training entry point is started: python, or utils/launch.sh (GPUs, nodes)
   if [ -n "$train_launcher" ]; then echo "$train_launcher"
-  elif [ "$ngpu" -gt 1 ]; then echo "accelerate launch --multi_gpu --num_processes $ngpu"
+  elif [ "$ngpu" -gt 1 ] || [ "$num_nodes" -gt 1 ] || [ -n "$launch_config" ]; then
+    echo "utils/launch.sh --num-nodes $num_nodes --gpus-per-node $ngpu --python $python${launch_config:+ --config-file $launch_config}"
   else echo "$python"; fi
 }
+train_nodes=(); [ "$num_nodes" -gt 1 ] && train_nodes=(--nodes "$num_nodes")   # gpu_cmd of training jobs
 
 extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one sharded extraction of a set
   local logname=$1 set=$2 entry=$3 in=$4 out=$5 storage=$6; shift 6
@@ -223,7 +227,7 @@ if in_stage 3; then
     if stage_begin 3 ustokenizer --inputs $(config_files "$ustokenizer_config") "$datadir/tasks" "$datadir/cuts" \
          --args "$ust_sets|$dev_sets|$ustokenizer_args|$(launcher_for)"; then
       # shellcheck disable=SC2086
-      $gpu_cmd --gpu "$ngpu" "$logdir/stage3_ustokenizer.log" $(launcher_for) -m dualspeech.bin.train_ustokenizer \
+      $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage3_ustokenizer.log" $(launcher_for) -m dualspeech.bin.train_ustokenizer \
         --conf "$ustokenizer_config" --exp-dir "$(dirname "$ustokenizer_ckpt")" --data-dir "$datadir" \
         --train-sets $ust_sets ${dev_sets:+--valid-sets $dev_sets} $ustokenizer_args
       stage_end 3 ustokenizer "$ustokenizer_ckpt"
@@ -292,7 +296,7 @@ elif in_stage 6; then
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
        --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora"; then
     # shellcheck disable=SC2086
-    $gpu_cmd --gpu "$ngpu" "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
+    $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
       --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
       ${dev_sets:+--valid $dev_sets} $train_args
     if [ "$merge_lora" = true ]; then                 # a plain HF model: faster decoding, no peft
