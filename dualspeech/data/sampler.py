@@ -12,9 +12,11 @@ Batches are lists of ``(task, index)``. How one epoch is drawn:
 * an epoch ends once as many examples were drawn as the training data holds.
 
 Everything comes from ``numpy.random.default_rng([seed, epoch, ...])``: the same epoch always
-gives the same batches, which is what exact resume needs (the trainer re-iterates and skips the
-batches it consumed). Under DDP, rank r takes global batches r, r+W, r+2W, ... (an epoch is cut
-to a multiple of W), so W ranks see the same batches as one process with W-step accumulation.
+gives the same batches. Batches are generated lazily (start-up does not build the epoch), and
+``state_dict(batches_done)`` / ``load_state_dict`` resume exactly without re-iterating: the
+state is the RNG state, two ints per task stream and the pending sort buffers. Under DDP,
+rank r takes global batches r, r+W, r+2W, ... (an epoch is cut to a multiple of W), so W ranks
+see the same batches as one process with W-step accumulation.
 """
 from __future__ import annotations
 
@@ -64,26 +66,74 @@ def make_batches(indices: list[int], lengths: np.ndarray, max_tokens: int,
 
 
 class _Stream:
-    """Endless shuffled passes over one task's examples."""
+    """Endless shuffled passes over one task's examples, positioned by (pass, pos) so its state
+    is two ints. With ``groups`` (the shard of every example) a pass visits the shards in random
+    order and each shard's examples in random order: the batches of a sort buffer come from one
+    or two shards, so a reader keeps few shards open (see ``dualspeech.data.shards``)."""
 
-    def __init__(self, n: int, rng: np.random.Generator):
-        self.n, self.rng, self.order, self.pos = n, rng, np.empty(0, dtype=np.int64), 0
+    def __init__(self, n: int, groups: np.ndarray | None, key: list[int]):
+        self.n, self.groups, self.key = n, groups, key
+        self.pass_, self.pos, self.order = 0, 0, None
 
     def take(self) -> int:
-        if self.pos >= len(self.order):
-            self.order, self.pos = self.rng.permutation(self.n), 0
+        if self.pos >= self.n:
+            self.pass_, self.pos, self.order = self.pass_ + 1, 0, None
+        if self.order is None:
+            rng = np.random.default_rng([*self.key, self.pass_])
+            if self.groups is None:
+                self.order = rng.permutation(self.n)
+            else:
+                shard_rank = rng.permutation(int(self.groups.max()) + 1)
+                self.order = np.lexsort((rng.random(self.n), shard_rank[self.groups]))
         self.pos += 1
         return int(self.order[self.pos - 1])
 
 
+class _Epoch:
+    """Generator state of one epoch: everything a resumed run needs to continue exactly."""
+
+    def __init__(self, sampler: "TaskBatchSampler", epoch: int):
+        seed = sampler.cfg.seed
+        self.epoch, self.group, self.drawn = epoch, 0, 0
+        self.rng = np.random.default_rng([seed, epoch])
+        self.streams = {t: _Stream(len(sampler.lengths[t]), sampler.groups.get(t),
+                                   [seed, epoch, k + 1]) for k, t in enumerate(sampler.tasks)}
+        self.pending: dict[str, list] = {}
+
+    def snapshot(self) -> dict:
+        return {"epoch": self.epoch, "group": self.group, "drawn": self.drawn,
+                "rng": self.rng.bit_generator.state,
+                "streams": {t: [s.pass_, s.pos] for t, s in self.streams.items()},
+                "pending": {k: list(v) for k, v in self.pending.items()}}
+
+    def restore(self, snap: dict) -> None:
+        self.epoch, self.group, self.drawn = snap["epoch"], snap["group"], snap["drawn"]
+        self.rng.bit_generator.state = snap["rng"]
+        for t, (p, pos) in snap["streams"].items():
+            s = self.streams[t]
+            s.pass_, s.pos, s.order = p, pos, None
+        self.pending = {k: [[tuple(x) for x in b] for b in v] for k, v in snap["pending"].items()}
+
+
 class TaskBatchSampler:
-    """Batch sampler over ``{task: token lengths}``; see the module docstring."""
+    """Batch sampler over ``{task: token lengths}``; see the module docstring.
+
+    Hand-written rather than lhotse's DynamicBucketingSampler + ``CutSet.mux``: those bucket by
+    duration and mix cuts, while the paper draws one task per batch by weight under an
+    LLM-token budget, and their resume fast-forwards through the epoch; here the state is a few
+    ints plus the pending sort buffers, so ``load_state_dict`` continues without re-iterating.
+
+    ``groups``: {task: shard of every example} (streamed shards: see ``_Stream``)."""
+
+    SNAPSHOTS = 256   # batch positions whose state stays available (> DataLoader prefetch)
 
     def __init__(self, lengths: dict[str, list[int]], cfg: SamplerConfig,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None,
+                 groups: dict[str, np.ndarray] | None = None):
         self.cfg = cfg
         tasks = [t for t, ls in lengths.items() if len(ls)]
         self.lengths = {t: np.asarray(lengths[t], dtype=np.int64) for t in tasks}
+        self.groups = {t: np.asarray(g) for t, g in (groups or {}).items() if t in tasks}
         unweighted = [t for t in tasks if t not in cfg.weights]
         if unweighted:
             raise ValueError(f"data.sampler.weights has no weight for task(s) {unweighted}; "
@@ -99,49 +149,114 @@ class TaskBatchSampler:
             rank, world_size = _dist_rank_world()
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self._resume: dict | None = None
+        self._snapshots: dict[int, dict] = {}
+        self._live: _Epoch | None = None
 
     def set_epoch(self, epoch: int) -> None:
+        if self._resume is not None and self._resume["epoch"] != epoch:
+            self._resume = None
         self.epoch = epoch
 
-    def global_batches(self, epoch: int) -> list[list[tuple[str, int]]]:
-        """All batches of one epoch, for every rank together."""
-        cfg = self.cfg
-        rng = np.random.default_rng([cfg.seed, epoch])
-        streams = {t: _Stream(len(self.lengths[t]), np.random.default_rng([cfg.seed, epoch, k + 1]))
-                   for k, t in enumerate(self.tasks)}
-        budget = cfg.buffer_batches * cfg.max_tokens
-        pending: dict[str, list] = {}
-        out, drawn = [], 0
-        while drawn < self.epoch_examples:
-            key = str(rng.choice(self.tasks, p=self.probs)) if cfg.mode == "per_task" else "*"
-            if not pending.get(key):
-                pending[key] = self._fill(key, streams, rng, budget)
-            batch = pending[key].pop()
-            out.append(batch)
-            drawn += len(batch)
-        return out[: len(out) - len(out) % self.world_size]
+    # -- generation ---------------------------------------------------------------------------
+    def _next_group(self, st: _Epoch) -> list | None:
+        """The next W global batches (one per rank), or None at the end of the epoch (an epoch
+        ends once it drew as many examples as the data holds; a partial group is dropped)."""
+        group = []
+        for _ in range(self.world_size):
+            if st.drawn >= self.epoch_examples:
+                return None
+            key = str(st.rng.choice(self.tasks, p=self.probs)) if self.cfg.mode == "per_task" else "*"
+            if not st.pending.get(key):
+                st.pending[key] = self._fill(key, st)
+            batch = st.pending[key].pop()
+            group.append(batch)
+            st.drawn += len(batch)
+        st.group += 1
+        return group
 
-    def _fill(self, key, streams, rng, budget) -> list[list[tuple[str, int]]]:
+    def _groups(self, epoch: int, resume: dict | None = None):
+        """(state before the group, group) for the groups of ``epoch``; ``self._live`` is the
+        running state (what ``state_dict`` reads while the iterator is suspended)."""
+        st = self._live = _Epoch(self, epoch)
+        if resume is not None:
+            st.restore(resume)
+        while True:
+            snap = st.snapshot()
+            group = self._next_group(st)
+            if group is None:
+                st.group = -1     # exhausted: no position to report
+                return
+            yield snap, group
+
+    def global_batches(self, epoch: int) -> list[list[tuple[str, int]]]:
+        """All batches of one epoch, for every rank together (rank r owns every W-th)."""
+        return [b for _, g in self._groups(epoch) for b in g]
+
+    def _fill(self, key, st: _Epoch) -> list[list[tuple[str, int]]]:
         """Pull one buffer of examples, bucket it into batches in random order."""
         items, total = [], 0
+        budget = self.cfg.buffer_batches * self.cfg.max_tokens
         while total < budget:
-            task = key if key != "*" else str(rng.choice(self.tasks, p=self.probs))
-            i = streams[task].take()
+            task = key if key != "*" else str(st.rng.choice(self.tasks, p=self.probs))
+            i = st.streams[task].take()
             items.append((task, i))
             total += int(self.lengths[task][i])
         flat_len = np.array([self.lengths[t][i] for t, i in items])
         batches = make_batches(list(range(len(items))), flat_len, self.cfg.max_tokens,
                                self.cfg.max_batch_size)
         batches = [[items[j] for j in b] for b in batches]
-        rng.shuffle(batches)
+        st.rng.shuffle(batches)
         return batches
 
     def __iter__(self):
-        batches = self.global_batches(self.epoch)
-        return iter(batches[self.rank::self.world_size])
+        resume, self._resume = self._resume, None
+        self._snapshots = {}
+        for snap, group in self._groups(self.epoch, resume):
+            self._snapshots[snap["group"]] = snap
+            self._snapshots.pop(snap["group"] - self.SNAPSHOTS, None)
+            yield group[self.rank]
 
     def __len__(self) -> int:
-        return len(self.global_batches(self.epoch)) // self.world_size
+        """Batches per rank in this epoch (generates the epoch's index lists: O(epoch))."""
+        return sum(1 for _ in self._groups(self.epoch))
+
+    # -- exact resume -------------------------------------------------------------------------
+    def _signature(self) -> dict:
+        return {"tasks": self.tasks, "examples": self.epoch_examples, "seed": self.cfg.seed,
+                "mode": self.cfg.mode, "max_tokens": self.cfg.max_tokens,
+                "world_size": self.world_size}
+
+    def state_dict(self, batches_done: int | None = None) -> dict:
+        """Where to continue after this rank consumed ``batches_done`` batches of the current
+        epoch (default: every batch iterated so far). The states of the last ``SNAPSHOTS``
+        batches are kept, so batches a DataLoader prefetched but the trainer never used are
+        drawn again after a resume."""
+        live = self._live
+        if batches_done is None:
+            batches_done = (live.group if live is not None and live.group >= 0
+                            else (self._resume or {}).get("group", 0))
+        if live is not None and live.group == batches_done:
+            snap = live.snapshot()
+        elif batches_done in self._snapshots:
+            snap = self._snapshots[batches_done]
+        elif self._resume is not None and self._resume["group"] == batches_done:
+            snap = self._resume
+        elif batches_done == 0:
+            snap = _Epoch(self, self.epoch).snapshot()
+        else:
+            raise ValueError(f"no sampler state at batch {batches_done} of epoch {self.epoch} "
+                             f"(kept: {min(self._snapshots, default=None)}.."
+                             f"{max(self._snapshots, default=None)})")
+        return {"signature": self._signature(), **snap}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` at the next ``iter()`` (for its epoch)."""
+        if state.get("signature") != self._signature():
+            raise ValueError(f"sampler state was saved for other data or settings "
+                             f"({state.get('signature')}) than these ({self._signature()})")
+        self.epoch = state["epoch"]
+        self._resume = {k: v for k, v in state.items() if k != "signature"}
 
 
 def _dist_rank_world() -> tuple[int, int]:
