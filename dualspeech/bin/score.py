@@ -4,7 +4,10 @@ Reads ``<decode-dir>/<test_set>/hyp.jsonl`` (written by ``dualspeech.bin.decode`
 test set found (or those named with ``--test-sets``), and writes into ``--out-dir``:
 ``results.json`` (corpus metrics with bootstrap 95% CIs, failure counts, BLEU signatures),
 ``RESULTS.md`` (markdown table with the paper's numbers side by side) and
-``per_utt/<test_set>.jsonl`` (per-utterance scores). See docs/metrics.md.
+``per_utt/<test_set>.jsonl`` (per-utterance scores). ``--control-dir`` adds the control decodes
+(``<control-dir>/<control>/<test_set>/hyp.jsonl``, written with ``decode.control``) as columns
+beside each metric; their per-utterance scores go to ``controls/<control>/per_utt/``.
+See docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import logging
 from pathlib import Path
 
 from dualspeech.config import add_config_args, build, config_from_args, save_config
+from dualspeech.metrics.controls import DECODE_CONTROLS, GROUND_TRUTH, attach_controls
 from dualspeech.metrics.report import write_report
 from dualspeech.metrics.scoring import (Resources, ScoreConfig, read_hyps, score_records,
                                         split_records)
@@ -37,6 +41,43 @@ def find_test_sets(decode_dir: Path, names: list[str] | None) -> dict[str, Path]
     return found
 
 
+def score_dir(test_sets: dict[str, Path], out_dir: Path, cfg: ScoreConfig,
+              resources: Resources, label: str = "") -> dict:
+    """Score every test set (split per ``score.split_by``); per-utterance rows to out_dir."""
+    results = {}
+    for set_name, path in test_sets.items():
+        for name, records in split_records(set_name, read_hyps(path), cfg).items():
+            log.info("scoring %s%s (%s, %d utterances)", label, name, records[0]["task"],
+                     len(records))
+            res = score_records(records, path.parent, cfg, resources)
+            atomic_write_text(out_dir / "per_utt" / f"{name}.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in res["per_utt"]))
+            results[name] = res
+            shown = ", ".join(f"{k}={v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+                              for k, v in res["metrics"].items())
+            log.info("%s%s: %s", label, name, shown)
+            if "bleu_signature" in res["meta"] and not label:
+                print(f"{name}: sacrebleu {res['meta']['bleu_signature']}")
+    return results
+
+
+def score_controls(control_dir: Path, test_sets: dict[str, Path], out_dir: Path,
+                   cfg: ScoreConfig, resources: Resources) -> dict[str, dict]:
+    """Scores of the control decodes found under ``control_dir`` for the scored test sets."""
+    if not control_dir.is_dir():
+        raise SystemExit(f"--control-dir {control_dir} does not exist: decode the controls "
+                         "first (decode.control; the pipeline's --controls true)")
+    out = {}
+    for control in DECODE_CONTROLS + (GROUND_TRUTH,):
+        found = {name: control_dir / control / name / "hyp.jsonl" for name in test_sets
+                 if (control_dir / control / name / "hyp.jsonl").is_file()}
+        if found:
+            out[control] = score_dir(found, out_dir / "controls" / control, cfg, resources,
+                                     f"[{control}] ")
+    log.info("controls scored: %s", {c: sorted(r) for c, r in out.items()} or "none found")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m dualspeech.bin.score", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out-dir", type=Path, help="where results go (default: --decode-dir)")
     parser.add_argument("--test-sets", nargs="+", help="score only these test sets")
     parser.add_argument("--title", default="Results", help="heading of RESULTS.md")
+    parser.add_argument("--control-dir", type=Path,
+                        help="dir with <control>/<test_set>/hyp.jsonl control decodes "
+                             f"({', '.join(DECODE_CONTROLS + (GROUND_TRUTH,))})")
     args = parser.parse_args(argv)
     setup_logging()
     raw = config_from_args(args)
@@ -55,19 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
     save_config(raw, out_dir, "score_config.yaml")
 
     resources = Resources(cfg)
-    results = {}
-    for set_name, path in find_test_sets(args.decode_dir, args.test_sets).items():
-        for name, records in split_records(set_name, read_hyps(path), cfg).items():
-            log.info("scoring %s (%s, %d utterances)", name, records[0]["task"], len(records))
-            res = score_records(records, path.parent, cfg, resources)
-            atomic_write_text(out_dir / "per_utt" / f"{name}.jsonl",
-                              "".join(json.dumps(r) + "\n" for r in res["per_utt"]))
-            results[name] = res
-            shown = ", ".join(f"{k}={v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-                              for k, v in res["metrics"].items())
-            log.info("%s: %s", name, shown)
-            if "bleu_signature" in res["meta"]:
-                print(f"{name}: sacrebleu {res['meta']['bleu_signature']}")
+    test_sets = find_test_sets(args.decode_dir, args.test_sets)
+    results = score_dir(test_sets, out_dir, cfg, resources)
+    if args.control_dir is not None:
+        attach_controls(results, score_controls(args.control_dir, test_sets, out_dir, cfg,
+                                                resources))
     json_path, md_path = write_report(results, out_dir, cfg.paper_systems, cfg.paper_refs,
                                       args.title)
     print(md_path.read_text())

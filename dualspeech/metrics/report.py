@@ -2,16 +2,19 @@
 
 Layout of the markdown (one row per test set and metric):
 
-| test set | task | n | metric | ours [95% CI] | <paper system> ... |
+| test set | task | n | metric | ours [95% CI] | controls [95% CI] | ground truth [95% CI] | <paper system> ... |
 
-Paper columns are filled only where the score config maps the test set onto one of the paper's
-test sets (``paper_refs``); our mini / debug test sets get "-" there.
+"controls" lists every control scored for that metric (metrics/controls.py), each with its
+short label; a footnote says which is which and which scorer read the speech. Paper columns are
+filled only where the score config maps the test set onto one of the paper's test sets
+(``paper_refs``); our mini / debug test sets get "-" there.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from dualspeech.metrics.controls import CONTROL_LABELS
 from dualspeech.metrics.paper import TEST_KEYS, paper_value
 from dualspeech.utils.io import atomic_write_text
 
@@ -28,21 +31,51 @@ def _fmt(x: float | None, metric: str) -> str:
     return f"{x:.3f}" if metric == "sim" else f"{x:.2f}"
 
 
+def _interval(est: dict | None, metric: str, exact: bool = False) -> str:
+    if est is None:
+        return "-"
+    if exact:   # a number without sampling error (chance)
+        return _fmt(est["value"], metric)
+    return (f"{_fmt(est['value'], metric)} [{_fmt(est['ci_low'], metric)}, "
+            f"{_fmt(est['ci_high'], metric)}]")
+
+
+def _controls_cell(controls: dict, metric: str) -> str:
+    shown = [f"{CONTROL_LABELS[c][0]} {_interval(est, metric, exact=c == 'chance')}"
+             for c, est in sorted(controls.items(), key=lambda kv: list(CONTROL_LABELS).index(kv[0]))]
+    return "; ".join(shown) or "-"
+
+
 def markdown_table(results: dict, paper_systems: list[str], paper_refs: dict) -> str:
-    head = ["test set", "task", "n", "metric", "ours [95% CI]"] + [f"paper: {s}" for s in paper_systems]
+    head = (["test set", "task", "n", "metric", "ours [95% CI]", "controls [95% CI]",
+             "ground truth [95% CI]"] + [f"paper: {s}" for s in paper_systems])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, res in sorted(results.items(), key=lambda kv: (kv[1]["task"], kv[0])):
         key = paper_refs.get(name)
         shown = name if key is None else f"{name} ({TEST_KEYS[key]})"
         for metric in sorted(res["metrics"], key=lambda m: METRIC_ORDER.index(m)
                              if m in METRIC_ORDER else len(METRIC_ORDER)):
-            est = res["metrics"][metric]
-            ours = (f"{_fmt(est['value'], metric)} [{_fmt(est['ci_low'], metric)}, "
-                    f"{_fmt(est['ci_high'], metric)}]")
+            ours = _interval(res["metrics"][metric], metric)
+            controls = _controls_cell(res.get("controls", {}).get(metric, {}), metric)
+            truth = _interval(res.get("ground_truth", {}).get(metric), metric)
             paper = [_fmt(paper_value(s, key, metric), metric) for s in paper_systems]
-            row = [shown, res["task"], str(res["n"]), METRIC_LABELS.get(metric, metric), ours] + paper
+            row = ([shown, res["task"], str(res["n"]), METRIC_LABELS.get(metric, metric), ours,
+                    controls, truth] + paper)
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def control_notes(results: dict, asr_models: list[str]) -> str:
+    """Footnote: which control each label is, what the ground-truth column is, which scorer."""
+    used = {c for r in results.values() for by in r.get("controls", {}).values() for c in by}
+    lines = [f"- {CONTROL_LABELS[c][0]}: {CONTROL_LABELS[c][1]}" for c in CONTROL_LABELS if c in used]
+    if any("ground_truth" in r for r in results.values()):
+        lines.append("- ground truth: the reference recording scored by the same scorer "
+                     "(ASR: the test speech; generation tasks: the target speech)")
+    if asr_models:
+        lines.append(f"- speech (outputs, controls, ground truth) transcribed with "
+                     f"{', '.join(asr_models)}")
+    return ("\nControls and scorer:\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def failure_notes(results: dict) -> str:
@@ -72,8 +105,7 @@ def write_report(results: dict, out_dir: Path, paper_systems: list[str], paper_r
     md = [f"# {title}\n", markdown_table(results, paper_systems, paper_refs)]
     if signatures:
         md.append("\nsacrebleu signature: " + "; ".join(f"`{s}`" for s in signatures) + "\n")
-    if asr_models:
-        md.append(f"Generated speech transcribed with {', '.join(asr_models)}.\n")
+    md.append(control_notes(results, asr_models))
     md.append(failure_notes(results))
     atomic_write_text(md_path, "".join(md))
     return json_path, md_path

@@ -21,6 +21,7 @@ import numpy as np
 
 from dualspeech.data.tasks import TASKS
 from dualspeech.metrics.bootstrap import Estimate, bootstrap, mean_metric
+from dualspeech.metrics.controls import other_speaker_partners, ser_controls
 from dualspeech.metrics.judge import JudgeConfig
 from dualspeech.metrics.labels import UNPARSED, correct_mask, parse_emotion
 from dualspeech.metrics.text import bleu_from_stats, bleu_stats, edit_counts, error_rate
@@ -159,11 +160,13 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
     metrics: dict[str, Estimate] = {}
     ref = [r["ref"] for r in records]
 
-    if spec.kind == "understanding":
+    controls: dict[str, dict[str, Estimate]] = {}
+    spoken = spec.kind == "generation" or any("text" not in r and "wav" in r for r in records)
+    if not spoken:
         hyps = [r.get("text") or "" for r in records]
         for row, h in zip(per_utt, hyps):
             row["hyp"] = h
-    else:
+    else:   # speech out (or the ground-truth control of ASR: the test speech) -> transcript
         wavs = [_wav(r, root) for r in records]
         counts["missing_wav"] = sum(w is None for w in wavs)
         present = [i for i, w in enumerate(wavs) if w is not None]
@@ -190,11 +193,12 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
         classes = sorted(set(refs))
         stats = np.stack([ok] + [np.asarray(refs) == c for c in classes], axis=1).astype(float)
         metrics["uar"] = bootstrap(stats, _uar, cfg.n_bootstrap, cfg.seed)
+        controls.update(ser_controls(refs, cfg.n_bootstrap, cfg.seed))
     elif task in ("sqa", "sc"):
         metrics.update(_bleu([x["answer"] for x in ref], hyps, per_utt, cfg, meta))
     if task in ("tts", "vc"):
         metrics.update(_wer([x["text"] for x in ref], hyps, per_utt, cfg))
-        metrics.update(_speech_quality(records, root, per_utt, counts, cfg, res))
+        metrics.update(_speech_quality(records, root, per_utt, counts, cfg, res, controls))
     if task in ("sqa", "sc") and cfg.judge.enabled:
         judged = [res.judge.score(x["question"], x["answer"], h, x.get("text", ""))
                   for x, h in zip(ref, hyps)]
@@ -203,7 +207,25 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
         metrics["judge"] = _mean(judged, cfg)
         meta["judge_model"] = cfg.judge.model
     return {"task": task, "n": len(records), "metrics": {k: v.to_dict() for k, v in metrics.items()},
+            "controls": {m: {c: e.to_dict() for c, e in by.items()} for m, by in controls.items()},
             "counts": counts, "meta": meta, "per_utt": per_utt}
+
+
+def _other_speaker_sim(records, sim_pairs, per_utt, cfg, res) -> list[float]:
+    """SIM of each output to the prompt of an example whose prompt speaker differs."""
+    speakers = [records[i].get("prompt_speaker") for i, _, _ in sim_pairs]
+    partners = other_speaker_partners(speakers, cfg.seed)
+    todo = [(k, j) for k, j in enumerate(partners) if j is not None]
+    if not todo:
+        return []
+    sims = res.sim.similarity_files([str(sim_pairs[j][2]) for _, j in todo],
+                                    [str(sim_pairs[k][1]) for k, _ in todo])
+    out = []
+    for (k, _), s in zip(todo, sims):
+        if s is not None:
+            per_utt[sim_pairs[k][0]]["sim_other_speaker"] = s
+            out.append(s)
+    return out
 
 
 def _uar(stats: np.ndarray) -> float:
@@ -213,7 +235,7 @@ def _uar(stats: np.ndarray) -> float:
     return 100.0 * float(np.mean(recalls))
 
 
-def _speech_quality(records, root, per_utt, counts, cfg, res) -> dict[str, Estimate]:
+def _speech_quality(records, root, per_utt, counts, cfg, res, controls) -> dict[str, Estimate]:
     out: dict[str, Estimate] = {}
     pairs = [(i, _wav(r, root), _wav(r, root, "prompt_wav")) for i, r in enumerate(records)]
     sim_pairs = [(i, w, p) for i, w, p in pairs if w is not None and p is not None]
@@ -227,6 +249,10 @@ def _speech_quality(records, root, per_utt, counts, cfg, res) -> dict[str, Estim
             per_utt[i]["sim"] = s
         if scored:
             out["sim"] = _mean([s for _, s in scored], cfg)
+        other = _other_speaker_sim(records, sim_pairs, per_utt, cfg, res)
+        counts["other_speaker_skipped"] = len(records) - len(other)
+        if other:
+            controls["sim"] = {"other_speaker": _mean(other, cfg)}
     if cfg.dnsmos:
         scores = {}
         for i, w, _ in pairs:
