@@ -36,6 +36,18 @@ install_system_packages() {
 
 install_system_packages
 
+install_chromium() {  # optional: the headless test of the listening page (samples.html) uses it
+  command -v chromium >/dev/null && return 0
+  if [ "$WITH_APT" = 1 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    log "apt-get install chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    log "NOTE: chromium is not installed; the samples.html browser test will be skipped"
+  fi
+}
+install_chromium
+
 stamp="$VENV/.dualspeech-install-stamp"
 want=$(cat tools/install.sh tools/constraints.txt tools/requirements*.txt setup.py \
        <(echo "$TORCH_SPEC $TORCH_INDEX") | sha256sum | cut -c1-16)
