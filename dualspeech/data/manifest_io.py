@@ -110,14 +110,23 @@ def write_part(output_dir: str | Path, corpus: str, part: str, data: PartData) -
 
 
 class SkipLog:
-    """Inputs dropped during preparation, counted by reason and listed in a log file."""
+    """Inputs dropped during preparation, counted by reason and listed in a log file.
+
+    It also collects every file the build read (:meth:`read`), so the stamp can tell when an
+    input changed: a fixed flac or an edited transcript makes the next run re-prepare.
+    """
 
     def __init__(self, corpus: str):
         self.corpus = corpus
         self.entries: list[tuple[str, str]] = []
+        self.inputs: set[str] = set()
 
     def add(self, item: str, reason: str) -> None:
         self.entries.append((str(item), reason))
+
+    def read(self, path: str | Path) -> None:
+        """Note that the build read (or looked for) ``path``."""
+        self.inputs.add(str(Path(path).absolute()))
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r for _, r in self.entries))
@@ -141,7 +150,9 @@ class Stamp:
     """Remembers the parameters a finished run was made from and the files it wrote.
 
     ``params`` must hold everything the outputs depend on (arguments, a code version, input
-    fingerprints). ``done()`` is true when the stamp matches and every recorded output exists.
+    fingerprints known before the run). Inputs found while running are passed to :meth:`write`
+    and fingerprinted again by ``done()``, which is true when the parameters match, no such
+    input changed (size, mtime, existence) and every recorded output exists.
     """
 
     def __init__(self, path: str | Path, params: dict):
@@ -155,21 +166,36 @@ class Stamp:
         except (OSError, ValueError):
             return False
         base = self.path.parent
-        return saved.get("digest") == self.digest and all(
-            (base / p).exists() for p in saved.get("outputs", []))
+        if saved.get("digest") != self.digest or not all(
+                (base / p).exists() for p in saved.get("outputs", [])):
+            return False
+        read = saved.get("read", [])
+        return input_fingerprint(p for p, _, _ in read) == [tuple(r) for r in read]
 
-    def write(self, outputs: Iterable[str | Path]) -> None:
+    def previous_outputs(self) -> list[Path]:
+        """The outputs the last finished run recorded (none without a readable stamp)."""
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        return [self.path.parent / p for p in saved.get("outputs", [])]
+
+    def write(self, outputs: Iterable[str | Path], read: Iterable[str | Path] = ()) -> None:
         base = self.path.parent.resolve()
         rel = sorted(str(Path(p).resolve().relative_to(base)) for p in outputs)
         atomic_write_text(self.path, json.dumps({"digest": self.digest, "params": self.params,
-                                                 "outputs": rel}, indent=1, sort_keys=True,
-                                                default=str) + "\n")
+                                                 "outputs": rel, "read": input_fingerprint(read)},
+                                                indent=1, sort_keys=True, default=str) + "\n")
 
 
 def input_fingerprint(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of input files: cheap change detection for stamps."""
+    """(path, size, mtime) of input files, (path, -1, -1) when absent: cheap change detection."""
     out = []
-    for p in sorted(str(p) for p in paths):
-        st = Path(p).stat()
-        out.append((p, st.st_size, st.st_mtime_ns))
+    for p in sorted({str(p) for p in paths}):
+        try:
+            st = Path(p).stat()
+        except FileNotFoundError:
+            out.append((p, -1, -1))
+        else:
+            out.append((p, st.st_size, st.st_mtime_ns))
     return out

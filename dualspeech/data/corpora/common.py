@@ -1,18 +1,22 @@
-"""What every real-corpus preparer shares: layout checks, robust audio scanning, stamping.
+"""What every real-corpus preparer shares: layout checks, robust audio and text reading,
+stamping, and the registry ``prepare_corpus`` builds its subcommands from.
 
 A preparer's ``build(skips)`` returns ``{part: PartData}``; :func:`run_preparation` writes it
-with :func:`dualspeech.data.manifest_io.write_part`, writes ``<out>/skipped_<corpus>.log`` and a
+with :func:`dualspeech.data.manifest_io.write_part`, writes ``<out>/skipped_<name>.log`` and a
 stamp, and turns an unchanged re-run into a no-op. lhotse's own recipes abort on the first
-unreadable file, so the preparers here read each utterance's header themselves and log a skip.
+unreadable file, so the preparers here read each utterance themselves and log a skip: audio
+whose header or last frames do not decode, and text lines that are not UTF-8.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import random
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -21,8 +25,32 @@ from lhotse import Recording
 from tqdm import tqdm
 
 from dualspeech.data.manifest_io import PartData, SkipLog, Stamp, input_fingerprint, write_part
+from dualspeech.utils.registry import registrar
 
 log = logging.getLogger(__name__)
+NOT_UTF8 = "line not UTF-8"
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """One ``prepare_corpus`` subcommand: the shared options (--corpus-dir, --output-dir,
+    --force, --nj) come from the command; ``options`` adds the corpus's own and ``run(args)``
+    prepares with them."""
+    help: str
+    doc: str
+    layout: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], bool]
+
+
+PREPARERS: dict[str, Preparer] = {}
+register_preparer = registrar(PREPARERS, "corpus preparer")
+
+
+def common_args(args: argparse.Namespace) -> dict:
+    """The keyword arguments every ``prepare_<corpus>`` takes, from the shared options."""
+    return dict(corpus_dir=args.corpus_dir, output_dir=args.output_dir, force=args.force,
+                num_jobs=args.nj)
 
 
 class CorpusLayoutError(FileNotFoundError):
@@ -42,10 +70,35 @@ def check_layout(corpus: str, root: str | Path, required: Iterable[str], layout:
     return root
 
 
+def audio_problem(path: Path) -> str | None:
+    """None when the header and the last frames decode; else the skip reason.
+
+    A truncated flac keeps a valid header (the right length included) and fails only when the
+    samples are read, so the tail is decoded too: one seek and 1024 frames per file.
+    """
+    try:
+        with sf.SoundFile(path) as f:
+            if f.frames <= 0:
+                return "empty audio"
+            f.seek(max(0, f.frames - 1024))
+            if len(f.read(1024)) == 0:
+                return "corrupt audio"
+    except Exception:  # libsndfile raises several types for broken files
+        return "corrupt audio"
+    return None
+
+
 def load_recording(path: Path, recording_id: str, skips: SkipLog) -> Recording | None:
-    """A Recording for ``path``, or None after logging why it is unusable."""
+    """A Recording for ``path`` (absolute, so manifests load from any directory), or None after
+    logging why it is unusable."""
+    path = Path(path).resolve()
+    skips.read(path)
     if not path.is_file():
         skips.add(path, "missing audio")
+        return None
+    problem = audio_problem(path)
+    if problem:
+        skips.add(path, problem)
         return None
     try:
         rec = Recording.from_file(path, recording_id=recording_id)
@@ -56,6 +109,13 @@ def load_recording(path: Path, recording_id: str, skips: SkipLog) -> Recording |
         skips.add(path, "empty audio")
         return None
     return rec
+
+
+def untranscribed_audio(audio: Iterable[Path], transcribed: set[str], skips: SkipLog) -> None:
+    """Count the audio files whose id (file stem) has no transcript."""
+    for path in sorted(audio):
+        if path.stem not in transcribed and not path.name.startswith("._"):
+            skips.add(path, "audio without transcript")
 
 
 def load_recordings(items: list[tuple[Path, str]], skips: SkipLog,
@@ -87,12 +147,38 @@ def mp3_source(path: Path, cache_dir: Path) -> Path:
     return out
 
 
-def read_tsv(path: Path, header: bool = True) -> list:
+def read_lines(path: Path, skips: SkipLog, bad_ids: set[str] | None = None) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file; a line that does not decode is a counted skip
+    naming file and line, and every other line is kept. ``bad_ids`` collects the first field of
+    such lines (an utterance id in transcript files), so that their audio is not counted again
+    as "audio without transcript"."""
+    skips.read(path)
+    out = []
+    for n, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+        try:
+            out.append((n, raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            skips.add(f"{path}:{n}", NOT_UTF8)
+            if bad_ids is not None and raw.split():
+                bad_ids.add(raw.split()[0].decode("utf-8", errors="replace"))
+    if out and out[0][1].startswith("\ufeff"):
+        out[0] = (out[0][0], out[0][1][1:])
+    return out
+
+
+def read_text(path: Path, skips: SkipLog) -> str | None:
+    """A small text file (VCTK: one sentence), or None when a line of it is not UTF-8 (counted)."""
+    before = len(skips.entries)
+    text = "\n".join(line for _, line in read_lines(path, skips))
+    return None if len(skips.entries) > before else text
+
+
+def read_tsv(path: Path, skips: SkipLog, header: bool = True) -> list:
     """Common Voice / CoVoST / CVSS tsv: tab separated, no quoting, backslash escapes."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = (csv.DictReader if header else csv.reader)(
-            f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
-        return list(reader)
+    lines = [line for _, line in read_lines(path, skips)]
+    reader = (csv.DictReader if header else csv.reader)(
+        lines, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+    return list(reader)
 
 
 def other_utterance(rng: random.Random, pool: list[str], exclude: Iterable[str]) -> str | None:
@@ -107,24 +193,38 @@ def other_utterance(rng: random.Random, pool: list[str], exclude: Iterable[str])
 
 
 def run_preparation(corpus: str, output_dir: str | Path, params: dict, inputs: Iterable[Path],
-                    build: Callable[[SkipLog], dict[str, PartData]], force: bool = False) -> bool:
-    """Build and write a corpus unless an identical run already finished. True if it ran."""
-    out = Path(output_dir)
-    stamp = Stamp(out / f".{corpus}_stamp.json",
+                    build: Callable[[SkipLog], dict[str, PartData]], force: bool = False,
+                    run_name: str | None = None) -> bool:
+    """Build and write a corpus unless an identical run already finished. True if it ran.
+
+    ``inputs`` are the files known before building (their set and fingerprints are part of the
+    parameters); files the build reads are noted in the skip log and fingerprinted too. The
+    stamp and skip log are named after ``run_name`` (default: the corpus), one per independent
+    run into the same directory; what the previous run of that name wrote and this one did not
+    (fewer parts, no annotations) is removed.
+    """
+    out, name = Path(output_dir), run_name or corpus
+    stamp = Stamp(out / f".{name}_stamp.json",
                   {"corpus": corpus, **params, "inputs": input_fingerprint(inputs)})
     if stamp.done() and not force:
-        log.info("%s manifests in %s are up to date; nothing to do", corpus, out)
+        log.info("%s manifests in %s are up to date; nothing to do", name, out)
         return False
-    skips = SkipLog(corpus)
+    skips = SkipLog(name)
     parts = build(skips)
     if not any(p.cuts for p in parts.values()):
         skips.write(out)
         raise CorpusLayoutError(f"{corpus}: no usable utterance found ({skips.counts()}); "
-                                f"see {out / f'skipped_{corpus}.log'}")
+                                f"see {out / f'skipped_{name}.log'}")
     for part in [p for p, data in parts.items() if not data.cuts]:  # lhotse reads empty files as None
         log.warning("%s: part %s has no usable utterance; no manifests written for it", corpus, part)
         del parts[part]
+    previous = stamp.previous_outputs()
     outputs = [p for part, data in sorted(parts.items()) for p in write_part(out, corpus, part, data)]
     outputs.append(skips.write(out))
-    stamp.write(outputs)
+    kept = {p.resolve() for p in outputs}
+    for stale in previous:
+        if stale.resolve() not in kept and stale.is_file():
+            log.info("%s: removing %s (written by the previous run, not by this one)", name, stale)
+            stale.unlink()
+    stamp.write(outputs, skips.inputs)
     return True

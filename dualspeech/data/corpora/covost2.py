@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualspeech.data.corpora.common import (CorpusLayoutError, check_layout, load_recordings,
-                                            mp3_source, read_tsv, run_preparation)
+from dualspeech.data.corpora.common import (CorpusLayoutError, Preparer, check_layout, common_args,
+                                            load_recordings, mp3_source, read_tsv,
+                                            register_preparer, run_preparation)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
-VERSION = 1
+VERSION = 2   # 2: absolute audio paths, tail-checked audio, undecodable lines skipped
 SPLITS = {"train": ("train", "train_covost"), "dev": ("dev",), "test": ("test",)}
 LAYOUT = """<cv-corpus>/en/                   (--corpus-dir: Common Voice English)
   validated.tsv                    columns: client_id path sentence ...
@@ -30,15 +31,15 @@ def covost_rows(corpus_dir: Path, covost_dir: Path, src: str, tgt: str,
     """{our split: rows with path, sentence, translation, client_id}."""
     prefix = f"covost_v2.{src}_{tgt}"
     if all((covost_dir / f"{prefix}.{s}.tsv").is_file() for s in SPLITS):
-        return {s: read_tsv(covost_dir / f"{prefix}.{s}.tsv") for s in SPLITS}
+        return {s: read_tsv(covost_dir / f"{prefix}.{s}.tsv", skips) for s in SPLITS}
     release = covost_dir / f"{prefix}.tsv"
     if not release.is_file():
         raise CorpusLayoutError(f"covost2: neither {release} nor the split files {prefix}."
                                 f"{{train,dev,test}}.tsv exist.\nExpected layout:\n{LAYOUT}")
-    cv = {r["path"]: r for r in read_tsv(corpus_dir / "validated.tsv")}
+    cv = {r["path"]: r for r in read_tsv(corpus_dir / "validated.tsv", skips)}
     out = {s: [] for s in SPLITS}
     which = {name: s for s, names in SPLITS.items() for name in names}
-    for row in read_tsv(release):
+    for row in read_tsv(release, skips):
         split = which.get(row.get("split"))
         if split is None:
             continue
@@ -90,3 +91,12 @@ def prepare_covost2(corpus_dir: str | Path, output_dir: str | Path, covost_dir=N
                            {"version": VERSION, "corpus_dir": str(corpus_dir.resolve()),
                             "covost_dir": str(covost_dir.resolve()), "pair": [src_lang, tgt_lang]},
                            inputs, build, force)
+
+
+def _options(p) -> None:
+    p.add_argument("--covost-dir", help="directory with covost_v2.en_de*.tsv (default: --corpus-dir)")
+
+
+register_preparer("covost2")(Preparer(
+    "CoVoST 2 En->De over Common Voice English: S2TT", __doc__, LAYOUT, _options,
+    lambda a: prepare_covost2(**common_args(a), covost_dir=a.covost_dir)))

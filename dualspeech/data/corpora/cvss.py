@@ -8,14 +8,16 @@ split (all share the canonical voice). Parts are ``<split>_<lang>`` (e.g. train_
 """
 from __future__ import annotations
 
+import argparse
 import random
 from pathlib import Path
 
-from dualspeech.data.corpora.common import (CorpusLayoutError, check_layout, load_recordings, other_utterance,
-                                            read_tsv, run_preparation)
+from dualspeech.data.corpora.common import (CorpusLayoutError, Preparer, check_layout, common_args,
+                                            load_recordings, other_utterance, read_tsv,
+                                            register_preparer, run_preparation)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
-VERSION = 1
+VERSION = 2   # 2: absolute audio paths, tail-checked audio, undecodable lines skipped
 SPLITS = ("train", "dev", "test")
 LAYOUT = """<cvss-c>/                          (--corpus-dir)
   es-en/  (or cvss_c_es_en_v1.0/)  and/or fr-en/
@@ -46,11 +48,12 @@ def prepare_cvss(corpus_dir: str | Path, output_dir: str | Path, cv_dirs: dict[s
     def build(skips: SkipLog) -> dict[str, PartData]:
         result = {}
         for lang in langs:
-            source = {r["path"]: r["sentence"] for r in read_tsv(Path(cv_dirs[lang]) / "validated.tsv")}
+            source = {r["path"]: r["sentence"]
+                      for r in read_tsv(Path(cv_dirs[lang]) / "validated.tsv", skips)}
             for split in SPLITS:
                 d = pair_dir(root, lang)
                 rows = []
-                for fields in read_tsv(d / f"{split}.tsv", header=False):
+                for fields in read_tsv(d / f"{split}.tsv", skips, header=False):
                     clip = fields[0] if fields else ""
                     target = fields[1].strip() if len(fields) > 1 else ""
                     if not target:
@@ -83,3 +86,22 @@ def prepare_cvss(corpus_dir: str | Path, output_dir: str | Path, cv_dirs: dict[s
                            {"version": VERSION, "corpus_dir": str(root.resolve()),
                             "cv_dirs": {k: str(Path(v).resolve()) for k, v in cv_dirs.items()},
                             "langs": list(langs), "seed": seed}, inputs, build, force)
+
+
+def _lang_dir(value: str) -> tuple[str, str]:
+    lang, sep, path = value.partition("=")
+    if not sep or not lang or not path:
+        raise argparse.ArgumentTypeError(f"expected LANG=DIR (e.g. es=/data/cv-corpus-4/es), got {value!r}")
+    return lang, path
+
+
+def _options(p) -> None:
+    p.add_argument("--cv-dir", type=_lang_dir, action="append", default=[], metavar="LANG=DIR",
+                   help="Common Voice directory of a source language (holds validated.tsv)")
+    p.add_argument("--langs", nargs="+", default=["es", "fr"])
+    p.add_argument("--seed", type=int, default=0)
+
+
+register_preparer("cvss")(Preparer(
+    "CVSS-C Es/Fr->En: T2ST", __doc__, LAYOUT, _options,
+    lambda a: prepare_cvss(**common_args(a), cv_dirs=dict(a.cv_dir), langs=a.langs, seed=a.seed)))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dualspeech.data.corpora.common import check_layout, load_recordings, run_preparation
+from dualspeech.data.corpora.common import (Preparer, check_layout, common_args, load_recordings,
+                                            read_lines, register_preparer, run_preparation)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
-VERSION = 1
+VERSION = 2   # 2: absolute audio paths, tail-checked audio, undecodable lines skipped
 EMOTION_MAP = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
 PARTS = {"train": (1, 2, 3, 4), "test": (5,)}
 LAYOUT = """IEMOCAP_full_release/             (--corpus-dir points here)
@@ -26,20 +27,20 @@ LABEL_RE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(\S+)\s+(\S+)")
 TEXT_RE = re.compile(r"^(Ses\S+)\s+\[[^\]]*\]:\s*(.*)$")
 
 
-def read_labels(session_dir: Path) -> dict[str, str]:
+def read_labels(session_dir: Path, skips: SkipLog) -> dict[str, str]:
     labels = {}
     for path in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for _, line in read_lines(path, skips):
             m = LABEL_RE.match(line)
             if m:
                 labels[m.group(1)] = m.group(2)
     return labels
 
 
-def read_transcripts(session_dir: Path) -> dict[str, str]:
+def read_transcripts(session_dir: Path, skips: SkipLog) -> dict[str, str]:
     texts = {}
     for path in sorted((session_dir / "dialog" / "transcriptions").glob("*.txt")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for _, line in read_lines(path, skips):
             m = TEXT_RE.match(line.strip())
             if m:
                 texts[m.group(1)] = m.group(2).strip()
@@ -52,6 +53,7 @@ def prepare_iemocap(corpus_dir: str | Path, output_dir: str | Path, num_jobs: in
                                                 for i in range(1, 6)]
                         + [f"Session{i}/sentences/wav/*/*.wav" for i in range(1, 6)], LAYOUT)
     inputs = sorted(root.glob("Session*/dialog/EmoEvaluation/*.txt"))
+    inputs += sorted(root.glob("Session*/dialog/transcriptions/*.txt"))
 
     def build(skips: SkipLog) -> dict[str, PartData]:
         result = {}
@@ -59,7 +61,7 @@ def prepare_iemocap(corpus_dir: str | Path, output_dir: str | Path, num_jobs: in
             data, items, meta = PartData(), [], []
             for s in sessions:
                 sdir = root / f"Session{s}"
-                labels, texts = read_labels(sdir), read_transcripts(sdir)
+                labels, texts = read_labels(sdir, skips), read_transcripts(sdir, skips)
                 for wav in sorted((sdir / "sentences" / "wav").glob("*/*.wav")):
                     utt = wav.stem
                     if utt.startswith("._"):
@@ -71,8 +73,11 @@ def prepare_iemocap(corpus_dir: str | Path, output_dir: str | Path, num_jobs: in
                     if emotion is None:
                         skips.add(f"{utt} ({labels[utt]})", "emotion outside the 4-class mapping")
                         continue
+                    if not texts.get(utt):
+                        skips.add(wav, "empty transcript")
+                        continue
                     items.append((wav, utt))
-                    meta.append((utt, emotion, texts.get(utt, "")))
+                    meta.append((utt, emotion, texts[utt]))
             recs = load_recordings(items, skips, num_jobs)
             for utt, emotion, text in meta:
                 if utt not in recs:
@@ -81,10 +86,15 @@ def prepare_iemocap(corpus_dir: str | Path, output_dir: str | Path, num_jobs: in
                 cut = speech_cut(recs[utt], text, f"{utt[:5]}{gender}", gender=gender,
                                  custom={"emotion": emotion})
                 data.add_cut(cut)
-                data.add_example(task_example(cut, "ser", emotion=emotion, text=text or None))
+                data.add_example(task_example(cut, "ser", emotion=emotion, text=text))
             result[part] = data
         return result
 
     return run_preparation("iemocap", output_dir, {"version": VERSION,
                                                    "corpus_dir": str(root.resolve())},
                            inputs, build, force)
+
+
+register_preparer("iemocap")(Preparer(
+    "IEMOCAP: SER (Sessions 1-4 train, 5 test; 4 classes)", __doc__, LAYOUT, lambda p: None,
+    lambda a: prepare_iemocap(**common_args(a))))

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dualspeech.data.corpora.common import check_layout, load_recordings, run_preparation
+from dualspeech.data.corpora.common import (Preparer, check_layout, common_args, load_recordings,
+                                            read_lines, register_preparer, run_preparation,
+                                            untranscribed_audio)
 from dualspeech.data.corpora.sqa import (LIBRISPEECH_PARTS, annotation_files,
                                          first_question_per_utterance, read_sqa_annotations)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
 log = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2   # 2: absolute audio paths, tail-checked audio, undecodable lines skipped
 LAYOUT = """LibriSpeech/                      (--corpus-dir points here)
   train-clean-100/ ... test-other/ (any of the 7 parts)
     <spk>/<chapter>/<spk>-<chapter>.trans.txt   lines: "<spk>-<chapter>-<utt> TRANSCRIPT"
@@ -24,11 +26,13 @@ LAYOUT = """LibriSpeech/                      (--corpus-dir points here)
 <annotations>.json                 (--sqa-json, optional: SALMONN SQA format, see the sc corpus)"""
 
 
-def librispeech_utterances(corpus_dir: Path, part: str, skips: SkipLog) -> list[tuple[Path, str, str]]:
-    """(audio path, utterance id, transcript) for one part; empty transcripts are skipped."""
+def librispeech_utterances(corpus_dir: Path, part: str, skips: SkipLog,
+                           bad_ids: set[str] | None = None) -> list[tuple[Path, str, str]]:
+    """(audio path, utterance id, transcript) for one part; empty transcripts are skipped, ids
+    of undecodable lines go to ``bad_ids``."""
     out = []
     for trans in sorted((corpus_dir / part).rglob("*.trans.txt")):
-        for line in trans.read_text(encoding="utf-8").splitlines():
+        for _, line in read_lines(trans, skips, bad_ids):
             fields = line.strip().split(maxsplit=1)
             if not fields:
                 continue
@@ -62,7 +66,10 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=No
         qas = [qa for a in sqa_annotations for qa in read_sqa_annotations(a, skips)]
         result = {}
         for part in parts:
-            utts = librispeech_utterances(corpus_dir, part, skips)
+            bad_ids: set[str] = set()
+            utts = librispeech_utterances(corpus_dir, part, skips, bad_ids)
+            untranscribed_audio((corpus_dir / part).rglob("*.flac"),
+                                bad_ids | {u for _, u, _ in utts}, skips)
             recs = load_recordings([(path, utt) for path, utt, _ in utts], skips, num_jobs)
             data = PartData()
             cuts = {}
@@ -83,6 +90,17 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path, parts=No
     return run_preparation("librispeech", output_dir,
                            {"version": VERSION, "corpus_dir": str(corpus_dir.resolve()),
                             "parts": parts}, inputs, build, force)
+
+
+def _options(p) -> None:
+    p.add_argument("--parts", nargs="+", help="LibriSpeech parts (default: all present)")
+    p.add_argument("--sqa-json", nargs="*", default=[],
+                   help="SALMONN-style SQA annotation JSON files (or directories of them)")
+
+
+register_preparer("librispeech")(Preparer(
+    "LibriSpeech: ASR, plus SQA from SALMONN annotations", __doc__, LAYOUT, _options,
+    lambda a: prepare_librispeech(**common_args(a), parts=a.parts, sqa_annotations=a.sqa_json)))
 
 
 def add_sqa(data: PartData, cuts: dict, qas, part: str, skips: SkipLog) -> None:

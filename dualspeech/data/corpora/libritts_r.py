@@ -12,11 +12,12 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from dualspeech.data.corpora.common import (check_layout, load_recordings, other_utterance,
-                                            run_preparation)
+from dualspeech.data.corpora.common import (Preparer, check_layout, common_args, load_recordings,
+                                            other_utterance, read_lines, register_preparer,
+                                            run_preparation, untranscribed_audio)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
-VERSION = 1
+VERSION = 2   # 2: absolute audio paths, tail-checked audio, undecodable lines skipped
 PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100",
          "train-clean-360", "train-other-500")
 LAYOUT = """LibriTTS_R/                       (--corpus-dir points here)
@@ -26,11 +27,11 @@ LAYOUT = """LibriTTS_R/                       (--corpus-dir points here)
     <spk>/<chapter>/<spk>_<chapter>_<para>_<sent>.wav"""
 
 
-def read_genders(corpus_dir: Path) -> dict[str, str]:
+def read_genders(corpus_dir: Path, skips: SkipLog) -> dict[str, str]:
     path = corpus_dir / "SPEAKERS.txt"
     if not path.is_file():
         return {}
-    rows = (line.split("|") for line in path.read_text(encoding="utf-8").splitlines()
+    rows = (line.split("|") for _, line in read_lines(path, skips)
             if line.strip() and not line.startswith(";"))
     return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2}
 
@@ -44,20 +45,22 @@ def prepare_libritts_r(corpus_dir: str | Path, output_dir: str | Path, parts=Non
     inputs = [t for p in parts for t in (corpus_dir / p).rglob("*.trans.tsv")]
 
     def build(skips: SkipLog) -> dict[str, PartData]:
-        genders = read_genders(corpus_dir)
+        genders = read_genders(corpus_dir, skips)
         result = {}
         for part in parts:
             rng = random.Random(f"{seed}-{part}")
-            utts = []
+            utts, bad_ids = [], set()
             for trans in sorted((corpus_dir / part).rglob("*.trans.tsv")):
                 if trans.name.startswith("._"):
                     continue
-                for line in trans.read_text(encoding="utf-8").splitlines():
+                for _, line in read_lines(trans, skips, bad_ids):
                     fields = line.split("\t")
                     if len(fields) < 3 or not fields[2].strip():
                         skips.add(f"{trans}:{fields[0]}", "empty transcript")
                         continue
                     utts.append((trans.parent / f"{fields[0]}.wav", fields[0], fields[2].strip()))
+            untranscribed_audio((corpus_dir / part).rglob("*.wav"),
+                                bad_ids | {u for _, u, _ in utts}, skips)
             recs = load_recordings([(p, u) for p, u, _ in utts], skips, num_jobs)
             data, by_spk = PartData(), defaultdict(list)
             for _, utt, text in utts:
@@ -78,3 +81,13 @@ def prepare_libritts_r(corpus_dir: str | Path, output_dir: str | Path, parts=Non
     return run_preparation("libritts_r", output_dir,
                            {"version": VERSION, "corpus_dir": str(corpus_dir.resolve()),
                             "parts": parts, "seed": seed}, inputs, build, force)
+
+
+def _options(p) -> None:
+    p.add_argument("--parts", nargs="+", help="parts (default: all present)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the speaker prompts")
+
+
+register_preparer("libritts_r")(Preparer(
+    "LibriTTS-R: TTS (manifests prefixed libritts_r)", __doc__, LAYOUT, _options,
+    lambda a: prepare_libritts_r(**common_args(a), parts=a.parts, seed=a.seed)))

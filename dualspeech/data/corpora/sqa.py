@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dualspeech.data.corpora.common import NOT_UTF8, CorpusLayoutError
 from dualspeech.data.manifest_io import SkipLog
 
 LIBRISPEECH_PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100",
@@ -26,25 +27,48 @@ class QA:
     answer: str
 
 
+FORMAT = '{"annotation": [{"path": ..., "Q": ..., "text": ..., "task": "QA"}]}'
+
+
 def annotation_files(paths) -> list[Path]:
     """The JSON files named: files as given, directories expanded to their *.json."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise CorpusLayoutError(f"--sqa-json: {missing} do not exist; give SALMONN-style SQA "
+                                f"annotation files ({FORMAT}) or directories of them")
     return [f for p in map(Path, paths) for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
 
 
+def _undecodable(value) -> bool:
+    """A string read with surrogateescape that held bytes that are not UTF-8."""
+    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
 def read_sqa_annotations(path: str | Path, skips: SkipLog, qa_tasks=("qa",)) -> list[QA]:
-    """Parse one annotation file; entries lacking a question or an answer are skipped."""
+    """Parse one annotation file; entries lacking a question or an answer are skipped, and so
+    are entries with bytes that are not UTF-8 (named by file, line and index)."""
     path = Path(path)
+    skips.read(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        data = json.loads(text)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read SQA annotations {path}: {e}. Expected SALMONN's JSON "
-                         '{"annotation": [{"path": ..., "Q": ..., "text": ..., "task": "QA"}]}') from e
+        raise CorpusLayoutError(f"cannot read SQA annotations {path}: {e}. Expected SALMONN's "
+                                f"JSON {FORMAT}") from e
     entries = data.get("annotation") if isinstance(data, dict) else data
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: no 'annotation' list (SALMONN format expected)")
+        raise CorpusLayoutError(f"{path}: no 'annotation' list (SALMONN format expected: {FORMAT})")
+    bad_lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if _undecodable(line)]
     out = []
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or str(e.get("task", "QA")).lower() not in qa_tasks:
+        if not isinstance(e, dict):
+            continue
+        bad = [v for v in e.values() if _undecodable(v)]
+        if bad:
+            line = next((n for n, text_line in bad_lines if bad[0] in text_line), "?")
+            skips.add(f"{path}:{line} ({path.name}[{i}])", NOT_UTF8)
+            continue
+        if str(e.get("task", "QA")).lower() not in qa_tasks:
             continue
         where = f"{path.name}[{i}] {e.get('path')}"
         if not e.get("path"):
