@@ -67,24 +67,31 @@ def make_batches(indices: list[int], lengths: np.ndarray, max_tokens: int,
 
 class _Stream:
     """Endless shuffled passes over one task's examples, positioned by (pass, pos) so its state
-    is two ints. With ``groups`` (the shard of every example) a pass visits the shards in random
-    order and each shard's examples in random order: the batches of a sort buffer come from one
-    or two shards, so a reader keeps few shards open (see ``dualspeech.data.shards``)."""
+    is two ints (restoring redraws the pass permutations: numpy work, no data). With ``groups``
+    (the shard of every example) a pass visits the shards in random order, each shard's
+    examples in that pass's random order: a sort buffer's batches come from one or two shards,
+    so a reader keeps few shards open (see ``dualspeech.data.shards``)."""
 
     def __init__(self, n: int, groups: np.ndarray | None, key: list[int]):
         self.n, self.groups, self.key = n, groups, key
-        self.pass_, self.pos, self.order = 0, 0, None
+        self.pass_, self.pos = 0, 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.rng, self.perms_drawn, self.order = np.random.default_rng(self.key), 0, None
 
     def take(self) -> int:
         if self.pos >= self.n:
             self.pass_, self.pos, self.order = self.pass_ + 1, 0, None
         if self.order is None:
-            rng = np.random.default_rng([*self.key, self.pass_])
-            if self.groups is None:
-                self.order = rng.permutation(self.n)
-            else:
-                shard_rank = rng.permutation(int(self.groups.max()) + 1)
-                self.order = np.lexsort((rng.random(self.n), shard_rank[self.groups]))
+            while self.perms_drawn <= self.pass_:
+                order = self.rng.permutation(self.n)
+                self.perms_drawn += 1
+            if self.groups is not None:
+                shard_rank = np.random.default_rng([*self.key, self.pass_, 1]).permutation(
+                    int(self.groups.max()) + 1)
+                order = order[np.argsort(shard_rank[self.groups[order]], kind="stable")]
+            self.order = order
         self.pos += 1
         return int(self.order[self.pos - 1])
 
@@ -111,7 +118,8 @@ class _Epoch:
         self.rng.bit_generator.state = snap["rng"]
         for t, (p, pos) in snap["streams"].items():
             s = self.streams[t]
-            s.pass_, s.pos, s.order = p, pos, None
+            s.pass_, s.pos = p, pos
+            s.reset()
         self.pending = {k: [[tuple(x) for x in b] for b in v] for k, v in snap["pending"].items()}
 
 

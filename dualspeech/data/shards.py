@@ -1,0 +1,303 @@
+"""Training shards: rendered task examples in Lhotse Shar layout, read with bounded open files.
+
+Stage 5 writes every training set (``corpus:part``) once, per task, into ``<shards>/<corpus>_<part>/``::
+
+    index.json                     format, encoding fingerprint, per task: shards + file sizes
+    lengths.npz                    per task: LLM tokens, AcousticGPT frames, prompt length, target span
+    <task>/cuts.000000.jsonl.gz    the task-example cuts (text fields, links, prompt_len, ...)
+    <task>/input_ids.000000.tar    rendered + tokenized LLM input (``<id>.npy`` int32, Shar "numpy")
+    <task>/acoustic_tokens.000000.tar, speaker_embedding.000000.tar   (generation tasks only)
+    <task>/done.000000.json        the shard's completion record (what resuming a killed run trusts)
+
+The tars are plain Shar fields (``CutSet.from_shar(in_dir=<set>/<task>)`` reads a task), so the
+layout is the ecosystem's. Training does not iterate them with lhotse's Shar reader, which only
+streams a shard front to back: the sampler needs examples by index (token-budget buckets, exact
+resume), so :class:`ShardReader` indexes a tar's members once when it opens it and keeps at most
+``max_open`` shards open (an LRU): a worker's open files stay bounded whatever the corpus size.
+
+``index.json`` records the encoding fingerprint (tokenizer vocabulary, speech vocabulary, prompt
+templates): training refuses shards rendered for another tokenizer. Start-up checks that every
+shard file exists with the size written (a missing or truncated shard is named).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import OrderedDict
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from dualspeech.data.tasks import TASKS
+from dualspeech.utils.io import atomic_write_text
+
+FORMAT = "dualspeech-shar-1"
+FIELDS = ("input_ids", "acoustic_tokens", "speaker_embedding")
+
+
+class ShardError(RuntimeError):
+    """A shard set that is missing, incomplete, damaged or rendered for another model."""
+
+
+def set_dir(root: str | Path, corpus: str, part: str) -> Path:
+    return Path(root) / f"{corpus}_{part}"
+
+
+def task_fields(task: str) -> tuple[str, ...]:
+    return FIELDS if TASKS[task].kind == "generation" else FIELDS[:1]
+
+
+def shard_files(task: str, k: int) -> dict[str, str]:
+    """Field -> file name (relative to the set dir) of shard ``k`` of ``task``."""
+    out = {"cuts": f"{task}/cuts.{k:06d}.jsonl.gz"}
+    out.update({f: f"{task}/{f}.{k:06d}.tar" for f in task_fields(task)})
+    return out
+
+
+def encoding_fingerprint(templates) -> dict:
+    """Identity of what turns an example into ids: tokenizer vocabulary (with the speech tokens),
+    speech vocabulary settings and prompt templates. Equal fingerprints give equal ids."""
+    tok = templates.tok
+    vocab = sorted(tok.get_vocab().items())
+    h = hashlib.sha256(json.dumps(vocab).encode())
+    h.update(json.dumps({"templates": asdict(templates.cfg), "prompts": templates.prompts,
+                         "bos": templates.bos, "eos": templates.eos_id,
+                         "speech": asdict(templates.vocab.cfg),
+                         "chat": getattr(tok, "chat_template", None) if templates.cfg.chat_template
+                         else None}, sort_keys=True, default=str).encode())
+    return {"sha256": h.hexdigest()[:20], "tokenizer": getattr(tok, "name_or_path", "") or "",
+            "vocab_size": len(vocab), "speech_field": templates.vocab.cfg.field,
+            "speech_tokens": templates.vocab.cfg.num_tokens}
+
+
+# ------------------------------------------------------------------------------------ reading
+class ShardSet:
+    """One written set: its index and per-example arrays (small: five int32 per example)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        index = self.path / "index.json"
+        if not index.is_file():
+            raise ShardError(f"{index} not found: write the training shards first (recipe stage 5, "
+                             "python -m dualspeech.bin.write_shards), or the run that wrote them "
+                             "did not finish")
+        self.index = json.loads(index.read_text())
+        if self.index.get("format") != FORMAT:
+            raise ShardError(f"{index}: format {self.index.get('format')!r}, expected {FORMAT!r} "
+                             "(re-run stage 5)")
+        self.shard_size = int(self.index["shard_size"])
+        with np.load(self.path / "lengths.npz") as z:
+            self.arrays = {k: z[k] for k in z.files}
+        self.tasks = [t for t, v in self.index["tasks"].items() if v["num_examples"]]
+
+    def check_files(self) -> None:
+        """Every shard file exists with the size it was written with."""
+        for task, info in self.index["tasks"].items():
+            for k, shard in enumerate(info["shards"]):
+                for name, size in shard["sizes"].items():
+                    path = self.path / name
+                    if not path.is_file():
+                        raise ShardError(f"shard file {path} is missing (shard {k} of {task}); "
+                                         "re-run stage 5 to rewrite it")
+                    if path.stat().st_size != size:
+                        raise ShardError(f"shard file {path} has {path.stat().st_size} bytes, "
+                                         f"{size} were written: truncated or changed; re-run "
+                                         "stage 5 with --force")
+
+    def check_encoding(self, fingerprint: dict) -> None:
+        have = self.index["encoding"]
+        if have["sha256"] != fingerprint["sha256"]:
+            raise ShardError(
+                f"{self.path} was rendered for another tokenizer/templates ({have}) than this "
+                f"model's ({fingerprint}); re-run stage 5 (write_shards) with this training config")
+
+    def array(self, task: str, name: str) -> np.ndarray:
+        return self.arrays[f"{task}.{name}"]
+
+
+class ShardReader:
+    """Reads examples ``(set, task, index)`` from shard tars; at most ``max_open`` shards (a few
+    files each) are open at a time, least recently used closed first."""
+
+    def __init__(self, max_open: int = 12):
+        self.max_open = max_open
+        self._open: OrderedDict = OrderedDict()   # (set path, task, k) -> {field: (file, members)}
+
+    def __getstate__(self):          # DataLoader workers start with nothing open
+        return {"max_open": self.max_open, "_open": OrderedDict()}
+
+    def open_files(self) -> int:
+        return sum(len(v) for v in self._open.values())
+
+    def close(self) -> None:
+        while self._open:
+            self._evict()
+
+    def _evict(self) -> None:
+        _, fields = self._open.popitem(last=False)
+        for f, _ in fields.values():
+            f.close()
+
+    def _shard(self, shards: ShardSet, task: str, k: int) -> dict:
+        key = (str(shards.path), task, k)
+        if key in self._open:
+            self._open.move_to_end(key)
+            return self._open[key]
+        while len(self._open) >= self.max_open:
+            self._evict()
+        fields = {}
+        try:
+            for field, name in shard_files(task, k).items():
+                if field == "cuts":
+                    continue
+                fields[field] = _index_tar(shards.path / name)
+        except BaseException:
+            for f, _ in fields.values():
+                f.close()
+            raise
+        self._open[key] = fields
+        return fields
+
+    def read(self, shards: ShardSet, task: str, i: int) -> dict[str, np.ndarray]:
+        """The stored arrays of example ``i`` of ``task``."""
+        k, pos = divmod(i, shards.shard_size)
+        out = {}
+        for field, (f, members) in self._shard(shards, task, k).items():
+            if pos >= len(members):
+                raise ShardError(f"{f.name} holds {len(members)} examples, index.json says more "
+                                 f"(example {i} of {task}); re-run stage 5 with --force")
+            offset, size = members[pos]
+            f.seek(offset)
+            data = f.read(size)
+            if len(data) != size:
+                raise ShardError(f"{f.name}: truncated (member {pos}); re-run stage 5 with --force")
+            out[field] = np.load(io.BytesIO(data), allow_pickle=False)
+        return out
+
+
+def _index_tar(path: Path):
+    """(open file, [(data offset, size)] of its ``.npy`` members in order)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise ShardError(f"shard file {path} is missing; re-run stage 5") from None
+    try:
+        with tarfile.open(fileobj=f, mode="r:") as tar:
+            members = [(m.offset_data, m.size) for m in tar.getmembers() if m.name.endswith(".npy")]
+    except (tarfile.TarError, EOFError, OSError) as e:
+        f.close()
+        raise ShardError(f"shard file {path} is unreadable ({e}): truncated or damaged; re-run "
+                         "stage 5 with --force") from None
+    return f, members
+
+
+# ------------------------------------------------------------------------------------ writing
+class ShardWriter:
+    """Writes one set's shards; resumable: a shard counts as written once its ``done`` record
+    exists and its files have the recorded sizes, so a killed run redoes only unfinished shards.
+    Each file is written under a temp name and renamed; ``index.json`` comes last."""
+
+    def __init__(self, path: str | Path, identity: dict, shard_size: int, force: bool = False):
+        self.path, self.identity, self.shard_size = Path(path), identity, shard_size
+        if shard_size < 1:
+            raise ValueError(f"shard size must be >= 1, got {shard_size}")
+        stamp = self.path / "writing.json"
+        if force and self.path.exists():
+            import shutil
+
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        want = {"format": FORMAT, "shard_size": shard_size, **identity}
+        if stamp.is_file():
+            have = json.loads(stamp.read_text())
+            if have != want:
+                changed = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+                raise ShardError(f"{self.path} holds shards of other inputs or settings (changed: "
+                                 f"{changed}); pass --force to rewrite them")
+        else:
+            (self.path / "index.json").unlink(missing_ok=True)
+            atomic_write_text(stamp, json.dumps(want, indent=1, sort_keys=True))
+
+    def _done_path(self, task: str, k: int) -> Path:
+        return self.path / task / f"done.{k:06d}.json"
+
+    def done(self, task: str, k: int) -> dict | None:
+        """The completion record of shard ``k`` of ``task`` when it is fully written."""
+        path = self._done_path(task, k)
+        if not path.is_file():
+            return None
+        rec = json.loads(path.read_text())
+        for name, size in rec["sizes"].items():
+            p = self.path / name
+            if not p.is_file() or p.stat().st_size != size:
+                return None
+        return rec
+
+    def write_shard(self, task: str, k: int, records: list[dict]) -> dict:
+        """``records``: {"cut", "input_ids", "prompt_len", "target_span", and for generation
+        tasks "acoustic_tokens", "speaker_embedding"} in example order."""
+        import gzip
+
+        from lhotse.array import Array
+        from lhotse.shar.writers.array import ArrayTarWriter
+
+        files = shard_files(task, k)
+        (self.path / task).mkdir(exist_ok=True)
+        sizes = {}
+        for field, name in files.items():
+            final = self.path / name
+            tmp = final.with_name(final.name + ".tmp")
+            if field == "cuts":
+                with gzip.open(tmp, "wt") as f:
+                    for r in records:
+                        cut = r["cut"]
+                        for fl in task_fields(task):
+                            cut = cut.with_custom(fl, Array(storage_type="shar", storage_path="",
+                                                            storage_key="",
+                                                            shape=list(r[fl].shape)))
+                        cut = cut.with_custom("prompt_len", int(r["prompt_len"]))
+                        f.write(json.dumps(cut.to_dict()) + "\n")
+            else:
+                with ArrayTarWriter(str(tmp), shard_size=None, compression="numpy") as w:
+                    for r in records:
+                        arr = np.ascontiguousarray(r[field])
+                        w.write(r["cut"].id, arr, Array(storage_type="shar", storage_path="",
+                                                        storage_key="", shape=list(arr.shape)))
+            tmp.replace(final)
+            sizes[name] = final.stat().st_size
+        rec = {"n": len(records), "sizes": sizes,
+               "len": [len(r["input_ids"]) for r in records],
+               "agpt": [len(r["acoustic_tokens"]) if "acoustic_tokens" in r else 0
+                        for r in records],
+               "prompt": [int(r["prompt_len"]) for r in records],
+               "span": [list(r["target_span"] or (0, 0)) for r in records]}
+        atomic_write_text(self._done_path(task, k), json.dumps(rec))
+        return rec
+
+    def finish(self, num_examples: dict[str, int], encoding: dict, extra: dict) -> Path:
+        """Check every shard is written, then write ``lengths.npz`` and ``index.json``."""
+        arrays, tasks = {}, {}
+        for task, n in num_examples.items():
+            n_shards = -(-n // self.shard_size)
+            recs = [self.done(task, k) for k in range(n_shards)]
+            missing = [k for k, r in enumerate(recs) if r is None]
+            if missing:
+                raise ShardError(f"{self.path}/{task}: shards {missing[:10]} not written")
+            got = sum(r["n"] for r in recs)
+            if got != n:
+                raise ShardError(f"{self.path}/{task}: shards hold {got} examples, expected {n}")
+            cat = lambda key: np.asarray([v for r in recs for v in r[key]], dtype=np.int32)  # noqa: E731
+            arrays[f"{task}.len"], arrays[f"{task}.agpt"] = cat("len"), cat("agpt")
+            arrays[f"{task}.prompt"] = cat("prompt")
+            arrays[f"{task}.span"] = cat("span").reshape(-1, 2)
+            tasks[task] = {"num_examples": n, "shards": [{"sizes": r["sizes"]} for r in recs]}
+        tmp = self.path / "lengths.tmp.npz"
+        np.savez(tmp, **arrays)
+        tmp.replace(self.path / "lengths.npz")
+        index = {"format": FORMAT, "shard_size": self.shard_size, "encoding": encoding,
+                 "tasks": tasks, **extra}
+        atomic_write_text(self.path / "index.json", json.dumps(index, indent=1))
+        return self.path / "index.json"
