@@ -5,10 +5,12 @@
 Bad input is decided per cut by the shared ``cut_waves``: unreadable audio, non-finite samples
 or audio shorter than one token (0.04 s) are skipped with a reason; other sample rates are
 resampled to 16 kHz. Audio longer than 30 s is encoded in 30 s Whisper windows whose tokens are
-concatenated; silence is tokenized like any other audio.
+concatenated; silence is tokenized like any other audio. On CUDA the Whisper encoder runs under
+bf16 autocast by default (fp16 where the GPU has no bf16); the CPU path stays fp32.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Iterator
 
@@ -41,6 +43,31 @@ def duration_batches(cuts: list, max_duration: float, max_batch: int, pad_to_30s
     return batches
 
 
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+def autocast_dtype(device: torch.device | str, choice: str = "auto") -> torch.dtype | None:
+    """The dtype the Whisper encoder runs in: ``auto`` is bf16 on CUDA (fp16 without bf16
+    support) and none (fp32) elsewhere; ``bf16``/``fp16``/``none`` force it (bf16 also works on CPU)."""
+    if choice == "auto":
+        if torch.device(device).type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if choice not in AUTOCAST:
+        raise ValueError(f"autocast must be auto, {', '.join(AUTOCAST)}; got {choice!r}")
+    return AUTOCAST[choice]
+
+
+@contextlib.contextmanager
+def frontend_autocast(tokenizer: USTokenizer, dtype: torch.dtype | None):
+    """Run the tokenizer's Whisper frontend under autocast in ``dtype`` inside the block."""
+    before, tokenizer.frontend.autocast_dtype = tokenizer.frontend.autocast_dtype, dtype
+    try:
+        yield
+    finally:
+        tokenizer.frontend.autocast_dtype = before
+
+
 def _as_is(items):
     return items
 
@@ -62,10 +89,11 @@ class _WaveLoader(torch.utils.data.Dataset):
 
 def tokenize_cuts(tokenizer: USTokenizer, cuts: list, skipped: dict[str, str],
                   max_duration: float = 300.0, max_batch: int = 64,
-                  num_workers: int = 0) -> Iterator[tuple[object, np.ndarray]]:
+                  num_workers: int = 0, autocast: str = "auto") -> Iterator[tuple[object, np.ndarray]]:
     """Yield (cut, token ids) for every usable cut, in batch order; skipped cuts go into
-    ``skipped`` as {cut id: reason}."""
+    ``skipped`` as {cut id: reason}. ``autocast``: see ``autocast_dtype``."""
     device = next(tokenizer.encoder.parameters()).device
+    dtype = autocast_dtype(device, autocast)
     batches = duration_batches(cuts, max_duration, max_batch, tokenizer.cfg.pad_to_30s)
     loader = torch.utils.data.DataLoader(_WaveLoader(batches), batch_size=None,
                                          num_workers=num_workers, collate_fn=_as_is)
@@ -73,6 +101,7 @@ def tokenize_cuts(tokenizer: USTokenizer, cuts: list, skipped: dict[str, str],
         skipped.update(bad)
         if not usable:
             continue
-        ids = tokenizer.tokenize([torch.from_numpy(w).to(device) for _, w in usable])
+        with frontend_autocast(tokenizer, dtype):
+            ids = tokenizer.tokenize([torch.from_numpy(w).to(device) for _, w in usable])
         for (cut, _), tokens in zip(usable, ids):
             yield cut, tokens.cpu().numpy()

@@ -11,6 +11,10 @@ Two ways to run the encoder, chosen per tokenizer and stored in its checkpoint:
 
 Utterances longer than 30 s are split into 30 s pieces that are encoded separately and
 concatenated (a piece boundary falls on a token boundary: 30 s = 750 tokens).
+
+``autocast_dtype`` (None by default: fp32) runs the Whisper encoder under ``torch.autocast`` in
+that dtype; the log-mel input is computed and the output features returned in fp32, so the
+tokenizer's own encoder and VQ distances are not affected. Extraction sets bf16 on CUDA.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class WhisperFrontend(torch.nn.Module):
         self.n_mels = n_mels
         self.pad_to_30s = pad_to_30s
         self.width = whisper_encoder.ln_post.normalized_shape[0]
+        self.autocast_dtype: torch.dtype | None = None
 
     def train(self, mode: bool = True):
         return super().train(False)  # frozen: always in eval mode
@@ -72,11 +77,17 @@ class WhisperFrontend(torch.nn.Module):
         if self.pad_to_30s:
             mel = torch.stack([log_mel_spectrogram(pad_or_trim(p.float()), self.n_mels)
                                for p in pieces])
-            x = self.encoder(mel)
+            with self._autocast(mel.device):
+                x = self.encoder(mel)
         else:
             mels = [log_mel_spectrogram(p.float(), self.n_mels) for p in pieces]
-            x = self._encode_trimmed(mels)
-        return [x[i, :n] for i, n in enumerate(keep)]
+            with self._autocast(mels[0].device):
+                x = self._encode_trimmed(mels)
+        return [x[i, :n].float() for i, n in enumerate(keep)]
+
+    def _autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.autocast_dtype,
+                              enabled=self.autocast_dtype is not None)
 
     def _encode_trimmed(self, mels: list[torch.Tensor]) -> torch.Tensor:
         enc = self.encoder
