@@ -7,7 +7,8 @@ import yaml
 
 from dualspeech.bin import decode, score
 from dualspeech.config import load_yaml
-from dualspeech.inference.toy import toy_codec, toy_data, toy_model
+from dualspeech.models.io import export_model
+from dualspeech.testing.toy import toy_codec, toy_data, toy_model
 
 SMALL_CODEC = ["model.acoustic_gpt.n_codes=64"]   # a quick k-means for the toy codec
 
@@ -16,7 +17,7 @@ SMALL_CODEC = ["model.acoustic_gpt.n_codes=64"]   # a quick k-means for the toy 
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     model, cfg = toy_model("egs/mini/conf/dualspeechlm_debug.yaml", SMALL_CODEC)
-    model_dir = model.export(tmp / "model")
+    model_dir = export_model(model, tmp / "model")
     data = toy_data(tmp / "data", cfg, n_per_task=2)
     toy_codec(tmp / "melvq.pt", cfg["model"]["acoustic_gpt"]["n_codes"])
     (tmp / "codec.yaml").write_text(yaml.safe_dump(

@@ -9,7 +9,7 @@ from dualspeech.config import build
 from dualspeech.data.tasks import TASKS
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.runner import DecodeRunner, manifest_ids
-from dualspeech.inference.toy import toy_codec, toy_data, toy_model
+from dualspeech.testing.toy import toy_codec, toy_data, toy_model
 
 CONF = "egs/mini/conf/dualspeechlm_debug.yaml"
 SMALL_CODEC = ["model.acoustic_gpt.n_codes=64"]   # a quick k-means for the toy codec

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dualspeech.models.toy_corpus import write_toy_corpus
+from dualspeech.testing.toy_corpus import write_toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUG = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
@@ -48,16 +48,16 @@ def valid_rows(exp: Path) -> dict[int, dict[str, float]]:
 
 
 def test_every_loss_goes_down_on_all_tasks(trained):
-    from dualspeech.bin.train import acoustic_spec, make_valid_fn
+    from dualspeech.bin.train import make_valid_fn
     from dualspeech.config import build, load_yaml
     from dualspeech.data.dataset import DataConfig, build_datasets
+    from dualspeech.data.vocab import SpeechVocab
     from dualspeech.models.dualspeechlm import DualSpeechLM
-    from dualspeech.models.vocab import SpeechVocab
 
     cfg = load_yaml(trained.exp / "config.yaml")
     model = DualSpeechLM.from_config(cfg, SpeechVocab.load(trained.exp / "tokenizer")).eval()
     data_cfg = build(DataConfig, cfg["data"], "data")
-    valid = build_datasets(data_cfg, model.templates, acoustic_spec(model), ("valid",))["valid"]
+    valid = build_datasets(data_cfg, model.templates, model.acoustic_spec(), ("valid",))["valid"]
     acc = SimpleNamespace(device=torch.device("cpu"), process_index=0, num_processes=1)
     with torch.no_grad():
         before = make_valid_fn(valid, data_cfg)(model, acc)
@@ -93,22 +93,21 @@ def test_resume_equals_uninterrupted(trained):
 
 def test_merged_model_equals_trained_model(trained):
     from dualspeech.bin.merge import main as merge_main
-    from dualspeech.bin.train import acoustic_spec
     from dualspeech.config import build
     from dualspeech.data.dataset import DataConfig, build_datasets
-    from dualspeech.models.dualspeechlm import DualSpeechLM
+    from dualspeech.models.io import load_model
 
     out = trained.root / "merged"
     merge_main(["--exp-dir", str(trained.exp), "--out", str(out)])
     from transformers import AutoModelForCausalLM
 
     plain = AutoModelForCausalLM.from_pretrained(out / "llm")
-    trainedm = DualSpeechLM.from_checkpoint(trained.exp)
-    merged = DualSpeechLM.from_checkpoint(out)
+    trainedm = load_model(trained.exp)
+    merged = load_model(out)
     assert plain.get_input_embeddings().weight.shape[0] == trainedm.vocab.size
     assert not any("lora" in n for n, _ in merged.named_parameters())
     data_cfg = build(DataConfig, trainedm.full_config["data"], "data")
-    ds = build_datasets(data_cfg, trainedm.templates, acoustic_spec(trainedm), ("valid",))["valid"]
+    ds = build_datasets(data_cfg, trainedm.templates, trainedm.acoustic_spec(), ("valid",))["valid"]
     batch = ds.collate(ds.examples["tts"][:2] + ds.examples["asr"][:2])
     with torch.no_grad():
         a, b = trainedm(batch), merged(batch)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from dualspeech.models.toy_corpus import write_toy_corpus
+from dualspeech.testing.toy_corpus import write_toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUG = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"

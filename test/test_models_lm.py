@@ -7,8 +7,8 @@ import torch
 
 from dualspeech.data.sampler import SamplerConfig, TaskBatchSampler, padding_efficiency
 from dualspeech.models.acoustic_gpt import AcousticGPT, AcousticGPTConfig
-from dualspeech.models.templates import IGNORE, TaskTemplates, TemplateConfig
-from dualspeech.models.vocab import SpeechVocab, SpeechVocabConfig
+from dualspeech.data.templates import IGNORE, TaskTemplates, TemplateConfig
+from dualspeech.data.vocab import SpeechVocab, SpeechVocabConfig
 
 
 def tiny_gpt(**kw) -> AcousticGPT:
@@ -148,7 +148,7 @@ def test_lora_on_tiny_phi3_with_fused_projections(tmp_path, vocab):
     tpl = model.templates
     enc = [tpl.encode("tts", {"text": "a b"}, {}, target=np.arange(4)),
            tpl.encode("asr", {"text": "c"}, {"primary": np.arange(3)})]
-    from dualspeech.models.templates import pad_batch
+    from dualspeech.data.templates import pad_batch
 
     ids = pad_batch([e.input_ids for e in enc], 0)
     batch = {"input_ids": ids, "attention_mask": pad_batch([[1] * len(e.input_ids) for e in enc], 0),

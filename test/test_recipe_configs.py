@@ -27,7 +27,7 @@ def check_ustokenizer(cfg: dict) -> None:
 def check_dualspeechlm(cfg: dict) -> None:
     from dualspeech.data.dataset import DataConfig
     from dualspeech.models.dualspeechlm import DualSpeechLM, ModelConfig
-    from dualspeech.models.templates import TemplateConfig
+    from dualspeech.data.templates import TemplateConfig
     from dualspeech.training import TrainerConfig
 
     model = build(ModelConfig, cfg.get("model"), "model")

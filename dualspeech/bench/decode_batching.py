@@ -58,16 +58,16 @@ def run(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.model:
-            from dualspeech.models.dualspeechlm import DualSpeechLM
+            from dualspeech.models.io import load_model
             from dualspeech.tokenizers.codecs import build_codec
 
             if not (args.data_root and args.codec_conf):
                 p.error("--model needs --data-root and --codec-conf")
-            model = DualSpeechLM.from_checkpoint(args.model)
+            model = load_model(args.model)
             corpus, part = args.source.split(":")
             root, codec = args.data_root, build_codec(load_yaml(args.codec_conf)["codec"])
         else:
-            from dualspeech.inference.toy import toy_codec, toy_data, toy_model
+            from dualspeech.testing.toy import toy_codec, toy_data, toy_model
 
             model, cfg = toy_model(args.conf, args.overrides)
             root, corpus, part = toy_data(tmp / "data", cfg, args.n), "toy", "test"

@@ -16,12 +16,11 @@ DEFAULT_CONF = Path(__file__).resolve().parents[2] / "egs/mini/conf/dualspeechlm
 
 @register("train_throughput", "DualSpeechLM training tokens/s (fwd + bwd + AdamW)")
 def run(argv: list[str]) -> None:
-    from dualspeech.bin.train import acoustic_spec
     from dualspeech.config import build, load_config
     from dualspeech.data.dataset import DataConfig, build_datasets
     from dualspeech.data.sampler import TaskBatchSampler
     from dualspeech.models.dualspeechlm import DualSpeechLM
-    from dualspeech.models.toy_corpus import write_toy_corpus
+    from dualspeech.testing.toy_corpus import write_toy_corpus
 
     p = argparse.ArgumentParser(prog="bench train_throughput", description=__doc__)
     p.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="DualSpeechLM config")
@@ -40,7 +39,7 @@ def run(argv: list[str]) -> None:
         cfg["data"].update(root=tmp, train=["toy:train"], valid=["toy:train"])
         model = DualSpeechLM.from_config(cfg).to(args.device).train()
         data_cfg = build(DataConfig, cfg["data"], "data")
-        ds = build_datasets(data_cfg, model.templates, acoustic_spec(model), ("train",))["train"]
+        ds = build_datasets(data_cfg, model.templates, model.acoustic_spec(), ("train",))["train"]
         sampler = TaskBatchSampler(ds.lengths, data_cfg.sampler, rank=0, world_size=1)
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4,
                                 betas=(0.9, 0.95))

@@ -30,9 +30,9 @@ def build_decoder(model_path: str, cfg: DecodeConfig, tasks: list[str],
     a ``codec`` section), else ``decode.codec``, else the ``codec`` section of the model config."""
     from dualspeech.data.dataset import DataConfig
     from dualspeech.inference.runner import DecodeRunner
-    from dualspeech.models.dualspeechlm import DualSpeechLM
+    from dualspeech.models.io import load_model
 
-    model = DualSpeechLM.from_checkpoint(model_path, device=cfg.device)
+    model = load_model(model_path, device=cfg.device)
     codec_cfg = (load_yaml(codec_conf).get("codec") if codec_conf else None) or cfg.codec \
         or model.full_config.get("codec")
     codec = None

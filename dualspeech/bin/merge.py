@@ -12,7 +12,7 @@ Output::
     extra.safetensors  AcousticGPT weights and the speech rows
     config.yaml        the experiment config with model.llm -> llm/, LoRA off
 
-``DualSpeechLM.from_checkpoint(out)`` loads it (no peft needed).
+``dualspeech.models.io.load_model(out)`` loads it (no peft needed).
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ def merge(source: str | Path, out: str | Path) -> Path:
     from safetensors.torch import save_file
 
     from dualspeech.config import save_config
-    from dualspeech.models.dualspeechlm import DualSpeechLM
+    from dualspeech.models.io import load_model
     from dualspeech.utils.io import atomic_path
 
     out = Path(out)
-    model = DualSpeechLM.from_checkpoint(source)
+    model = load_model(source)
     vocab = model.vocab
     llm = model.llm.merge_and_unload() if model.cfg.lora.rank > 0 else model.llm
     text_vocab, size = vocab.text_vocab_size, vocab.size

@@ -24,22 +24,14 @@ from dualspeech.config import add_config_args, build, config_from_args, save_con
 from dualspeech.data.dataset import DataConfig, TaskDataset, build_datasets
 from dualspeech.data.sampler import TaskBatchSampler
 from dualspeech.data.tasks import TASKS
+from dualspeech.data.vocab import SpeechVocab
 from dualspeech.models.dualspeechlm import DualSpeechLM
-from dualspeech.models.vocab import SpeechVocab
+from dualspeech.models.io import export_model
 from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.train")
 LOSS_KEYS = (("text_ce", "has_text"), ("semantic_ce", "has_semantic"),
              ("acoustic_ce", "has_acoustic"))
-
-
-def acoustic_spec(model: DualSpeechLM) -> dict | None:
-    """What the dataset needs to know about the AcousticGPT (None: the model has none)."""
-    if model.acoustic_gpt is None:
-        return None
-    c = model.acoustic_gpt.cfg
-    return {"field": c.field, "n_codes": c.n_codes, "spk_dim": c.spk_dim,
-            "block_size": c.block_size}
 
 
 def valid_keys(dataset: TaskDataset, has_acoustic: bool) -> list[str]:
@@ -151,7 +143,7 @@ def main(argv=None) -> None:
         save_config(cfg, args.exp_dir)
     data_cfg = build(DataConfig, cfg.get("data"), "data")
     model = build_model(cfg, args.exp_dir, trainer.is_main)
-    datasets = build_datasets(data_cfg, model.templates, acoustic_spec(model))
+    datasets = build_datasets(data_cfg, model.templates, model.acoustic_spec())
     acc = trainer.accelerator
     sampler = TaskBatchSampler(datasets["train"].lengths, data_cfg.sampler,
                                rank=acc.process_index, world_size=acc.num_processes)
@@ -161,7 +153,7 @@ def main(argv=None) -> None:
     model = trainer.fit(model, datasets["train"], sampler,
                         make_valid_fn(datasets["valid"], data_cfg))
     if trainer.is_main:
-        model.export(args.exp_dir / "model")
+        export_model(model, args.exp_dir / "model")
         png = plot_losses(args.exp_dir)
         log.info("exported %s; loss curves %s", args.exp_dir / "model", png)
     trainer.accelerator.wait_for_everyone()

@@ -30,8 +30,8 @@ import torch
 from dualspeech.data.sampler import SamplerConfig
 from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
                                    task_manifest_name, validate_example)
-from dualspeech.models.acoustic_gpt import acoustic_targets
-from dualspeech.models.templates import IGNORE, TaskTemplates, pad_batch
+from dualspeech.data.templates import IGNORE, TaskTemplates, pad_batch
+from dualspeech.data.token_layout import AcousticSpec
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,9 @@ class TaskDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by batches of ``(task, index)``; see the module docstring."""
 
     def __init__(self, examples: dict[str, list[Example]], templates: TaskTemplates,
-                 cfg: DataConfig, acoustic: dict | None = None):
-        """``acoustic``: {"field", "n_codes", "spk_dim", "block_size"} of the AcousticGPT, or
-        None when the model has none."""
+                 cfg: DataConfig, acoustic: AcousticSpec | None = None):
+        """``acoustic``: the model's ``AcousticSpec`` (``model.acoustic_spec()``), or None when
+        the model has no AcousticGPT."""
         self.templates, self.vocab, self.cfg, self.acoustic = (
             templates, templates.vocab, cfg, acoustic)
         self.field = self.vocab.cfg.field
@@ -151,7 +151,7 @@ class TaskDataset(torch.utils.data.Dataset):
         ins, out = self._roles(ex.task)
         needed = [(r, self.field) for r in ins + ([out] if out else [])]
         if out and self.acoustic:
-            needed += [(out, self.acoustic["field"]), ("speaker_ref", "speaker_embedding")]
+            needed += [(out, self.acoustic.field), ("speaker_ref", "speaker_embedding")]
         for role, name in needed:
             if not ex.speech[role].has_custom(name):
                 return 0, f"no {name!r} on the {role} speech cut (run token extraction)"
@@ -161,8 +161,8 @@ class TaskDataset(torch.utils.data.Dataset):
         if n > self.cfg.max_len:
             return n, f"longer than data.max_len={self.cfg.max_len}"
         if out and self.acoustic:
-            agpt = n + 1 + _frames(ex.speech[out], self.acoustic["field"]) + 2
-            if agpt > self.acoustic["block_size"]:
+            agpt = n + 1 + _frames(ex.speech[out], self.acoustic.field) + 2
+            if agpt > self.acoustic.block_size:
                 return n, "condition + acoustic tokens exceed acoustic_gpt.block_size"
         return n, None
 
@@ -210,9 +210,8 @@ class TaskDataset(torch.utils.data.Dataset):
         if not idx:
             return out
         codes = [_load_tokens(examples[i].speech[TASKS[examples[i].task].output_speech],
-                              self.acoustic["field"]) for i in idx]
-        out["acoustic_tokens"], out["acoustic_mask"] = acoustic_targets(codes,
-                                                                        self.acoustic["n_codes"])
+                              self.acoustic.field) for i in idx]
+        out["acoustic_tokens"], out["acoustic_mask"] = self.acoustic.layout.targets(codes)
         out["speaker_embedding"] = self.speaker_embeddings([examples[i] for i in idx])
         return out
 
@@ -220,7 +219,7 @@ class TaskDataset(torch.utils.data.Dataset):
         """(B, spk_dim) speaker prompts of generation examples (their ``speaker_ref`` cut)."""
         rows = [np.asarray(ex.speech["speaker_ref"].load_custom("speaker_embedding"),
                            dtype=np.float32).reshape(-1) for ex in examples]
-        dim = self.acoustic["spk_dim"]
+        dim = self.acoustic.spk_dim
         bad = {r.shape[0] for r in rows} - {dim}
         if bad:
             raise ValueError(f"speaker embeddings have {sorted(bad)} dims, "
@@ -256,7 +255,7 @@ def _load_tokens(cut, name: str) -> np.ndarray:
     return arr
 
 
-def build_datasets(cfg: DataConfig, templates: TaskTemplates, acoustic: dict | None,
+def build_datasets(cfg: DataConfig, templates: TaskTemplates, acoustic: AcousticSpec | None,
                    splits=("train", "valid")) -> dict[str, TaskDataset]:
     """Train / valid datasets from a ``data`` config section."""
     out = {}

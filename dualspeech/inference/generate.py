@@ -1,10 +1,10 @@
-"""Batched generation for all 8 tasks on top of the DualSpeechLM inference API.
+"""Batched generation for all 8 tasks on top of ``dualspeech.inference.lm_generation``.
 
-* understanding tasks -> text: ``model.generate_text`` (KV-cache sampling or greedy) or beam
+* understanding tasks -> text: ``generate_text`` (KV-cache sampling or greedy) or beam
   search through the backbone's own ``generate`` (``inputs_embeds`` of the prompt, text ids
   only), per ``decode.text.strategy``;
-* generation tasks -> speech: ``model.generate_speech_tokens`` (target USTokens until
-  end-of-audio, ``decode.speech.max_new_tokens`` guard), then ``model.generate_acoustic``
+* generation tasks -> speech: ``generate_speech_tokens`` (target USTokens until
+  end-of-audio, ``decode.speech.max_new_tokens`` guard), then ``generate_acoustic``
   (AcousticGPT, top-k / temperature, CoC concatenation, the speaker embedding of the
   ``speaker_ref`` cut) and the codec decoder -> waveform at the codec's sample rate. Models
   without an AcousticGPT (Baseline-Acoustic) decode their speech tokens with the codec directly.
@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from dualspeech.inference.config import DecodeConfig
+from dualspeech.inference.lm_generation import (generate_acoustic, generate_speech_tokens,
+                                                generate_text)
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,9 @@ class BatchGenerator:
         if t.strategy == "beam":
             texts = self._beam(batch)
         else:
-            texts = self.model.generate_text(
-                batch, max_new_tokens=t.max_new_tokens, temperature=t.temperature, top_p=t.top_p,
-                top_k=t.top_k, do_sample=t.strategy == "sample",
+            texts = generate_text(
+                self.model, batch, max_new_tokens=t.max_new_tokens, temperature=t.temperature,
+                top_p=t.top_p, top_k=t.top_k, do_sample=t.strategy == "sample",
                 generator=self._generator(batch["ids"]))
         return [Output("ok" if s.strip() else "empty", text=s.strip()) for s in texts]
 
@@ -112,9 +114,9 @@ class BatchGenerator:
         s, a, m = self.cfg.speech, self.cfg.acoustic, self.model
         batch = self._to_device(batch)
         gen = self._generator(batch["ids"])
-        st = m.generate_speech_tokens(batch, max_new_tokens=s.max_new_tokens,
-                                      temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                                      do_sample=s.do_sample, generator=gen)
+        st = generate_speech_tokens(m, batch, max_new_tokens=s.max_new_tokens,
+                                    temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                    do_sample=s.do_sample, generator=gen)
         outs = []
         for tokens in st.tokens:
             n = len(tokens)
@@ -127,11 +129,9 @@ class BatchGenerator:
         if m.acoustic_gpt is None:   # speech tokens are codec ids (Baseline-Acoustic)
             codes = [st.tokens[i] for i in keep]
         else:
-            sub = type(st)([st.tokens[i] for i in keep], [st.prompt_hidden[i] for i in keep],
-                           [st.token_hidden[i] for i in keep])
-            codes = m.generate_acoustic(sub, batch["speaker_embedding"][keep],
-                                        max_len=torch.tensor([limit[i] for i in keep]),
-                                        top_k=a.top_k, temperature=a.temperature, generator=gen)
+            codes = generate_acoustic(m, st.select(keep), batch["speaker_embedding"][keep],
+                                      max_len=torch.tensor([limit[i] for i in keep]),
+                                      top_k=a.top_k, temperature=a.temperature, generator=gen)
         decodable = []
         for i, c in zip(keep, codes):
             outs[i].n_acoustic = len(c)

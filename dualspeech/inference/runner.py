@@ -65,10 +65,7 @@ class DecodeRunner:
         check_codec(model, codec)
         self.generator = BatchGenerator(model, cfg, codec)
         self.data_cfg = data_cfg or DataConfig()
-        agpt = model.cfg.acoustic_gpt
-        self.acoustic = None if agpt is None else {
-            "field": agpt.field, "n_codes": agpt.n_codes, "spk_dim": agpt.spk_dim,
-            "block_size": agpt.block_size}
+        self.acoustic = model.acoustic_spec()
 
     def decode(self, root: Path, corpus: str, part: str, task: str, out_dir: Path,
                shard: int = 0, num_shards: int = 1, resolved_config: dict | None = None) -> dict:

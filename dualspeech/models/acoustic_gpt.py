@@ -9,8 +9,8 @@ Batching: every example is laid out as ``[spk, cond (padded to Lc), tokens (padd
 holes are masked out of attention and positions count valid frames only, so the same layout
 serves training and KV-cache decoding (new tokens are appended at one shared column).
 
-Vocabulary: ``n_codes`` codec ids, then pad, no-speech (reserved, as in the reference layout;
-never produced), start, end.
+Vocabulary: ``dualspeech.data.token_layout.AcousticLayout`` (``n_codes`` codec ids, then pad,
+no-speech, start, end). Sampling: ``dualspeech.models.sampling.sample_logits``.
 
 API::
 
@@ -29,6 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dualspeech.data.token_layout import AcousticLayout, AcousticSpec
+from dualspeech.models.sampling import sample_logits
+
 
 @dataclass
 class AcousticGPTConfig:
@@ -42,6 +45,10 @@ class AcousticGPTConfig:
     spk_dim: int = 512
     cond_dim: int | None = None       # LLM hidden size; DualSpeechLM fills it in
     field: str = "acoustic_tokens"    # cut custom field with the codec ids
+
+    def spec(self) -> AcousticSpec:
+        """The part of this config the dataset needs."""
+        return AcousticSpec(self.field, self.n_codes, self.spk_dim, self.block_size)
 
 
 class SelfAttention(nn.Module):
@@ -86,9 +93,10 @@ class AcousticGPT(nn.Module):
         if not cfg.cond_dim:
             raise ValueError("acoustic_gpt.cond_dim must be set (the LLM hidden size)")
         self.cfg = cfg
-        self.pad_id, self.no_speech_id = cfg.n_codes, cfg.n_codes + 1
-        self.start_id, self.end_id = cfg.n_codes + 2, cfg.n_codes + 3
-        self.vocab_size = cfg.n_codes + 4
+        self.layout = layout = AcousticLayout(cfg.n_codes)
+        self.pad_id, self.no_speech_id = layout.pad_id, layout.no_speech_id
+        self.start_id, self.end_id = layout.start_id, layout.end_id
+        self.vocab_size = layout.vocab_size
         self.adapter = nn.Sequential(nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.ReLU(),
                                      nn.Linear(cfg.cond_dim, cfg.n_embd))
         self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd)
@@ -167,7 +175,7 @@ class AcousticGPT(nn.Module):
         return loss, logits
 
     def make_tokens(self, codes: list[torch.Tensor]):
-        return acoustic_targets(codes, self.cfg.n_codes)
+        return self.layout.targets(codes)
 
     # -- decoding -----------------------------------------------------------------------------
     def _sample(self, logits, top_k, temperature, generator, allow_end=True):
@@ -175,13 +183,7 @@ class AcousticGPT(nn.Module):
         banned = [self.pad_id, self.no_speech_id, self.start_id] + ([] if allow_end else
                                                                      [self.end_id])
         logits[:, banned] = float("-inf")
-        if temperature <= 0 or top_k == 1:
-            return logits.argmax(-1)
-        logits = logits / temperature
-        if top_k and top_k < logits.shape[-1]:
-            kth = logits.topk(top_k, -1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+        return sample_logits(logits, temperature, top_k, generator=generator)
 
     @torch.no_grad()
     def generate(self, cond, cond_mask, spk, max_len: int | torch.Tensor = 1000, top_k: int = 10,
@@ -237,18 +239,3 @@ class AcousticGPT(nn.Module):
             result.append(row[: int(end[0]) if len(end) else len(row)].cpu())
         return result
 
-
-def acoustic_targets(codes: list, n_codes: int):
-    """Codec id sequences -> padded ``[start, codes, end]`` (B, La) LongTensor + bool mask."""
-    pad_id, start_id, end_id = n_codes, n_codes + 2, n_codes + 3
-    width = max(len(c) for c in codes) + 2
-    tokens = torch.full((len(codes), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(codes), width, dtype=torch.bool)
-    for i, c in enumerate(codes):
-        c = torch.as_tensor(c, dtype=torch.long).reshape(-1)
-        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= n_codes):
-            raise ValueError(f"acoustic codes must lie in [0, {n_codes}) (acoustic_gpt.n_codes); "
-                             f"got [{int(c.min())}, {int(c.max())}]")
-        tokens[i, :len(c) + 2] = torch.cat([c.new_tensor([start_id]), c, c.new_tensor([end_id])])
-        mask[i, :len(c) + 2] = True
-    return tokens, mask

@@ -13,39 +13,27 @@ are never copied; only ``K + 2`` rows (K speech tokens + begin/end-of-audio) are
 logits are ``[frozen_head(h)[:, :text_vocab], h @ speech_head.T]``. If the backbone ties its
 embedding and head, the speech head is the speech embedding too.
 
-Inference API (stable; used by ``dualspeech.inference``)::
-
-    model = DualSpeechLM.from_checkpoint(path, device="cpu")
-        # path: an exp dir (its exported model/ or newest checkpoint), a checkpoints/step-N
-        # dir, an exported model dir or a merged dir (python -m dualspeech.bin.merge)
-    model.vocab, model.templates, model.cfg       # SpeechVocab, TaskTemplates, full config
-    texts = model.generate_text(batch, max_new_tokens=128, temperature=0.6, top_p=0.9,
-                                top_k=0, do_sample=True, generator=None)  # list[str]
-    out = model.generate_speech_tokens(batch, max_new_tokens=400, temperature=0.6, top_p=0.9)
-        # SpeechTokens(tokens=[codes (N_i,)], prompt_hidden=[(Lp_i, H)], token_hidden=[(N_i, H)])
-    codes = model.generate_acoustic(out, speaker_embedding (B, spk_dim), max_len=1000,
-                                    top_k=10, temperature=1.0)   # list of codec id tensors
-
-``batch`` is ``TaskDataset.collate_prompts(examples)`` output: left-padded ``input_ids`` and
-``attention_mask`` of the prompts (generation prompts end with ``<boa>``).
+Generation (KV-cached sampling of text / speech tokens, AcousticGPT decoding) lives in
+``dualspeech.inference.lm_generation``; loading the four checkpoint layouts and exporting in
+``dualspeech.models.io``; which hidden states condition AcousticGPT in ``dualspeech.models.coc``.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dualspeech.config import build, load_yaml
+from dualspeech.config import build
+from dualspeech.data.templates import IGNORE, TaskTemplates, TemplateConfig
+from dualspeech.data.token_layout import AcousticSpec
+from dualspeech.data.vocab import SpeechVocab, SpeechVocabConfig
+from dualspeech.models import coc
 from dualspeech.models.acoustic_gpt import AcousticGPT, AcousticGPTConfig
-from dualspeech.models.templates import IGNORE, TaskTemplates, TemplateConfig
-from dualspeech.models.vocab import SpeechVocab, SpeechVocabConfig, init_new_rows
 
 log = logging.getLogger(__name__)
-CONDITIONS = ("coc", "prompt", "target", "concat")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -79,38 +67,21 @@ class ModelConfig:
     seed: int = 0                     # init of the new rows / AcousticGPT
 
     def __post_init__(self):
-        if self.condition not in CONDITIONS:
-            raise ValueError(f"model.condition={self.condition!r}; use one of {CONDITIONS}")
+        if self.condition not in coc.CONDITIONS:
+            raise ValueError(f"model.condition={self.condition!r}; use one of {coc.CONDITIONS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
 
 
-@dataclass
-class SpeechTokens:
-    tokens: list[torch.Tensor]         # speech codes 0..K-1 per example
-    prompt_hidden: list[torch.Tensor]  # (Lp, H) final-layer hidden states of the prompt
-    token_hidden: list[torch.Tensor]   # (N, H) hidden states at the generated speech tokens
+def init_new_rows(existing: torch.Tensor, n: int, noise: float, generator=None) -> torch.Tensor:
+    """New embedding rows = mean of the existing rows + noise (scaled by their per-dim std).
 
-
-def gather_rows(h: torch.Tensor, mask: torch.Tensor):
-    """Rows of ``h`` (B, T, H) where ``mask`` (B, T) is set, packed left: (B, L, H), (B, L)."""
-    lengths = mask.sum(1)
-    width = max(int(lengths.max()), 1) if len(lengths) else 1
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :width]
-    rows = h.gather(1, order.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-    valid = torch.arange(width, device=h.device)[None, :] < lengths[:, None]
-    return rows * valid.unsqueeze(-1).to(rows.dtype), valid
-
-
-def pad_rows(rows: list[torch.Tensor]):
-    """List of (L_i, H) -> (B, L, H) zero padded + validity mask."""
-    width = max(max(len(r) for r in rows), 1)
-    out = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
-    valid = torch.zeros(len(rows), width, dtype=torch.bool, device=out.device)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-        valid[i, :len(r)] = True
-    return out, valid
+    Mean init keeps the new rows inside the distribution the backbone already handles (random
+    rows would make the first logits/activations of speech positions huge)."""
+    existing = existing.detach().float()
+    mean, std = existing.mean(0), existing.std(0)
+    rand = torch.randn(n, existing.shape[1], generator=generator)
+    return mean + noise * std * rand
 
 
 class DualSpeechLM(nn.Module):
@@ -198,6 +169,10 @@ class DualSpeechLM(nn.Module):
             position_ids=position_ids, past_key_values=past, use_cache=past is not None)
         return out.last_hidden_state, out.past_key_values
 
+    def acoustic_spec(self) -> AcousticSpec | None:
+        """What the dataset needs to know about the AcousticGPT (None: the model has none)."""
+        return None if self.acoustic_gpt is None else self.acoustic_gpt.cfg.spec()
+
     def gradient_checkpointing_enable(self):
         self.backbone.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -227,191 +202,19 @@ class DualSpeechLM(nn.Module):
         out["loss"] = loss
         return out
 
-    def _condition_mask(self, batch, idx):
-        """Chain-of-Condition: which hidden states condition AcousticGPT, per example."""
-        prompt, target = batch["prompt_mask"][idx], batch["target_mask"][idx]
-        mode = self.cfg.condition
-        if mode == "coc":
-            if not self.training:
-                return prompt | target
-            choice = torch.randint(0, 3, (len(idx), 1), device=prompt.device)
-            return torch.where(choice == 0, prompt, torch.where(choice == 1, target,
-                                                                prompt | target))
-        return {"prompt": prompt, "target": target, "concat": prompt | target}[mode]
-
     def _acoustic_loss(self, h, batch):
         idx = batch["acoustic_index"]
         if idx.numel() == 0:
             zero = sum(p.sum() for p in self.acoustic_gpt.parameters()) * 0.0 + h.sum() * 0.0
             return zero, zero.detach()
-        cond, cond_mask = gather_rows(h[idx], self._condition_mask(batch, idx))
+        mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][idx],
+                                 batch["target_mask"][idx], self.training)
+        cond, cond_mask = coc.gather_rows(h[idx], mask)
         loss, _ = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"],
                                     batch["acoustic_tokens"], batch["acoustic_mask"])
         return loss, loss.new_ones(())
-
-    # -- inference ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _decode(self, batch, allowed: torch.Tensor, stop_id: int, max_new_tokens: int,
-                temperature: float, top_p: float, top_k: int, do_sample: bool, generator,
-                keep_hidden: bool):
-        """Batched incremental sampling with the backbone's KV cache; left-padded prompts."""
-        from transformers import DynamicCache
-
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        B = ids.shape[0]
-        past = DynamicCache(config=self.backbone.config)
-        h, past = self.hidden(ids, mask, past)
-        prompt_h, pos = h, mask.long().sum(1) - 1
-        done = torch.zeros(B, dtype=torch.bool, device=ids.device)
-        tokens, hiddens = [], []
-        for _ in range(max_new_tokens):
-            logits = self.logits(h[:, -1]).float().masked_fill(~allowed, float("-inf"))
-            nxt = sample(logits, temperature, top_p, top_k, do_sample, generator)
-            nxt = nxt.masked_fill(done, stop_id)
-            tokens.append(nxt)
-            done |= nxt == stop_id
-            if bool(done.all()):
-                break
-            mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
-            pos = pos + 1
-            h, past = self.hidden(nxt[:, None], mask, past, pos[:, None])
-            if keep_hidden:
-                hiddens.append(h[:, -1])
-        seq = torch.stack(tokens, 1)
-        lengths = [int((row == stop_id).nonzero()[0]) if bool((row == stop_id).any())
-                   else len(row) for row in seq]
-        prompts = [prompt_h[i][batch["attention_mask"][i].bool()] for i in range(B)]
-        hid = torch.stack(hiddens, 1) if hiddens else h.new_zeros(B, 0, h.shape[-1])
-        return ([seq[i, :n] for i, n in enumerate(lengths)], prompts,
-                [hid[i, :n] for i, n in enumerate(lengths)])
-
-    def _allowed(self, speech: bool, device) -> torch.Tensor:
-        allowed = torch.zeros(self.vocab.size, dtype=torch.bool, device=device)
-        if speech:
-            allowed[self.vocab.first_id:self.vocab.first_id + self.vocab.cfg.num_tokens] = True
-            allowed[self.vocab.end_audio_id] = True
-        else:
-            allowed[:self.vocab.text_vocab_size] = True
-        return allowed
-
-    def generate_text(self, batch, max_new_tokens: int = 128, temperature: float = 0.6,
-                      top_p: float = 0.9, top_k: int = 0, do_sample: bool = True,
-                      generator: torch.Generator | None = None) -> list[str]:
-        """Answers of understanding prompts (speech tokens are never produced)."""
-        eos = self.templates.eos_id
-        seqs, _, _ = self._decode(batch, self._allowed(False, batch["input_ids"].device), eos,
-                                  max_new_tokens, temperature, top_p, top_k, do_sample,
-                                  generator, keep_hidden=False)
-        return [self.vocab.tokenizer.decode(s.tolist(), skip_special_tokens=True).strip()
-                for s in seqs]
-
-    def generate_speech_tokens(self, batch, max_new_tokens: int = 400, temperature: float = 0.6,
-                               top_p: float = 0.9, top_k: int = 0, do_sample: bool = True,
-                               generator: torch.Generator | None = None) -> SpeechTokens:
-        """Speech tokens of generation prompts (stops at end-of-audio) + their hidden states."""
-        seqs, prompts, hid = self._decode(
-            batch, self._allowed(True, batch["input_ids"].device), self.vocab.end_audio_id,
-            max_new_tokens, temperature, top_p, top_k, do_sample, generator, keep_hidden=True)
-        return SpeechTokens([self.vocab.codes(s).cpu() for s in seqs], prompts, hid)
-
-    def acoustic_condition(self, out: SpeechTokens):
-        """Condition rows at inference: CoC uses the concatenation [prompt; speech tokens]."""
-        mode = "concat" if self.cfg.condition == "coc" else self.cfg.condition
-        rows = {"prompt": out.prompt_hidden, "target": out.token_hidden,
-                "concat": [torch.cat([p, t]) for p, t in zip(out.prompt_hidden, out.token_hidden)]}
-        return pad_rows(rows[mode])
-
-    def generate_acoustic(self, out: SpeechTokens, speaker_embedding: torch.Tensor,
-                          max_len: int = 1000, top_k: int = 10, temperature: float = 1.0,
-                          generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        if self.acoustic_gpt is None:
-            raise ValueError("this model has no AcousticGPT (model.acoustic_gpt: null): its "
-                             "speech tokens go to a unit vocoder / codec decoder directly")
-        cond, cond_mask = self.acoustic_condition(out)
-        return self.acoustic_gpt.generate(cond, cond_mask, speaker_embedding.to(cond.device),
-                                          max_len, top_k, temperature, generator=generator)
-
-    # -- save / load --------------------------------------------------------------------------
-    def export(self, directory: str | Path) -> Path:
-        """Write an inference dir: adapter/ (PEFT), extra.safetensors, tokenizer/, config.yaml."""
-        from safetensors.torch import save_file
-
-        from dualspeech.config import save_config
-        from dualspeech.utils.io import atomic_path
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.cfg.lora.rank > 0:
-            self.llm.save_pretrained(directory / "adapter")
-        extra = {n: p.detach().float().contiguous().cpu() for n, p in self.named_parameters()
-                 if p.requires_grad and "lora_" not in n}   # LoRA weights go to adapter/
-        with atomic_path(directory / "extra.safetensors") as tmp:
-            save_file(extra, str(tmp))
-        self.vocab.save(directory / "tokenizer")
-        save_config(self.full_config, directory)
-        return directory
 
     @classmethod
     def from_config(cls, cfg: dict, vocab: SpeechVocab | None = None) -> "DualSpeechLM":
         return cls(build(ModelConfig, cfg.get("model"), "model"),
                    build(TemplateConfig, cfg.get("templates"), "templates"), vocab, cfg)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "DualSpeechLM":
-        """Load any of: exp dir, checkpoints/step-N, exported model dir, merged dir."""
-        from safetensors.torch import load_file
-
-        from dualspeech.training.checkpoint import latest_checkpoint, load_trainable_state_dict
-
-        path = Path(path)
-        if (path / "model").is_dir() and (path / "model" / "config.yaml").exists():
-            path = path / "model"
-        elif (path / "checkpoints").is_dir() and not (path / "config.yaml").exists():
-            raise FileNotFoundError(f"{path} has checkpoints but no config.yaml")
-        if (path / "checkpoints").is_dir() and not (path / "extra.safetensors").exists():
-            last = latest_checkpoint(path)
-            if last is None:
-                raise FileNotFoundError(f"{path}: no complete checkpoint under checkpoints/")
-            path = last
-        if (path / "model.pt").exists():      # trainer checkpoint: config lives in the exp dir
-            exp_dir = path.parent.parent
-            cfg = load_yaml(exp_dir / "config.yaml")
-            model = cls.from_config(cfg, SpeechVocab.load(exp_dir / "tokenizer"))
-            load_trainable_state_dict(model, torch.load(path / "model.pt", map_location="cpu",
-                                                        weights_only=True))
-            return model.to(device).eval()
-        if not (path / "config.yaml").exists():
-            raise FileNotFoundError(f"{path}: expected an exp dir, a checkpoints/step-N dir, an "
-                                    "exported model dir or a merged dir (with config.yaml)")
-        cfg = load_yaml(path / "config.yaml")
-        if (path / "llm").is_dir():             # merged: the LLM dir holds everything
-            cfg["model"]["llm"] = str(path / "llm")
-        model = cls.from_config(cfg, SpeechVocab.load(path / "tokenizer"))
-        state = load_file(str(path / "extra.safetensors"))
-        if (path / "adapter").is_dir():
-            from peft import set_peft_model_state_dict
-
-            adapter = load_file(str(path / "adapter" / "adapter_model.safetensors"))
-            result = set_peft_model_state_dict(model.llm, adapter)
-            if getattr(result, "unexpected_keys", None):
-                raise KeyError(f"adapter tensors do not fit the model: {result.unexpected_keys[:5]}")
-        load_trainable_state_dict(model, state)
-        return model.to(device).eval()
-
-
-def sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int, do_sample: bool,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Greedy, or temperature + top-k + nucleus (top-p) sampling over (B, V) logits."""
-    if not do_sample or temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, -1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if 0 < top_p < 1:
-        sorted_logits, order = logits.sort(-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p     # keep the smallest set reaching top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)

@@ -6,17 +6,20 @@ Contract
   ``dualspeech.config.build(TrainerConfig, cfg["trainer"], "trainer")``.
 * Order: ``trainer = Trainer(cfg, exp_dir)`` first (sets up the process group under
   ``accelerate launch`` and seeds every rank identically), then build the model and the
-  sampler (lhotse samplers find rank / world size from the process group), then
+  sampler (given ``accelerator.process_index`` / ``num_processes``; lhotse samplers find them
+  from the process group), then
   ``trainer.fit(model, dataset, sampler, valid_fn)``.
 * Model: an ``nn.Module`` whose ``forward(batch)`` returns a dict of named 0-dim tensors with
   the total in ``"loss"``; every other scalar in the dict is averaged and logged. Return the
   same keys on every rank. Frozen parts: set ``requires_grad=False`` (and keep them in eval mode
   by overriding ``train()`` if they have dropout). Optionally ``trainable_state_dict()`` to
   choose what checkpoints store, and ``gradient_checkpointing_enable()``.
-* Data: ``dataset[batch_indices] -> batch`` (a lhotse ``Dataset`` taking a ``CutSet``) and a
-  batch sampler such as ``lhotse.dataset.DynamicBucketingSampler`` (duration bucketing; it
-  splits batches across ranks itself). The trainer wraps it in a DataLoader with
-  ``batch_size=None``; tensors in the batch are moved to the device.
+* Data: ``dataset[batch_indices] -> batch`` and a batch sampler that splits batches across
+  ranks itself: DualSpeechLM uses ``dualspeech.data.sampler.TaskBatchSampler`` (one task per
+  batch, at most ``data.sampler.max_tokens`` padded tokens), the USTokenizer lhotse's
+  ``DynamicBucketingSampler`` over a ``CutSet`` (``max_duration`` seconds per batch). The
+  trainer wraps it in a DataLoader with ``batch_size=None``; tensors in the batch are moved to
+  the device.
 * Validation: ``valid_fn(model, accelerator) -> {name: float}``, called on every rank (reduce
   across ranks inside it if needed) under ``torch.no_grad()`` and eval mode, every
   ``valid_every`` steps and at the end.

@@ -13,14 +13,15 @@ newest ``step-*`` directory is always usable after a crash.
 from __future__ import annotations
 
 import random
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-CKPT_RE = re.compile(r"^step-(\d{8})$")
+# the directory layout and state loading are shared with the model loaders (re-exported here)
+from dualspeech.utils.checkpoints import (checkpoint_dir, latest_checkpoint,  # noqa: F401
+                                          list_checkpoints, load_trainable_state_dict)
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,14 +42,6 @@ def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in keep}
 
 
-def load_trainable_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load a ``trainable_state_dict``; every saved tensor must find its place in ``model``."""
-    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
-    if unexpected:
-        raise KeyError(f"checkpoint has tensors the model does not: {unexpected[:5]} "
-                       "(was it written by a different model config?)")
-
-
 def rng_state() -> dict:
     """RNG states in a form ``torch.load(weights_only=True)`` accepts."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -66,23 +59,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def checkpoint_dir(exp_dir: str | Path, step: int) -> Path:
-    return Path(exp_dir) / "checkpoints" / f"step-{step:08d}"
-
-
-def list_checkpoints(exp_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of an experiment, oldest first."""
-    root = Path(exp_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and CKPT_RE.match(p.name))
-
-
-def latest_checkpoint(exp_dir: str | Path) -> Path | None:
-    found = list_checkpoints(exp_dir)
-    return found[-1] if found else None
 
 
 def temp_dir_for(final: Path) -> Path:

@@ -245,7 +245,9 @@ class Trainer:
             batch = next(batches, None)
             if batch is None:
                 raise RuntimeError("the training sampler yielded no batches (empty or filtered-out "
-                                   "training data, or max_duration smaller than every cut)")
+                                   "training data, or a batch limit smaller than every example: "
+                                   "data.sampler.max_tokens for DualSpeechLM, data.max_duration "
+                                   "for the USTokenizer)")
         self.batches_done += 1
         return batch, batches
 

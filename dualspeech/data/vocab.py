@@ -112,13 +112,3 @@ class SpeechVocab:
         return cls(AutoTokenizer.from_pretrained(directory), SpeechVocabConfig(**meta),
                    text_vocab_size)
 
-
-def init_new_rows(existing: torch.Tensor, n: int, noise: float, generator=None) -> torch.Tensor:
-    """New embedding rows = mean of the existing rows + noise (scaled by their per-dim std).
-
-    Mean init keeps the new rows inside the distribution the backbone already handles (random
-    rows would make the first logits/activations of speech positions huge)."""
-    existing = existing.detach().float()
-    mean, std = existing.mean(0), existing.std(0)
-    rand = torch.randn(n, existing.shape[1], generator=generator)
-    return mean + noise * std * rand

@@ -1,7 +1,7 @@
 """Read or resolve a YAML config for recipe scripts (includes merged, dotted overrides applied).
 
-    python utils/resolve_config.py CONF --get codec.name          # prints the value ("" if absent)
-    python utils/resolve_config.py CONF --set codec.checkpoint=X --out exp/codec.yaml
+    python -m dualspeech.bin.resolve_config CONF --get codec.name   # prints the value ("" if absent)
+    python -m dualspeech.bin.resolve_config CONF --set codec.checkpoint=X --out exp/codec.yaml
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dualspeech.config import apply_overrides, load_yaml, save_config
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="utils/resolve_config.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m dualspeech.bin.resolve_config", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("conf", help="YAML config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from dualspeech.data.tasks import TASKS
-from dualspeech.models.vocab import SpeechVocab
+from dualspeech.data.vocab import SpeechVocab
 
 IGNORE = -100
 SPEECH_PLACEHOLDERS = {"speech": "primary", "question_speech": "question"}

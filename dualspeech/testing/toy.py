@@ -2,7 +2,7 @@
 
 Why: decoding tests and the ``decode_batching`` benchmark must run without a trained model or
 extracted tokens. The model is built from a real model config (random new parts), the corpus
-is ``dualspeech.models.toy_corpus`` in the real on-disk layout, and the codec has exactly the
+is ``dualspeech.testing.toy_corpus`` in the real on-disk layout, and the codec has exactly the
 AcousticGPT's ``n_codes`` entries, all sized from that one config.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def toy_model(conf: str, overrides: list[str] | None = None, seed: int = 0):
 
 def toy_data(root: Path, cfg: dict, n_per_task: int, part: str = "test") -> Path:
     """Toy corpus ``toy:<part>`` whose token ranges and speaker dims fit the model config."""
-    from dualspeech.models.toy_corpus import write_toy_corpus
+    from dualspeech.testing.toy_corpus import write_toy_corpus
 
     agpt = cfg["model"]["acoustic_gpt"]
     return write_toy_corpus(root, part=part, n_per_task=n_per_task, spk_dim=agpt["spk_dim"],

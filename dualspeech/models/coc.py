@@ -1,0 +1,58 @@
+"""Chain-of-Condition: which LLM hidden states condition AcousticGPT, in training and inference.
+
+Both halves live here so the rule is read in one place:
+
+* training (``model.condition: coc``): per example, a uniform random choice of the prompt
+  states, the target speech-token states, or their concatenation; outside training mode the
+  concatenation;
+* inference: ``coc`` always uses the concatenation ``[prompt; generated speech tokens]``.
+
+The fixed modes (``prompt`` | ``target`` | ``concat``, ablations) use the same rows in both.
+"""
+from __future__ import annotations
+
+import torch
+
+CONDITIONS = ("coc", "prompt", "target", "concat")
+
+
+def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor,
+                  training: bool) -> torch.Tensor:
+    """(B, T) mask of the conditioning positions from the prompt / target masks (B, T)."""
+    if mode == "coc":
+        if not training:
+            return prompt | target
+        choice = torch.randint(0, 3, (len(prompt), 1), device=prompt.device)
+        return torch.where(choice == 0, prompt, torch.where(choice == 1, target, prompt | target))
+    return {"prompt": prompt, "target": target, "concat": prompt | target}[mode]
+
+
+def inference_rows(mode: str, prompt_hidden: list[torch.Tensor],
+                   token_hidden: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Condition at inference: (B, L, H) rows zero padded + validity mask (B, L)."""
+    if mode in ("coc", "concat"):
+        rows = [torch.cat([p, t]) for p, t in zip(prompt_hidden, token_hidden)]
+    else:
+        rows = {"prompt": prompt_hidden, "target": token_hidden}[mode]
+    return pad_rows(rows)
+
+
+def gather_rows(h: torch.Tensor, mask: torch.Tensor):
+    """Rows of ``h`` (B, T, H) where ``mask`` (B, T) is set, packed left: (B, L, H), (B, L)."""
+    lengths = mask.sum(1)
+    width = max(int(lengths.max()), 1) if len(lengths) else 1
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    rows = h.gather(1, order.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+    valid = torch.arange(width, device=h.device)[None, :] < lengths[:, None]
+    return rows * valid.unsqueeze(-1).to(rows.dtype), valid
+
+
+def pad_rows(rows: list[torch.Tensor]):
+    """List of (L_i, H) -> (B, L, H) zero padded + validity mask."""
+    width = max(max(len(r) for r in rows), 1)
+    out = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
+    valid = torch.zeros(len(rows), width, dtype=torch.bool, device=out.device)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+        valid[i, :len(r)] = True
+    return out, valid
