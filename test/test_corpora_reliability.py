@@ -266,3 +266,12 @@ def test_vctk_ids_have_no_mic_suffix(tmp_path):
     prepare_corpus.main(argv_for("vctk", env, tmp_path / "out"))
     ids = speech_ids(tmp_path / "out")
     assert ids and all(re.fullmatch(r"p22[56]_00\d", i) for i in ids), ids
+
+
+# ---------------------------------------------------------------- set names
+@pytest.mark.parametrize("name", ["train", "mini:", ":train", "a:b:c"])
+def test_set_names_parse_in_one_place(name):
+    from dualspeech.data.tasks import parse_set
+    assert parse_set("librispeech:train-clean-100") == ("librispeech", "train-clean-100")
+    with pytest.raises(ValueError, match="must look like corpus:part"):
+        parse_set(name)

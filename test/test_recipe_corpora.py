@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -114,6 +115,9 @@ def fake_all(root: Path) -> dict:
 
 
 # recipe -> (builder, extra options, {manifest: at least this many examples})
+PREPARED = {"librispeech": ["librispeech", "sc"], "cvss": ["covost2", "cvss"],
+            "multitask": ["librispeech", "sc", "covost2", "cvss", "libritts_r", "iemocap",
+                          "libriheavy", "vctk"]}   # corpora each recipe's stage 1 prepares
 RECIPES = {
     "librispeech": (fake_librispeech_recipe,
                     ["--train-parts", "train-clean-100", "--dev-parts", "", "--test-parts", "test-clean"],
@@ -144,6 +148,15 @@ def linked(root: Path, name: str) -> Path:
     return link_recipe(root, name)
 
 
+def logging_python(recipe: Path) -> Path:
+    """A --python that logs each call (to show every stage-1 script goes through it)."""
+    wrapper = recipe / "logged_python"
+    wrapper.write_text('#!/usr/bin/env bash\necho "$*" >> "$(dirname "$0")/python_calls.log"\n'
+                       'exec python "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def run_recipe(recipe: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {
         "LIBRISPEECH", "LIBRISPEECH_SQA", "LIBRITTS_R", "CVSS_C", "COVOST2", "COMMONVOICE_EN",
@@ -157,10 +170,14 @@ def test_recipe_data_stages_on_fake_corpus(tmp_path, name):
     build, options, expected = RECIPES[name]
     env = build(tmp_path / "corpora")
     recipe = linked(tmp_path, name)
-    proc = run_recipe(recipe, env, "--stage", "0", "--stop-stage", "2", *options)
+    proc = run_recipe(recipe, env, "--stage", "0", "--stop-stage", "2", "--python",
+                      str(logging_python(recipe)), *options)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    for stage in ("0 (corpus)", "1 (manifests)", "2 (format)"):
+    for stage in ("0 (corpus)", "1 (manifests)", "2 (check)"):
         assert f"stage {stage}: done" in proc.stderr
+    calls = (recipe / "python_calls.log").read_text()      # local/data.sh uses --python too
+    prepared = re.findall(r"-m dualspeech\.bin\.prepare_corpus (\S+) .*--nj \d", calls)
+    assert sorted(prepared) == sorted(PREPARED.get(name, [name])), calls
     for var, path in env.items():                            # stage 0 linked every location
         assert (recipe / "db" / var.lower()).resolve() == Path(path).resolve()
     kept = {}
@@ -187,3 +204,14 @@ def test_recipe_missing_corpus_is_a_clear_error(tmp_path, name):
                                              "IEMOCAP", "LIBRIHEAVY", "LIBRILIGHT", "VCTK")}
     proc = run_recipe(recipe, env, "--stage", "0", "--stop-stage", "0")
     assert proc.returncode == 1 and f"={tmp_path / 'nowhere'} (db.sh) does not exist" in proc.stderr
+
+
+def test_recipe_missing_parts_are_reported_at_stage_1(tmp_path):
+    env = fake_librispeech_recipe(tmp_path / "corpora")
+    recipe = linked(tmp_path, "librispeech")
+    proc = run_recipe(recipe, env, "--stage", "0", "--stop-stage", "2", "--train-parts",
+                      "train-clean-100 train-clean-360", "--dev-parts", "dev-other", "--test-parts", "test-clean")
+    assert proc.returncode == 1
+    assert "stage 1: the prepared data has no librispeech:train-clean-360 librispeech:dev-other" in proc.stderr
+    assert f"LIBRISPEECH={env['LIBRISPEECH']}" in proc.stderr and "--train-parts" in proc.stderr
+    assert "stage 2 (check)" not in proc.stderr

@@ -59,7 +59,7 @@ def test_mini_data_stages_resume_after_kill(mini):
 
     done = run(mini, *args)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "stage 2 (format): done" in done.stderr
+    assert "stage 2 (check): done" in done.stderr
     for path, mtime in before.items():                       # finished work was not redone
         assert path.stat().st_mtime_ns == mtime, f"{path.name} was regenerated"
     wavs = sorted((mini / "db/mini_tiny/audio").rglob("*.wav"))

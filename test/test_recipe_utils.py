@@ -299,3 +299,13 @@ def test_run_jobs_spreads_gpu_jobs_over_the_machine(recipe):
     assert run_jobs(recipe, "--resume", "false", "--gpu", "1", "JOB=1:2", "log/g.JOB.log", show,
                     env={"DS_NUM_GPUS": "4", "CUDA_VISIBLE_DEVICES": "5"}).returncode == 0
     assert (recipe / "dev.2").read_text() == "[5]\n"                                # the caller's choice wins
+
+
+def test_download_lhotse_runs_the_pipelines_python(recipe):
+    fake = recipe / "fakepy"
+    fake.write_text('#!/usr/bin/env bash\necho "$@" > "$(dirname "$0")/called"\ncat > /dev/null\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    bash(recipe, 'utils/download_lhotse.sh download_librispeech "$1" "dev-clean test-clean" "$2"\n',
+         str(recipe / "corpora/LibriSpeech"), str(fake))
+    assert (recipe / "called").read_text().split() == [
+        "-", "download_librispeech", str(recipe / "corpora"), "LibriSpeech", "dev-clean", "test-clean"]

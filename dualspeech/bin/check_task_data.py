@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
+from dualspeech.data.tasks import (TASKS, TaskSchemaError, parse_set, speech_cut_ids, speech_manifest_name,
                                    task_manifest_name, validate_example)
 from dualspeech.utils.io import atomic_path, atomic_write_text
 from dualspeech.utils.logs import setup_logging
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging()
     rows, all_dropped, failures = [], [], []
     for name in args.sets:
-        corpus, sep, part = name.partition(":")
-        if not sep or not corpus or not part:
-            raise SystemExit(f"--sets entries look like corpus:part, got {name!r}")
+        try:
+            corpus, part = parse_set(name)
+        except ValueError as e:
+            raise SystemExit(f"--sets: {e}") from None
         counts, dropped = check_set(corpus, part, args.tasks_dir, args.cuts_dir, args.out_dir,
                                     args.require_tokens)
         all_dropped += dropped

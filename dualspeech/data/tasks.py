@@ -97,6 +97,16 @@ def speech_cut_ids(cut) -> dict[str, str]:
     return {"primary": cut.id, **(cut.custom.get("links") or {})}
 
 
+def parse_set(name: str) -> tuple[str, str]:
+    """``corpus:part`` (a data set as recipes and commands name it) -> (corpus, part).
+
+    The one parser of set names (the pipeline's ``sets_of`` only adds the recipe's corpus)."""
+    corpus, sep, part = name.partition(":")
+    if not sep or not corpus or not part or ":" in part:
+        raise ValueError(f"data set {name!r} must look like corpus:part, e.g. mini:train")
+    return corpus, part
+
+
 def task_manifest_name(corpus: str, task: str, part: str) -> str:
     return f"{corpus}_{task}_{part}.jsonl.gz"
 

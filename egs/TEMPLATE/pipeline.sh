@@ -57,7 +57,7 @@ train_args=              # extra arguments for train (e.g. "--set trainer.max_st
 train_launcher=          # what runs `-m dualspeech.bin.train[_ustokenizer]` on several GPUs/nodes, verbatim (default: utils/launch.sh from --ngpu/--num-nodes/--launch-config)
 num_nodes=1              # nodes for training (stages 3 and 6); > 1 needs Slurm: one srun of accelerate launch per job (docs/training.md)
 launch_config=           # accelerate config for training (conf/launch/{ddp,fsdp,deepspeed_zero2}.yaml); process counts come from --ngpu/--num-nodes
-lm_exp=                  # experiment dir (default: exp/<train_config name>)
+lm_exp=                  # experiment dir (default: exp/<train_config name>[_<hash of --train-args>])
 merge_lora=false         # stage 6 also writes <lm-exp>/merged (LoRA merged into the LLM), which stage 7 decodes
 decode_config=           # decoding config
 decode_args=             # extra arguments for decode
@@ -102,7 +102,10 @@ db_links() {  # the corpus dirs stage 0 made available under db/
   for v in $corpus_vars; do v=${v%\?}; [ ! -e "db/${v,,}" ] || [ "db/${v,,}" = "$corpus_db" ] || echo "db/${v,,}"; done
 }
 corpus_locations() { local v; for v in $corpus_vars; do v=${v%\?}; printf '%s=%s ' "$v" "${!v:-}"; done; }
-[ -n "$lm_exp" ] || lm_exp=$expdir/$(basename "${train_config:-dualspeechlm}" .yaml)
+args_tag() {  # args_tag ARGS: "" or "_<8 hex>" naming a directory after extra arguments (ESPnet's tags)
+  [ -z "$1" ] || printf '_%s' "$(printf '%s' "$1" | sha256sum | cut -c1-8)"
+}
+[ -n "$lm_exp" ] || lm_exp=$expdir/$(basename "${train_config:-dualspeechlm}" .yaml)$(args_tag "$train_args")
 if [ -n "$ustokenizer_config" ]; then                # a tokenizer trained here wins over --ustokenizer-ckpt
   ustokenizer_ckpt=$expdir/$(basename "$ustokenizer_config" .yaml)/final.pt
 fi
@@ -145,6 +148,16 @@ extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one s
     $python -m "dualspeech.bin.$entry" "$@" --cuts "$in" --out-cuts "$out" \
     --storage-dir "$storage/${set/:/.}" --nj "$nj" --job JOB --device "$device"
 }
+same_config_or_die() {  # same_config_or_die DIR CONFIG: DIR resumes only from the config files it began with
+  local dir=$1 now f
+  now=$(for f in $(config_files "$2"); do printf '%s sha256:%s\n' "$f" "$(sha256sum < "$f" | cut -c1-16)"; done)
+  if [ -s "$dir/config_files.txt" ] && [ "$(cat "$dir/config_files.txt")" != "$now" ]; then
+    die "$dir holds a run of other config files, and its checkpoints would resume under the new ones:
+$(diff "$dir/config_files.txt" <(echo "$now") | sed -n 's/^< /  before: /p; s/^> /  now:    /p')
+Move or delete $dir to start over, or keep it and pass --lm-exp NEW_DIR."
+  fi
+  mkdir -p "$dir"; echo "$now" > "$dir/config_files.txt"
+}
 need() {  # need VAR: a setting the selected stages cannot run without
   [ -n "${!1}" ] || die "--${1//_/-} is not set (needed by the stages you selected; see --help)"
 }
@@ -171,7 +184,7 @@ if in_stage 0; then
   if stage_begin 0 corpus --args "$corpus_db|$corpus_vars|$(corpus_locations)|$make_corpus|$download"; then
     if [ "$download" = true ]; then
       [ -x local/download.sh ] || die "$recipe has no local/download.sh: get the corpus by hand (README.md)"
-      $cpu_cmd "$logdir/stage0_download.log" local/download.sh
+      $cpu_cmd "$logdir/stage0_download.log" local/download.sh "$python"
     fi
     for v in $corpus_vars; do
       name=${v%\?}; dir=${!name:-}
@@ -193,7 +206,7 @@ if in_stage 1; then
   if stage_begin 1 manifests --inputs $(db_links) --args "$corpus $prepare_args $manifests_in_corpus" \
        --clean "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"; then
     if [ -x local/data.sh ]; then                     # recipes with several corpora
-      $cpu_cmd "$logdir/stage1_manifests.log" local/data.sh "$datadir" "$nj"
+      $cpu_cmd "$logdir/stage1_manifests.log" local/data.sh "$datadir" "$nj" "$python"
     elif [ "$manifests_in_corpus" = true ]; then      # generated corpora ship their manifests
       mkdir -p "$datadir"
       for d in manifests cuts tasks; do
@@ -201,22 +214,25 @@ if in_stage 1; then
         cp -r "$corpus_db/$d" "$datadir/"
       done
     else
-      nj_arg=()                                       # not every preparer shards
-      $python -m dualspeech.bin.prepare_corpus "$corpus" --help | grep -q -- --nj && nj_arg=(--nj "$nj")
       # shellcheck disable=SC2086
       $cpu_cmd "$logdir/stage1_manifests.log" $python -m dualspeech.bin.prepare_corpus "$corpus" \
-        --corpus-dir "$corpus_db" --output-dir "$datadir" "${nj_arg[@]}" $prepare_args
+        --corpus-dir "$corpus_db" --output-dir "$datadir" --nj "$nj" $prepare_args
     fi
     stage_end 1 manifests "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"
   fi
+  missing=()                                          # parts asked for that the corpus lacks
+  for set in $all_sets; do [ -f "$(speech_cuts "$set")" ] || missing+=("$set"); done
+  [ ${#missing[@]} -eq 0 ] || die "stage 1: the prepared data has no ${missing[*]} (no $(speech_cuts "${missing[0]}")).
+The corpus locations in db.sh ($(corpus_locations)) lack these parts, or all their utterances were skipped ($datadir/skipped_*.log).
+Get the parts (README.md), or leave them out of --train-parts / --dev-parts / --test-parts."
 fi
 
 if in_stage 2; then
   # shellcheck disable=SC2086
-  if stage_begin 2 format --inputs "$datadir/cuts" "$datadir/tasks" --args "$all_sets" --clean "$datadir/checked"; then
+  if stage_begin 2 check --inputs "$datadir/cuts" "$datadir/tasks" --args "$all_sets" --clean "$datadir/checked"; then
     $cpu_cmd "$logdir/stage2_check.log" $python -m dualspeech.bin.check_task_data --sets $all_sets \
       --tasks-dir "$datadir/tasks" --cuts-dir "$datadir/cuts" --out-dir "$datadir/checked"
-    stage_end 2 format "$datadir/checked"
+    stage_end 2 check "$datadir/checked"
   fi
 fi
 
@@ -254,13 +270,13 @@ if in_stage 4; then
   if stage_begin 4 codec --inputs $(config_files "$codec_config") $(for s in $train_sets; do speech_cuts "$s"; done) \
        --args "$train_sets|$codec_args"; then
     mkdir -p "$codec_exp"
-    if [ "$($python -m dualspeech.bin.resolve_config "$codec_config" --get codec.name)" = melvq ]; then
+    if [ "$($python "$utils/resolve_config.py" "$codec_config" --get codec.name)" = melvq ]; then
       # shellcheck disable=SC2046,SC2086
       $cpu_cmd "$logdir/stage4_codec.log" $python -m dualspeech.bin.train_melvq --conf "$codec_config" \
         --cuts $(for s in $train_sets; do speech_cuts "$s"; done) --out "$codec_exp/melvq.pt" $codec_args
-      $python -m dualspeech.bin.resolve_config "$codec_config" --set "codec.checkpoint=$codec_exp/melvq.pt" --out "$codec_resolved"
+      $python "$utils/resolve_config.py" "$codec_config" --set "codec.checkpoint=$codec_exp/melvq.pt" --out "$codec_resolved"
     else
-      $python -m dualspeech.bin.resolve_config "$codec_config" --out "$codec_resolved"
+      $python "$utils/resolve_config.py" "$codec_config" --out "$codec_resolved"
     fi
     stage_end 4 codec "$codec_exp"
   fi
@@ -295,6 +311,7 @@ elif in_stage 6; then
   # shellcheck disable=SC2046,SC2086
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
        --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora"; then
+    same_config_or_die "$lm_exp" "$train_config"     # --train-args are in the dir name (args_tag)
     # shellcheck disable=SC2086
     $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
       --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
@@ -307,8 +324,9 @@ elif in_stage 6; then
   fi
 fi
 
-decode_dir=$lm_exp/decode_$(basename "${decode_config:-decode}" .yaml)
-score_dir=$lm_exp/score_$(basename "${decode_config:-decode}" .yaml)
+decode_tag=$(basename "${decode_config:-decode}" .yaml)$(args_tag "$decode_args")
+decode_dir=$lm_exp/decode_$decode_tag                # other --decode-args: another dir, the old decode stays
+score_dir=$lm_exp/score_$decode_tag
 if in_stage 7 && [ -z "$test_sets" ]; then
   log "stage 7: no --test-parts in this recipe, nothing to decode"
 elif in_stage 7; then

@@ -11,7 +11,7 @@ import torch
 from lhotse import CutSet
 
 from dualspeech.audio import load_cut_audio
-from dualspeech.data.tasks import task_manifest_name, validate_example
+from dualspeech.data.tasks import parse_set, task_manifest_name, validate_example
 from dualspeech.tokenizers.ustokenizer.config import DataConfig
 from dualspeech.tokenizers.ustokenizer.frontend import SAMPLE_RATE
 from dualspeech.tokenizers.ustokenizer.prompts import PromptBuilder
@@ -26,9 +26,7 @@ def task_manifests(data_dir: str | Path, sets: list[str], tasks: list[str]) -> l
     """
     found, missing = [], []
     for s in sets:
-        if ":" not in s:
-            raise ValueError(f"set {s!r}: write it as corpus:part (e.g. mini:train)")
-        corpus, part = s.split(":", 1)
+        corpus, part = parse_set(s)
         for task in tasks:
             path = Path(data_dir) / "tasks" / task_manifest_name(corpus, task, part)
             (found if path.is_file() else missing).append(path)
