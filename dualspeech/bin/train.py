@@ -27,6 +27,7 @@ from dualspeech.data.tasks import TASKS
 from dualspeech.data.vocab import SpeechVocab
 from dualspeech.models.dualspeechlm import DualSpeechLM
 from dualspeech.models.io import export_model
+from dualspeech.models.token_sizes import apply_token_sizes, sizes_from_meta
 from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.train")
@@ -125,6 +126,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-root", help="overrides data.root (dir with tasks/ and cuts/)")
     p.add_argument("--train", nargs="+", help="overrides data.train (corpus:part ...)")
     p.add_argument("--valid", nargs="+", help="overrides data.valid (corpus:part ...)")
+    p.add_argument("--token-meta", nargs="+", metavar="META_JSON",
+                   help="meta.json files of the token extraction (recipe stages 3-4): their sizes "
+                        "set model.speech.num_tokens / acoustic_gpt.n_codes / spk_dim (a config "
+                        "value that disagrees is an error)")
     return p.parse_args(argv)
 
 
@@ -136,6 +141,9 @@ def main(argv=None) -> None:
     for key, value in (("root", args.data_root), ("train", args.train), ("valid", args.valid)):
         if value:
             data[key] = value
+    if args.token_meta:
+        for key, size in apply_token_sizes(cfg, sizes_from_meta(args.token_meta)).items():
+            log.info("%s=%d (from the extracted tokens' meta.json)", key, size)
     from dualspeech.training import Trainer, TrainerConfig
 
     trainer = Trainer(build(TrainerConfig, cfg.get("trainer"), "trainer"), args.exp_dir)

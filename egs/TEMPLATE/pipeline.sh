@@ -270,13 +270,13 @@ if in_stage 4; then
   if stage_begin 4 codec --inputs $(config_files "$codec_config") $(for s in $train_sets; do speech_cuts "$s"; done) \
        --args "$train_sets|$codec_args"; then
     mkdir -p "$codec_exp"
-    if [ "$($python "$utils/resolve_config.py" "$codec_config" --get codec.name)" = melvq ]; then
+    if [ "$($python -m dualspeech.bin.resolve_config "$codec_config" --get codec.name)" = melvq ]; then
       # shellcheck disable=SC2046,SC2086
       $cpu_cmd "$logdir/stage4_codec.log" $python -m dualspeech.bin.train_melvq --conf "$codec_config" \
         --cuts $(for s in $train_sets; do speech_cuts "$s"; done) --out "$codec_exp/melvq.pt" $codec_args
-      $python "$utils/resolve_config.py" "$codec_config" --set "codec.checkpoint=$codec_exp/melvq.pt" --out "$codec_resolved"
+      $python -m dualspeech.bin.resolve_config "$codec_config" --set "codec.checkpoint=$codec_exp/melvq.pt" --out "$codec_resolved"
     else
-      $python "$utils/resolve_config.py" "$codec_config" --out "$codec_resolved"
+      $python -m dualspeech.bin.resolve_config "$codec_config" --out "$codec_resolved"
     fi
     stage_end 4 codec "$codec_exp"
   fi
