@@ -63,6 +63,8 @@ class DecodeRunner:
 
         self.model, self.cfg = model, cfg
         check_codec(model, codec)
+        if codec is not None:   # decode on the model's device; codecs return CPU numpy waves
+            codec.to(next(model.parameters()).device)
         self.generator = BatchGenerator(model, cfg, codec)
         self.data_cfg = data_cfg or DataConfig()
         self.acoustic = model.acoustic_spec()
