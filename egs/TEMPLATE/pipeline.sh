@@ -312,10 +312,16 @@ elif in_stage 6; then
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
        --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora"; then
     same_config_or_die "$lm_exp" "$train_config"     # --train-args are in the dir name (args_tag)
+    token_meta=()    # token sizes recorded by stages 3-4 size the model (and check the config)
+    for set in $train_sets; do
+      for d in ustokens acoustic speaker; do
+        [ ! -f "$dumpdir/$d/${set/:/.}/meta.json" ] || token_meta+=("$dumpdir/$d/${set/:/.}/meta.json")
+      done
+    done
     # shellcheck disable=SC2086
     $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
       --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
-      ${dev_sets:+--valid $dev_sets} $train_args
+      ${dev_sets:+--valid $dev_sets} ${token_meta[@]+--token-meta "${token_meta[@]}"} $train_args
     if [ "$merge_lora" = true ]; then                 # a plain HF model: faster decoding, no peft
       $cpu_cmd "$logdir/stage6_merge.log" $python -m dualspeech.bin.merge --exp-dir "$lm_exp" --out "$lm_exp/merged"
     fi
