@@ -76,16 +76,26 @@ def test_decode_all_tasks(model, codec, data, tmp_path):
 
 
 def test_batched_equals_one_at_a_time(model, codec, data, tmp_path):
-    """Left-padded batches give the same greedy outputs as batch size 1 (text, speech tokens
-    and AcousticGPT ids)."""
-    for task in ("asr", "sqa", "tts"):
-        texts = {}
-        for bs in (1, 4):
-            dec = make_decoder(model, codec, batch_size=bs)
-            dec.decode(data, "toy", "test", task, tmp_path / f"bs{bs}")
-            texts[bs] = [(r.get("text"), r.get("n_acoustic")) for r in
-                         read(tmp_path / f"bs{bs}" / f"toy_{task}_test" / "hyp.jsonl")]
-        assert texts[1] == texts[4]
+    """Left-padded batches give the same greedy outputs as batch size 1: the text, the speech
+    token ids and the AcousticGPT ids (deterministic decoding), not only their counts."""
+    from dualspeech.data.dataset import DataConfig, TaskDataset, load_examples
+
+    dec = make_decoder(model, codec, speech={"max_new_tokens": 8, "do_sample": False},
+                       acoustic={"max_len": 12, "top_k": 1})
+    for task in ("asr", "sqa", "tts", "vc"):
+        exs = load_examples(data, ["toy:test"], tasks=(task,))[task]
+        ds = TaskDataset({task: exs}, model.templates, DataConfig(max_len=1024),
+                         model.acoustic_spec())
+        exs = ds.examples[task]
+        assert len({len(ds.encode(ex, with_answer=False).input_ids) for ex in exs}) > 1
+        kind = TASKS[task].kind
+        batched = dec.generator(kind, ds.collate_prompts(exs[:4]))
+        single = [dec.generator(kind, ds.collate_prompts([ex]))[0] for ex in exs[:4]]
+        got = {name: [(o.text, o.speech_ids, o.acoustic_ids) for o in outs]
+               for name, outs in (("batched", batched), ("single", single))}
+        assert got["batched"] == got["single"], task
+        if kind == "generation":
+            assert all(o.speech_ids and o.acoustic_ids for o in batched)
 
 
 def test_beam_with_one_beam_equals_greedy(model, codec, data, tmp_path):

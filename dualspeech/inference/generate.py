@@ -41,6 +41,8 @@ class Output:
     n_speech_tokens: int = 0
     n_acoustic: int = 0
     error: str | None = None
+    speech_ids: list[int] | None = None    # generated speech-token codes (not in the record)
+    acoustic_ids: list[int] | None = None  # codec ids that went to the codec (not in the record)
 
     def record(self) -> dict:
         rec = {"status": self.status}
@@ -121,7 +123,7 @@ class BatchGenerator:
         for tokens in st.tokens:
             n = len(tokens)
             status = "empty" if n == 0 else "no_eoa" if n >= s.max_new_tokens else "ok"
-            outs.append(Output(status, n_speech_tokens=n))
+            outs.append(Output(status, n_speech_tokens=n, speech_ids=tokens.tolist()))
         keep = [i for i, o in enumerate(outs) if o.status != "empty"]
         if not keep:
             return outs
@@ -134,7 +136,7 @@ class BatchGenerator:
                                       top_k=a.top_k, temperature=a.temperature, generator=gen)
         decodable = []
         for i, c in zip(keep, codes):
-            outs[i].n_acoustic = len(c)
+            outs[i].n_acoustic, outs[i].acoustic_ids = len(c), c.tolist()
             if len(c) == 0:
                 outs[i].status = "empty_acoustic"
                 continue

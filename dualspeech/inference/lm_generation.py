@@ -6,7 +6,8 @@ API (``batch`` is ``TaskDataset.collate_prompts(examples)``: left-padded ``input
     texts = generate_text(model, batch, max_new_tokens=128, temperature=0.6, top_p=0.9,
                           top_k=0, do_sample=True, generator=None)            # list[str]
     out = generate_speech_tokens(model, batch, max_new_tokens=400, temperature=0.6, top_p=0.9)
-        # SpeechTokens(tokens=[codes (N_i,)], prompt_hidden=[(Lp_i, H)], token_hidden=[(N_i, H)])
+        # SpeechTokens(tokens=[codes (N_i,)], prompt_hidden=[(Lp_i, H)], token_hidden=[(N_i, H)],
+        #              tasks=[task_i])
     codes = generate_acoustic(model, out, speaker_embedding (B, spk_dim), max_len=1000,
                               top_k=10, temperature=1.0)   # list of codec id tensors
 
@@ -28,10 +29,11 @@ class SpeechTokens:
     tokens: list[torch.Tensor]         # speech codes 0..K-1 per example
     prompt_hidden: list[torch.Tensor]  # (Lp, H) final-layer hidden states of the prompt
     token_hidden: list[torch.Tensor]   # (N, H) hidden states at the generated speech tokens
+    tasks: list[str]                   # task of each example (Chain-of-Condition covers TTS/VC)
 
     def select(self, keep: list[int]) -> "SpeechTokens":
         return SpeechTokens([self.tokens[i] for i in keep], [self.prompt_hidden[i] for i in keep],
-                            [self.token_hidden[i] for i in keep])
+                            [self.token_hidden[i] for i in keep], [self.tasks[i] for i in keep])
 
 
 @torch.no_grad()
@@ -100,17 +102,20 @@ def generate_speech_tokens(model, batch, max_new_tokens: int = 400, temperature:
         model, batch, _allowed(model.vocab, True, batch["input_ids"].device),
         model.vocab.end_audio_id, max_new_tokens, temperature, top_p, top_k, do_sample,
         generator, keep_hidden=True)
-    return SpeechTokens([model.vocab.codes(s).cpu() for s in seqs], prompts, hid)
+    return SpeechTokens([model.vocab.codes(s).cpu() for s in seqs], prompts, hid,
+                        list(batch["tasks"]))
 
 
 def generate_acoustic(model, out: SpeechTokens, speaker_embedding: torch.Tensor,
                       max_len: int | torch.Tensor = 1000, top_k: int = 10,
                       temperature: float = 1.0,
                       generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """Codec ids from AcousticGPT, conditioned per Chain-of-Condition's inference rule."""
+    """Codec ids from AcousticGPT, conditioned per Chain-of-Condition's inference rule
+    (``models/coc.py``: the fixed ablation modes apply to TTS/VC; other tasks: concatenation)."""
     if model.acoustic_gpt is None:
         raise ValueError("this model has no AcousticGPT (model.acoustic_gpt: null): its "
                          "speech tokens go to a unit vocoder / codec decoder directly")
-    cond, cond_mask = coc.inference_rows(model.cfg.condition, out.prompt_hidden, out.token_hidden)
+    cond, cond_mask = coc.inference_rows(model.cfg.condition, out.prompt_hidden,
+                                         out.token_hidden, out.tasks)
     return model.acoustic_gpt.generate(cond, cond_mask, speaker_embedding.to(cond.device),
                                        max_len, top_k, temperature, generator=generator)

@@ -8,32 +8,45 @@ Both halves live here so the rule is read in one place:
 * inference: ``coc`` always uses the concatenation ``[prompt; generated speech tokens]``.
 
 The fixed modes (``prompt`` | ``target`` | ``concat``, ablations) use the same rows in both.
+The rule (CoC or a fixed ablation mode) applies to ``COC_TASKS`` (TTS and VC, as in the
+paper) only; every other generation task (T2ST, SC) always conditions on the concatenation.
 """
 from __future__ import annotations
 
 import torch
 
 CONDITIONS = ("coc", "prompt", "target", "concat")
+COC_TASKS = ("tts", "vc")   # the paper's CoC (and its ablations) cover these two tasks
 
 
-def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor,
-                  training: bool) -> torch.Tensor:
-    """(B, T) mask of the conditioning positions from the prompt / target masks (B, T)."""
+def _follows_rule(mode: str, tasks: list[str]) -> list[bool]:
+    return [mode != "concat" and t in COC_TASKS for t in tasks]
+
+
+def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor, training: bool,
+                  tasks: list[str]) -> torch.Tensor:
+    """(B, T) mask of the conditioning positions from the prompt / target masks (B, T) of
+    examples of ``tasks`` (B,)."""
+    concat = prompt | target
     if mode == "coc":
         if not training:
-            return prompt | target
+            return concat
         choice = torch.randint(0, 3, (len(prompt), 1), device=prompt.device)
-        return torch.where(choice == 0, prompt, torch.where(choice == 1, target, prompt | target))
-    return {"prompt": prompt, "target": target, "concat": prompt | target}[mode]
+        drawn = torch.where(choice == 0, prompt, torch.where(choice == 1, target, concat))
+    else:
+        drawn = {"prompt": prompt, "target": target, "concat": concat}[mode]
+    rule = torch.tensor(_follows_rule(mode, tasks), dtype=torch.bool, device=prompt.device)
+    return torch.where(rule[:, None], drawn, concat)
 
 
 def inference_rows(mode: str, prompt_hidden: list[torch.Tensor],
-                   token_hidden: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                   token_hidden: list[torch.Tensor],
+                   tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Condition at inference: (B, L, H) rows zero padded + validity mask (B, L)."""
-    if mode in ("coc", "concat"):
-        rows = [torch.cat([p, t]) for p, t in zip(prompt_hidden, token_hidden)]
-    else:
-        rows = {"prompt": prompt_hidden, "target": token_hidden}[mode]
+    fixed = {"prompt": prompt_hidden, "target": token_hidden}.get(mode)
+    rows = [fixed[i] if (fixed is not None and rule) else torch.cat([p, t])
+            for i, (p, t, rule) in enumerate(zip(prompt_hidden, token_hidden,
+                                                 _follows_rule(mode, tasks)))]
     return pad_rows(rows)
 
 

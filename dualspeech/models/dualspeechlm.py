@@ -208,7 +208,8 @@ class DualSpeechLM(nn.Module):
             zero = sum(p.sum() for p in self.acoustic_gpt.parameters()) * 0.0 + h.sum() * 0.0
             return zero, zero.detach()
         mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][idx],
-                                 batch["target_mask"][idx], self.training)
+                                 batch["target_mask"][idx], self.training,
+                                 [batch["tasks"][i] for i in idx.tolist()])
         cond, cond_mask = coc.gather_rows(h[idx], mask)
         loss, _ = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"],
                                     batch["acoustic_tokens"], batch["acoustic_mask"])
