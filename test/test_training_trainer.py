@@ -124,3 +124,42 @@ def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="mixed_precision"):
         build(TrainerConfig, {"mixed_precision": "fp16"}, "trainer")
     assert build(TrainerConfig, {"betas": [0.9, 0.95]}, "trainer").betas == (0.9, 0.95)
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    cfg = config(max_steps=8, save_every=4)
+    ref = train(tmp_path / "ref", cfg)
+    train(tmp_path / "run", cfg)
+    newest = latest_checkpoint(tmp_path / "run")
+    assert newest.name == "step-00000008"
+    model_pt = newest / "model.pt"
+    model_pt.write_bytes(model_pt.read_bytes()[:100])   # a copy cut short / a full disk
+    with caplog.at_level("WARNING"):
+        resumed = train(tmp_path / "run", cfg)
+    assert "step-00000008 is damaged" in caplog.text and "falling back" in caplog.text
+    assert (tmp_path / "run" / "checkpoints" / "step-00000008.corrupt").is_dir()
+    for (name, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name   # retrained from step 4 to the same weights
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000008"
+
+
+def test_unloadable_checkpoint_without_size_change_is_caught(tmp_path, caplog):
+    cfg = config(max_steps=4, save_every=2)
+    train(tmp_path, cfg)
+    trainer_pt = latest_checkpoint(tmp_path) / "trainer.pt"
+    data = bytearray(trainer_pt.read_bytes())
+    data[-200:] = bytes(200)   # same size, zeroed zip directory
+    trainer_pt.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        train(tmp_path, cfg)
+    assert "cannot be loaded" in caplog.text
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000002", "step-00000004"]
+
+
+def test_every_checkpoint_damaged_is_an_error_not_a_silent_fresh_start(tmp_path):
+    cfg = config(max_steps=4, save_every=2)
+    train(tmp_path, cfg)
+    for path in list_checkpoints(tmp_path):
+        (path / "trainer.pt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="every checkpoint .* is damaged"):
+        train(tmp_path, config(max_steps=6, save_every=2))

@@ -1,8 +1,14 @@
-"""A toy regression task on lhotse dummy cuts, shared by the training tests (and runnable under
-``accelerate launch`` for the DDP test): ``python training_toy.py EXP_DIR MAX_STEPS``."""
+"""A toy regression task on lhotse dummy cuts, shared by the training tests, and runnable under
+a launcher for the multi-process ones::
+
+    python training_toy.py EXP_DIR MAX_STEPS [model=mlp|lm] [dtype=float32|bfloat16] [KEY=VALUE ...]
+
+KEY=VALUE sets a ``trainer:`` field (e.g. ``engine=fsdp grad_accum=2``). Each rank writes
+``final-rank<R>.pt`` (its full trainable parameters after training)."""
 from __future__ import annotations
 
 import sys
+import zlib
 
 import torch
 from lhotse import CutSet
@@ -19,10 +25,12 @@ def toy_cuts(n: int = 24) -> CutSet:
 
 
 class ToyDataset(torch.utils.data.Dataset):
-    """CutSet -> features made from each cut's id (deterministic) plus noise (global RNG)."""
+    """CutSet -> features made from each cut's id (deterministic in every process: crc32, not
+    the salted ``hash``) plus noise (global RNG)."""
 
     def __getitem__(self, cuts: CutSet) -> dict:
-        x = torch.stack([torch.sin(torch.arange(8.0) * (hash(c.id) % 97 + 1)) for c in cuts])
+        x = torch.stack([torch.sin(torch.arange(8.0) * (zlib.crc32(c.id.encode()) % 97 + 1))
+                         for c in cuts])
         y = x @ TRUE_W + 0.01 * torch.randn(len(cuts))
         return {"x": x, "y": y}
 
@@ -45,6 +53,33 @@ class ToyModel(torch.nn.Module):
         return {"loss": mse, "mse": mse.detach(), "batch_size": float(len(batch["y"]))}
 
 
+class ToyLM(torch.nn.Module):
+    """The same regression through a tiny random Llama decoder (2 layers, hidden 32): a frozen
+    backbone (optionally bf16) whose norms train, plus fp32 input / output projections. It has
+    what the engines care about: ``_no_split_modules`` decoder layers and mixed dtypes."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        from transformers import LlamaConfig, LlamaModel
+
+        cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, vocab_size=16,
+                          max_position_embeddings=16)
+        self.backbone = LlamaModel(cfg).to(dtype)
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_("norm" in name)
+        self.inp = torch.nn.Linear(8, 4 * 32)
+        self.out = torch.nn.Linear(32, 1)
+
+    def forward(self, batch):
+        x = self.inp(batch["x"]).view(len(batch["x"]), 4, 32)
+        dtype = self.backbone.embed_tokens.weight.dtype
+        h = self.backbone(inputs_embeds=x.to(dtype)).last_hidden_state
+        pred = self.out(h.mean(1).to(self.out.weight.dtype)).squeeze(-1)
+        mse = torch.nn.functional.mse_loss(pred.float(), batch["y"])
+        return {"loss": mse, "mse": mse.detach()}
+
+
 def config(**kw) -> TrainerConfig:
     base = dict(max_steps=8, grad_accum=2, lr=3e-2, warmup_steps=2, warmup_init_lr=1e-3,
                 min_lr=1e-3, log_every=2, save_every=4, keep_last=3, seed=3)
@@ -52,15 +87,31 @@ def config(**kw) -> TrainerConfig:
     return TrainerConfig(**base)
 
 
-def train(exp_dir, cfg: TrainerConfig, crash_after: int | None = None) -> ToyModel:
+def train(exp_dir, cfg: TrainerConfig, crash_after: int | None = None, model: str = "mlp",
+          dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     trainer = Trainer(cfg, exp_dir)
-    model = ToyModel(crash_after)
+    if trainer.engine == "deepspeed":  # ZeRO-3 keeps tensors under 1e5 elements whole: the
+        ds = trainer.accelerator.state.deepspeed_plugin.deepspeed_config   # toy must partition
+        ds["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    model = ToyModel(crash_after) if model == "mlp" else ToyLM(dtype)
     sampler = DynamicBucketingSampler(toy_cuts(), max_duration=6.0, shuffle=True, seed=1,
                                       num_buckets=2, buffer_size=100)
     return trainer.fit(model, ToyDataset(), sampler)
 
 
+def main(argv: list[str]) -> None:
+    exp_dir, steps, kw = argv[0], int(argv[1]), dict(a.split("=", 1) for a in argv[2:])
+    model_kind = kw.pop("model", "mlp")
+    dtype = getattr(torch, kw.pop("dtype", "float32"))
+    fields = TrainerConfig.__dataclass_fields__
+    cfg = config(max_steps=steps, **{k: type(getattr(TrainerConfig, k, ""))(v) if k in fields
+                                     and not isinstance(getattr(TrainerConfig, k, None), bool)
+                                     else v == "true" for k, v in kw.items()})
+    model = train(exp_dir, cfg, model=model_kind, dtype=dtype)
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    torch.save({n: p.detach().float().cpu().clone() for n, p in model.named_parameters()
+                if p.requires_grad}, f"{exp_dir}/final-rank{rank}.pt")
+
+
 if __name__ == "__main__":
-    model = train(sys.argv[1], config(max_steps=int(sys.argv[2])))
-    torch.save({k: v for k, v in model.state_dict().items()},
-               f"{sys.argv[1]}/final-rank{torch.distributed.get_rank()}.pt")
+    main(sys.argv[1:])

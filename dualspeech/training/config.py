@@ -22,7 +22,8 @@ class TrainerConfig:
     valid_every: int = 0             # 0: validate only at the end
     save_every: int = 0              # 0: save only at the end
     keep_last: int = 2               # checkpoints kept on disk (older ones are deleted)
-    mixed_precision: str = "no"      # "no" | "bf16" (bf16 is meant for GPUs)
+    mixed_precision: str = "no"      # "no" | "bf16" autocast (trainable weights stay fp32)
+    engine: str = "ddp"              # "ddp" | "fsdp" (FSDP2); DeepSpeed comes from the launcher
     seed: int = 0
     gradient_checkpointing: bool = False   # calls model.gradient_checkpointing_enable()
     find_unused_parameters: bool = False   # DDP: needed when a loss term leaves params unused
@@ -32,5 +33,9 @@ class TrainerConfig:
     def __post_init__(self):
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"trainer.mixed_precision={self.mixed_precision!r}: use 'no' or 'bf16'")
+        if self.engine not in ("ddp", "fsdp"):
+            raise ConfigError(f"trainer.engine={self.engine!r}: use 'ddp' or 'fsdp' (DeepSpeed is "
+                              "chosen by the launcher: accelerate launch --config_file "
+                              "conf/launch/deepspeed_zero2.yaml)")
         if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.keep_last < 1:
             raise ConfigError("trainer.max_steps, grad_accum, log_every and keep_last must be >= 1")

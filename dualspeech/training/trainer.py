@@ -1,5 +1,6 @@
-"""The shared training loop (accelerate): DDP by launcher, bf16, grad accumulation, AdamW with
-warmup + cosine, periodic validation, TensorBoard + CSV logs, exact resume.
+"""The shared training loop (accelerate): DDP, FSDP2 or DeepSpeed ZeRO-2/3, fp32 master weights
+under bf16, grad accumulation, AdamW with warmup + cosine, periodic validation, TensorBoard +
+CSV logs, exact resume (falling back past a damaged newest checkpoint).
 
 See the package docstring (``dualspeech.training``) and docs/training.md for the contract a
 model, a dataset and a sampler must follow.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import inspect
 import logging
 import os
 import shutil
@@ -19,9 +21,10 @@ from typing import Any, Callable, Iterable
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
 
 from dualspeech.training import checkpoint as ckpt
+from dualspeech.training import engines
 from dualspeech.training.config import TrainerConfig
 from dualspeech.training.schedules import make_scheduler
 
@@ -31,31 +34,69 @@ ValidFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
 
 
 class ResumableSampler(torch.utils.data.Sampler):
-    """Wraps a batch sampler so a resumed run skips the batches it already trained on.
+    """Wraps a batch sampler so a resumed run skips the batches it already trained on, and
+    numbers every batch (``(seed key, batch)`` pairs, see ``SeededDataset``).
 
     The trainer counts the batches it *consumed* (not the ones a DataLoader prefetched), so
-    the position is exact with any number of workers. Skipping re-iterates the inner sampler,
-    which for lhotse samplers only touches cut metadata, never audio. The inner sampler must
-    give the same order for the same epoch (lhotse samplers do: their RNG is seed + epoch).
+    the position is exact with any number of workers. A sampler with ``state_dict(batches_done)``
+    / ``load_state_dict`` (``dualspeech.data.sampler.TaskBatchSampler``) is restored from its
+    state and not skipped; any other one is re-iterated to the position (lhotse samplers only
+    touch cut metadata doing so) and must give the same order for the same epoch (lhotse
+    samplers do: their RNG is seed + epoch).
     """
 
-    def __init__(self, sampler: Iterable):
+    def __init__(self, sampler: Iterable, seed: int = 0, rank: int = 0):
         self.sampler = sampler
-        self.skip = 0
+        self.start = 0   # number of the first batch the next iter() yields
+        self.skip = 0    # of which this many are drawn and dropped (samplers without state)
+        self.seed, self.rank, self.epoch = seed, rank, 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self):
         it = iter(self.sampler)
-        skip, self.skip = self.skip, 0
+        skip, index, self.skip, self.start = self.skip, self.start, 0, 0
         for _ in range(skip):
             if next(it, None) is None:
                 return
         # not ``yield from it``: that calls iter() again, which restarts a lhotse sampler
         while (batch := next(it, None)) is not None:
-            yield batch
+            yield (self.seed, self.rank, self.epoch, index), batch
+            index += 1
+
+
+class SeededDataset(torch.utils.data.Dataset):
+    """Inside a DataLoader worker, seeds python / numpy / torch from (seed, rank, epoch, batch
+    number) before building each batch, so random choices made there (prompt paraphrases,
+    augmentation) are the same in a resumed run as in an uninterrupted one. In the main process
+    (num_workers=0) the global streams are used as they are (they are checkpointed)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __getitem__(self, item):
+        key, batch = item
+        if torch.utils.data.get_worker_info() is not None:
+            import random
+
+            import numpy as np
+
+            seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        return self.dataset[batch]
+
+
+def stateful(sampler) -> bool:
+    """A sampler that can say where it is after ``batches_done`` consumed batches (lhotse's
+    ``state_dict()`` takes no position: it counts what a prefetching DataLoader drew)."""
+    fn = getattr(sampler, "state_dict", None)
+    return (callable(fn) and hasattr(sampler, "load_state_dict")
+            and "batches_done" in inspect.signature(fn).parameters)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -134,15 +175,37 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig, exp_dir: str | os.PathLike):
         self.cfg = cfg
         self.exp_dir = Path(exp_dir)
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
+        handlers = [DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)]
+        cuda = torch.cuda.is_available()
+        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        if deepspeed and not cuda:
+            # accelerate only starts DeepSpeed's process group on an accelerator device unless
+            # it is given a backend: gloo lets the tests run ZeRO on CPU processes
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
         # cpu=True without CUDA makes accelerate pick gloo DDP when torchrun set WORLD_SIZE > 1
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp],
-                                       cpu=not torch.cuda.is_available())
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, kwargs_handlers=handlers,
+                                       cpu=not cuda and not deepspeed)
+        # the launcher's ACCELERATE_GRADIENT_ACCUMULATION_STEPS must not override the config
+        self.accelerator.gradient_accumulation_steps = cfg.grad_accum
+        self.engine = self._engine()
         set_seed(cfg.seed)  # identical model init on every rank
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.epoch = 0
         self.batches_done = 0  # batches consumed in the current epoch
+        self.sampler = None
+
+    def _engine(self) -> str:
+        kind = self.accelerator.distributed_type
+        if kind == DistributedType.DEEPSPEED:
+            return "deepspeed"
+        if self.cfg.engine == "fsdp" or kind == DistributedType.FSDP:
+            if self.accelerator.num_processes == 1:
+                log.warning("trainer.engine=fsdp in a single process: nothing to shard, "
+                            "training without FSDP")
+                return "ddp"
+            return "fsdp"
+        return "ddp"
 
     @property
     def device(self) -> torch.device:
@@ -152,29 +215,48 @@ class Trainer:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    def _prepare(self, model: torch.nn.Module):
+        """Model, optimizer and scheduler for this engine (trainable weights in fp32)."""
+        cfg, acc = self.cfg, self.accelerator
+        n_up = engines.upcast_trainable(model)
+        if n_up:
+            log.info("%d trainable parameter tensors cast to fp32 (master weights)", n_up)
+        self.autocast_dtype = engines.autocast_dtype(model, cfg.mixed_precision)
+        model.to(self.device)
+        if self.engine == "fsdp":
+            model = engines.fsdp_wrap(model, self.device)
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                      betas=tuple(cfg.betas), eps=cfg.eps)
+        scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
+                                   cfg.warmup_init_lr, cfg.min_lr)
+        if self.engine == "deepspeed":
+            ds = acc.state.deepspeed_plugin.deepspeed_config
+            engines.configure_deepspeed(ds, cfg.grad_accum, cfg.clip_grad, acc.num_processes)
+            self.zero_stage = engines.deepspeed_zero_stage(ds)
+        if self.engine != "fsdp":  # FSDP2 needs no wrapper: fully_shard works in place
+            model, optimizer = acc.prepare(model, optimizer)
+        return model, optimizer, scheduler
+
     def fit(self, model: torch.nn.Module, dataset: Any, sampler: Iterable,
             valid_fn: ValidFn | None = None) -> torch.nn.Module:
-        """Train until ``max_steps``; returns the unwrapped model."""
+        """Train until ``max_steps``; returns the unwrapped model (FSDP: with every parameter
+        gathered on every rank, ready for validation and export)."""
         cfg, acc = self.cfg, self.accelerator
         if cfg.gradient_checkpointing:
             if not hasattr(model, "gradient_checkpointing_enable"):
                 raise ValueError("trainer.gradient_checkpointing=true but the model has no "
                                  "gradient_checkpointing_enable() method")
             model.gradient_checkpointing_enable()
-        model.to(self.device)
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                      betas=tuple(cfg.betas), eps=cfg.eps)
-        scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
-                                   cfg.warmup_init_lr, cfg.min_lr)
-        model, optimizer = acc.prepare(model, optimizer)
+        model, optimizer, scheduler = self._prepare(model)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.sampler = sampler
         metrics = MetricsLog(self.exp_dir, self.is_main)
         set_seed(cfg.seed + acc.process_index)  # different dropout masks per rank
-        if cfg.resume and (last := ckpt.latest_checkpoint(self.exp_dir)) is not None:
-            self._restore(last)
+        resumable = ResumableSampler(sampler, cfg.seed, acc.process_index)
+        if cfg.resume:
+            resumable.skip = self._resume()
+            resumable.start = self.batches_done
         metrics.truncate_after(self.step)  # rows of a killed run past where this one starts
-        resumable = ResumableSampler(sampler)
-        resumable.skip = self.batches_done
         loader = self._loader(dataset, resumable)
         batches = iter(loader)
         model.train()
@@ -186,13 +268,12 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 batch, batches = self._next_batch(batches, loader, resumable)
                 batch = to_device(batch, self.device)
-                sync = micro == cfg.grad_accum - 1
-                with contextlib.nullcontext() if sync else acc.no_sync(model):
-                    with acc.autocast():
+                with self._accumulate(model, micro == cfg.grad_accum - 1):
+                    with engines.autocast(self.device, self.autocast_dtype):
                         out = model(batch)
                     if not isinstance(out, dict) or "loss" not in out:
                         raise TypeError("model(batch) must return a dict with a 'loss' entry")
-                    acc.backward(out["loss"] / cfg.grad_accum)
+                    acc.backward(out["loss"])  # divided by grad_accum (DeepSpeed: inside)
                 for name, value in out.items():
                     if torch.is_tensor(value) and value.dim() == 0:
                         sums[name] += value.item()
@@ -200,9 +281,9 @@ class Trainer:
                         sums[name] += float(value)
                 count += 1
             if cfg.clip_grad > 0:
-                norm_sum += float(acc.clip_grad_norm_(model.parameters(), cfg.clip_grad))
+                norm_sum += float(self._clip(model))
             lr = scheduler.get_last_lr()[0]
-            optimizer.step()
+            optimizer.step()   # DeepSpeed: a no-op, its engine stepped in the last backward
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -223,16 +304,33 @@ class Trainer:
                 self.save()
         metrics.close()
         acc.wait_for_everyone()
+        if self.engine == "fsdp":
+            return engines.unshard_for_good(model)
         return acc.unwrap_model(model)
+
+    def _accumulate(self, model, sync: bool):
+        """No gradient all-reduce on the micro-batches before the last of a step."""
+        if self.engine == "fsdp":
+            model.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
+        return self.accelerator.accumulate(model)
+
+    def _clip(self, model) -> float:
+        if self.engine == "fsdp":  # DTensor grads: torch's clip computes the global norm
+            params = [p for p in model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+            return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        norm = self.accelerator.clip_grad_norm_(model.parameters(), self.cfg.clip_grad)
+        return float(norm) if norm is not None else float("nan")
 
     def _loader(self, dataset: Any, sampler: ResumableSampler) -> torch.utils.data.DataLoader:
         sampler.set_epoch(self.epoch)
         # A private generator: creating the loader iterator must not draw from the global RNG,
         # or a resumed run would diverge from an uninterrupted one.
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.epoch)
-        return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
-                                           num_workers=self.cfg.num_workers, generator=gen,
-                                           persistent_workers=False)
+        return torch.utils.data.DataLoader(SeededDataset(dataset), sampler=sampler,
+                                           batch_size=None, num_workers=self.cfg.num_workers,
+                                           generator=gen, persistent_workers=False)
 
     def _next_batch(self, batches, loader, sampler):
         batch = next(batches, None)
@@ -260,12 +358,36 @@ class Trainer:
         return dict(zip(names, t.tolist()))
 
     def _validate(self, valid_fn: ValidFn) -> dict[str, float]:
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.model if self.engine == "fsdp" else self.accelerator.unwrap_model(self.model)
         model.eval()
-        with torch.no_grad(), self.accelerator.autocast():
+        gathered = (engines.fsdp_full_params(model) if self.engine == "fsdp"
+                    else contextlib.nullcontext())
+        with torch.no_grad(), gathered, engines.autocast(self.device, self.autocast_dtype):
             values = valid_fn(model, self.accelerator)
         model.train()
         return {k: float(v) for k, v in values.items()}
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """Full trainable tensors (gathered from FSDP shards / ZeRO-3 partitions; all ranks)."""
+        if self.engine == "fsdp":
+            return engines.full_tensors(ckpt.trainable_state_dict(self.model))
+        model = self.accelerator.unwrap_model(self.model)
+        if self.engine == "deepspeed":
+            with engines.deepspeed_gathered(model, self.zero_stage):
+                return {k: v.float() for k, v in ckpt.trainable_state_dict(model).items()}
+        return ckpt.trainable_state_dict(model)
+
+    def _optimizer_state(self) -> dict | None:
+        if self.engine == "deepspeed":
+            return None   # in engine/, one file per rank
+        if self.engine == "fsdp":
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 get_optimizer_state_dict)
+
+            return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(
+                full_state_dict=True, cpu_offload=True))
+        return self.optimizer.state_dict()
 
     def save(self) -> Path:
         """Write ``checkpoints/step-N`` (all ranks must call this)."""
@@ -276,16 +398,23 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        torch.save(ckpt.rng_state(), tmp / f"rng-rank{acc.process_index}.pt")
+        rank_state = {"rng": ckpt.rng_state()}
+        if stateful(self.sampler):
+            rank_state["sampler"] = self.sampler.state_dict(self.batches_done)
+        torch.save(rank_state, tmp / f"rng-rank{acc.process_index}.pt")
+        model_state, optim_state = self._trainable_state(), self._optimizer_state()
+        if self.engine == "deepspeed":
+            acc.save_state(str(tmp / "engine"))
         if self.is_main:
-            torch.save(ckpt.trainable_state_dict(acc.unwrap_model(self.model)), tmp / "model.pt")
-            torch.save({"optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(),
+            torch.save(model_state, tmp / "model.pt")
+            torch.save({"optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
                         "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
-                        "num_processes": acc.num_processes,
+                        "num_processes": acc.num_processes, "engine": self.engine,
+                        "num_threads": torch.get_num_threads(),
                         "config": dataclasses.asdict(self.cfg)}, tmp / "trainer.pt")
         acc.wait_for_everyone()
         if self.is_main:
+            ckpt.write_manifest(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -294,20 +423,78 @@ class Trainer:
         acc.wait_for_everyone()
         return final
 
-    def _restore(self, path: Path) -> None:
+    def _all_ranks_ok(self, ok: bool) -> bool:
+        if self.accelerator.num_processes == 1:
+            return ok
+        t = torch.tensor([0.0 if ok else 1.0], device=self.device)
+        return float(self.accelerator.reduce(t, reduction="sum")) == 0.0
+
+    def _resume(self) -> int:
+        """Restore the newest checkpoint that reads back whole; a damaged one is set aside with
+        a warning and the previous one is tried. Returns the batches the sampler must skip."""
         acc = self.accelerator
-        ckpt.load_trainable_state_dict(acc.unwrap_model(self.model), ckpt.load(path, "model.pt"))
-        state = ckpt.load(path, "trainer.pt")
-        self.optimizer.load_state_dict(state["optimizer"])
+        found = ckpt.list_checkpoints(self.exp_dir)
+        for path in reversed(found):
+            rank_file = f"rng-rank{acc.process_index}.pt"
+            try:
+                names = ["model.pt", "trainer.pt"]
+                if (path / rank_file).exists():
+                    names.append(rank_file)
+                states, problem = ckpt.read(path, names), None
+            except ckpt.CorruptCheckpoint as e:
+                states, problem = None, str(e)
+            if not self._all_ranks_ok(problem is None):
+                log.warning("checkpoint %s is damaged (%s); falling back to the previous one",
+                            path, problem or "on another rank")
+                acc.wait_for_everyone()
+                if self.is_main:
+                    log.warning("moved the damaged checkpoint to %s", ckpt.set_aside(path))
+                acc.wait_for_everyone()
+                continue
+            return self._restore(path, states, states.get(rank_file))
+        if found:
+            raise RuntimeError(f"every checkpoint in {self.exp_dir / 'checkpoints'} is damaged "
+                               "(set aside as *.corrupt); remove them to start from scratch")
+        return 0
+
+    def _restore(self, path: Path, states: dict, rank_state: dict | None) -> int:
+        acc = self.accelerator
+        state = states["trainer.pt"]
+        if state.get("engine", "ddp") != self.engine:
+            raise RuntimeError(f"{path} was written by the {state.get('engine', 'ddp')} engine; "
+                               f"this run uses {self.engine} (optimizer states do not convert)")
+        if self.engine == "deepspeed":
+            acc.load_state(str(path / "engine"))
+        elif self.engine == "fsdp":
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 set_model_state_dict,
+                                                                 set_optimizer_state_dict)
+
+            full = StateDictOptions(full_state_dict=True, strict=False)
+            set_model_state_dict(self.model, states["model.pt"], options=full)
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=full)
+        else:
+            ckpt.load_trainable_state_dict(acc.unwrap_model(self.model), states["model.pt"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done"]
-        rng_file = path / f"rng-rank{acc.process_index}.pt"
-        if state["num_processes"] == acc.num_processes and rng_file.exists():
-            ckpt.set_rng_state(ckpt.load(path, rng_file.name))
+        skip = self.batches_done
+        if state["num_processes"] == acc.num_processes and rank_state is not None:
+            ckpt.set_rng_state(rank_state.get("rng", rank_state))  # (older files: RNG only)
+            if "sampler" in rank_state and stateful(self.sampler):
+                self.sampler.load_state_dict(rank_state["sampler"])
+                skip = 0
         else:
             log.warning("resuming with %d processes from a %d-process checkpoint: data order and "
                         "RNG streams cannot match the original run", acc.num_processes,
                         state["num_processes"])
             set_seed(self.cfg.seed + acc.process_index + self.step)
+        threads = state.get("num_threads", torch.get_num_threads())
+        if threads != torch.get_num_threads():
+            log.warning("the checkpoint was written with %d torch threads, this run has %d: CPU "
+                        "matmul / conv reductions split by thread, so results differ from an "
+                        "uninterrupted run in the last bits (set OMP_NUM_THREADS=%d to match)",
+                        threads, torch.get_num_threads(), threads)
         log.info("resumed from %s (step %d, epoch %d, %d batches into it)", path, self.step,
                  self.epoch, self.batches_done)
+        return skip
