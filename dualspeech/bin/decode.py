@@ -6,6 +6,8 @@ For every ``--sources corpus:part`` and task (``--tasks``, default all 8) whose 
 or wav path, references), ``wav/`` and ``prompt/`` (generation tasks), ``text``,
 ``stats.json`` and ``decode_config.yaml``. Re-running skips finished ids; ``--shard k
 --num-shards n`` decodes every n-th example (run n jobs; the last one to finish merges).
+``--set +decode.control=NAME`` writes a control decode instead (shuffled_speech, untrained,
+resynth, ground_truth: dualspeech/inference/controls.py) for the tasks it applies to.
 See docs/inference.md.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from dualspeech.config import add_config_args, build, config_from_args, load_yaml
 from dualspeech.data.tasks import TASKS, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
+from dualspeech.inference.controls import control_tasks
 from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.decode")
@@ -29,7 +32,7 @@ def build_decoder(model_path: str, cfg: DecodeConfig, tasks: list[str],
     """Model + codec + dataset settings -> a DecodeRunner. Codec: ``--codec-conf`` (a YAML with
     a ``codec`` section), else ``decode.codec``, else the ``codec`` section of the model config."""
     from dualspeech.data.dataset import DataConfig
-    from dualspeech.inference.runner import DecodeRunner
+    from dualspeech.inference.controls import make_runner
     from dualspeech.models.io import load_model
 
     model = load_model(model_path, device=cfg.device)
@@ -46,7 +49,7 @@ def build_decoder(model_path: str, cfg: DecodeConfig, tasks: list[str],
     data_cfg = build(DataConfig, model.full_config.get("data"), "data")
     if cfg.max_len is not None:
         data_cfg.max_len = cfg.max_len
-    return DecodeRunner(model, cfg, codec, data_cfg)
+    return make_runner(model, cfg, codec, data_cfg)   # the model's decode, or decode.control's
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,13 +76,20 @@ def main(argv: list[str] | None = None) -> dict:
     raw = config_from_args(args)
     cfg = build(DecodeConfig, raw.get("decode"), "decode")
     jobs = []
+    tasks = control_tasks(cfg.control, args.tasks)
+    if cfg.control:
+        log.info("decode.control=%s: decoding only %s", cfg.control, tasks)
     for source in args.sources:
         if source.count(":") != 1:
             parser.error(f"--sources {source!r}: expected corpus:part")
         corpus, part = source.split(":")
-        for task in args.tasks:
+        for task in tasks:
             if (args.data_root / "tasks" / task_manifest_name(corpus, task, part)).is_file():
                 jobs.append((corpus, part, task))
+    if not jobs and cfg.control:
+        log.info("decode.control=%s applies to none of the test sets found; nothing to do",
+                 cfg.control)
+        return {}
     if not jobs:
         parser.error(f"no task manifests for {args.sources} under {args.data_root}/tasks")
     decoder = build_decoder(args.model, cfg, sorted({t for _, _, t in jobs}), args.codec_conf)

@@ -7,6 +7,8 @@ test set found (or those named with ``--test-sets``), and writes into ``--out-di
 ``per_utt/<test_set>.jsonl`` (per-utterance scores). ``--control-dir`` adds the control decodes
 (``<control-dir>/<control>/<test_set>/hyp.jsonl``, written with ``decode.control``) as columns
 beside each metric; their per-utterance scores go to ``controls/<control>/per_utt/``.
+``--samples-html`` writes the listening page (a few examples per test set with audio players;
+``--data-root`` supplies the input and reference speech).
 See docs/metrics.md.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from dualspeech.config import add_config_args, build, config_from_args, save_config
 from dualspeech.metrics.controls import DECODE_CONTROLS, GROUND_TRUTH, attach_controls
 from dualspeech.metrics.report import write_report
+from dualspeech.metrics.samples_page import SamplesPage
 from dualspeech.metrics.scoring import (Resources, ScoreConfig, read_hyps, score_records,
                                         split_records)
 from dualspeech.utils.io import atomic_write_text
@@ -78,6 +81,19 @@ def score_controls(control_dir: Path, test_sets: dict[str, Path], out_dir: Path,
     return out
 
 
+def write_samples_page(out_html: Path, results: dict, test_sets: dict[str, Path],
+                       cfg: ScoreConfig, args) -> Path:
+    page = SamplesPage(out_html, args.data_root, args.samples_per_set)
+    page.reset()
+    for set_name, path in test_sets.items():
+        controls = ({c: args.control_dir / c / set_name for c in DECODE_CONTROLS}
+                    if args.control_dir is not None else {})
+        for name, records in split_records(set_name, read_hyps(path), cfg).items():
+            page.add(name, results[name], records, path.parent, controls)
+    log.info("wrote the listening page %s", out_html)
+    return page.write(f"{args.title}: listening page")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m dualspeech.bin.score", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,6 +106,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--control-dir", type=Path,
                         help="dir with <control>/<test_set>/hyp.jsonl control decodes "
                              f"({', '.join(DECODE_CONTROLS + (GROUND_TRUTH,))})")
+    parser.add_argument("--samples-html", type=Path,
+                        help="write the listening page here (audio copies in samples/ beside it)")
+    parser.add_argument("--samples-per-set", type=int, default=3,
+                        help="examples per test set on the listening page")
+    parser.add_argument("--data-root", type=Path,
+                        help="dir with tasks/ and cuts/ of the decoded sets (input and reference "
+                             "speech on the listening page)")
     args = parser.parse_args(argv)
     setup_logging()
     raw = config_from_args(args)
@@ -104,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.control_dir is not None:
         attach_controls(results, score_controls(args.control_dir, test_sets, out_dir, cfg,
                                                 resources))
+    if args.samples_html is not None:
+        write_samples_page(args.samples_html, results, test_sets, cfg, args)
     json_path, md_path = write_report(results, out_dir, cfg.paper_systems, cfg.paper_refs,
                                       args.title)
     print(md_path.read_text())

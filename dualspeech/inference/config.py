@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 STRATEGIES = ("sample", "greedy", "beam")
+CONTROLS = ("shuffled_speech", "untrained", "resynth", "ground_truth")   # inference/controls.py
 
 
 @dataclass
@@ -64,8 +65,12 @@ class DecodeConfig:
     max_len: int | None = None      # longest prompt in LLM tokens; null: the model's data.max_len
     prompt_sample_rate: int = 16000  # rate of the saved speaker prompt wavs (SIM metric)
     save_prompt: bool = True        # write prompt/<id>.wav next to generated speech
+    control: str | None = None      # a control decode instead of the model's (CONTROLS; null: none)
 
     def __post_init__(self):
+        if self.control is not None and self.control not in CONTROLS:
+            raise ValueError(f"decode.control={self.control!r}; use one of {CONTROLS} or null "
+                             "(docs/metrics.md: controls)")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"decode.max_examples={self.max_examples}: use a positive count, "
                              "or null for the whole test set")

@@ -41,6 +41,14 @@ def manifest_ids(path: Path) -> tuple[list[str], dict[str, dict]]:
     return sorted(refs), refs
 
 
+def cut_speaker(cut) -> str | None:
+    """Speaker of a speech cut: its first supervision's, else a ``speaker`` custom field."""
+    sups = getattr(cut, "supervisions", None) or []
+    if sups and sups[0].speaker:
+        return sups[0].speaker
+    return (cut.custom or {}).get("speaker")
+
+
 def check_codec(model, codec) -> None:
     """The codec must know every id the model can emit: AcousticGPT's ``n_codes`` (or, without
     an AcousticGPT, the speech-token count) must equal the codec's codebook size."""
@@ -96,7 +104,7 @@ class DecodeRunner:
             examples, ds = [], None
             loaded = (load_examples(root, [f"{corpus}:{part}"], tasks=(task,))[task]
                       if todo_ids else [])
-            loaded = [ex for ex in loaded if ex.id in todo_ids]
+            loaded = [ex for ex in self.select_examples(loaded, all_ids) if ex.id in todo_ids]
             if loaded:
                 try:
                     ds = TaskDataset({task: loaded}, self.model.templates, self.data_cfg,
@@ -116,6 +124,10 @@ class DecodeRunner:
             writer.close()
         counts["merged"] = merge_shards(test_dir, num_shards, all_ids)
         return counts
+
+    def select_examples(self, examples: list, all_ids: list[str]) -> list:
+        """The examples to decode (a control may change their inputs: inference/controls.py)."""
+        return examples
 
     def _run(self, task: str, ds, examples: list, test_dir: Path, writer: ShardWriter) -> dict:
         kind = TASKS[task].kind
@@ -154,6 +166,9 @@ class DecodeRunner:
         ref_cut = ex.speech.get("speaker_ref")
         if ref_cut is not None:
             rec["speaker_ref"] = ref_cut.id
+            speaker = cut_speaker(ref_cut)
+            if speaker is not None:   # the different-speaker SIM control pairs prompts by it
+                rec["prompt_speaker"] = speaker
         if self.cfg.save_prompt and ref_cut is not None and ref_cut.has_recording:
             sr = self.cfg.prompt_sample_rate
             try:

@@ -7,7 +7,10 @@ Which metrics a task gets (PAPER.md section 3):
   t2st  BLEU-4 of Whisper transcript  sc    BLEU-4 of Whisper transcript, LLM judge (optional)
 Failed outputs (status other than "ok") stay in the test set: an empty text counts as all
 deletions / zero BLEU matches; a missing wav is transcribed as "" and is excluded (and
-counted) only from SIM and DNSMOS, which need audio.
+counted) only from SIM and DNSMOS, which need audio. Records of an understanding task that
+carry a wav instead of a text (the ground-truth control of ASR) are transcribed by the scorer.
+Controls computed here (metrics/controls.py): SER chance and majority class, and the SIM of
+each output to another speaker's prompt (records' ``prompt_speaker``).
 """
 from __future__ import annotations
 
