@@ -62,6 +62,7 @@ merge_lora=false         # stage 6 also writes <lm-exp>/merged (LoRA merged into
 decode_config=           # decoding config
 decode_args=             # extra arguments for decode
 decode_nj=               # decoding shard jobs (default: --nj)
+controls=false           # stage 7 also decodes the controls (shuffled speech, untrained model, resynthesis, ground truth) that stage 8 puts beside every number
 score_config=            # scoring config
 score_args=              # extra arguments for score (e.g. "--set score.dnsmos=false")
 results_md=RESULTS.md    # where stage 8 writes the results table
@@ -333,6 +334,7 @@ fi
 decode_tag=$(basename "${decode_config:-decode}" .yaml)$(args_tag "$decode_args")
 decode_dir=$lm_exp/decode_$decode_tag                # other --decode-args: another dir, the old decode stays
 score_dir=$lm_exp/score_$decode_tag
+control_dir=$lm_exp/controls_$decode_tag             # --controls true: <control>/<test_set>/hyp.jsonl
 if in_stage 7 && [ -z "$test_sets" ]; then
   log "stage 7: no --test-parts in this recipe, nothing to decode"
 elif in_stage 7; then
@@ -351,19 +353,39 @@ elif in_stage 7; then
       ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" $decode_args
     stage_end 7 decode "$decode_dir"
   fi
+  # shellcheck disable=SC2046,SC2086
+  if [ "$controls" = true ] && stage_begin 7 controls --inputs $(config_files "$decode_config") "$model_dir" "$lm_exp/model" \
+       "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} --args "$test_sets|$decode_args|$decode_nj" --clean "$control_dir"; then
+    for control in shuffled_speech untrained resynth ground_truth; do   # docs/metrics.md: controls
+      control_model=$model_dir; [ "$control" = untrained ] && control_model=$lm_exp/model   # not merged
+      # shellcheck disable=SC2086
+      $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_control_$control.JOB.log" \
+        $python -m dualspeech.bin.decode --conf "$decode_config" --model "$control_model" \
+        --data-root "$dumpdir" --sources $test_sets --out-dir "$control_dir/$control" \
+        ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" $decode_args \
+        --set "+decode.control=$control"
+    done
+    stage_end 7 controls "$control_dir"
+  fi
 fi
 
 if in_stage 8 && [ -n "$test_sets" ]; then
   need score_config
   # shellcheck disable=SC2046
-  if stage_begin 8 score --inputs $(config_files "$score_config") "$decode_dir" \
-       --args "$results_title|$results_md|$score_args" --clean "$score_dir"; then
+  control_arg=(); [ "$controls" = true ] && control_arg=(--control-dir "$control_dir")
+  results_dir=$(dirname "$results_md")                # samples.html (listening page) goes next to it
+  # shellcheck disable=SC2046
+  if stage_begin 8 score --inputs $(config_files "$score_config") "$decode_dir" ${control_arg[@]+"${control_arg[1]}"} \
+       --args "$results_title|$results_md|$score_args|$controls" --clean "$score_dir"; then
     # shellcheck disable=SC2086
     $cpu_cmd "$logdir/stage8_score.log" $python -m dualspeech.bin.score --conf "$score_config" \
-      --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}" $score_args
-    mkdir -p "$(dirname "$results_md")"
+      --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}" \
+      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" $score_args
+    mkdir -p "$results_dir"
     cp "$score_dir/RESULTS.md" "$results_md"
-    stage_end 8 score "$score_dir" "$results_md"
+    rm -rf "$results_dir/samples.html" "$results_dir/samples"
+    cp -r "$score_dir/samples.html" "$score_dir/samples" "$results_dir/"
+    stage_end 8 score "$score_dir" "$results_md" "$results_dir/samples.html" "$results_dir/samples"
   fi
   [ -f "$results_md" ] && { log "results ($results_md):"; cat "$results_md"; }
 fi
