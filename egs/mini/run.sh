@@ -48,6 +48,6 @@ results=exp/$size/RESULTS.md
   --ustokenizer-config "$(conf ustokenizer)" \
   --codec-config conf/codec_melvq.yaml --speaker-config conf/speaker_resemblyzer.yaml \
   --train-config "$(conf dualspeechlm)" --decode-config "$(conf decode)" \
-  --score-config "$(conf score)" --results-md "$results" \
+  --score-config "$(conf score)" --results-md "$results" --controls true \
   --results-title "mini ($size): offline 8-task demo" \
   "${args[@]}"
