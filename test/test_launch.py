@@ -71,6 +71,8 @@ def test_one_node_four_gpus():
     assert printed("--gpus-per-node", "4", "--config-file", conf) == [
         ["accelerate", "launch", "--config_file", conf, "--num_processes", "4", "--num_machines", "1",
          *TRAIN]]
+    assert printed("--gpus-per-node", "4", "--launcher", "torchrun") == [
+        ["torchrun", "--nnodes", "1", "--nproc_per_node", "4", "--standalone", *TRAIN]]
     # one FSDP process still goes through accelerate, which applies the config
     conf = str(REPO / "egs/multitask/conf/launch/fsdp.yaml")
     assert printed("--gpus-per-node", "1", "--config-file", conf)[0][:6] == [

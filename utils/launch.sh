@@ -55,6 +55,8 @@ launcher_cmd() {  # the launcher of one node: launcher_cmd RANK MASTER_ADDR
     cmd=(torchrun --nnodes "$num_nodes" --nproc_per_node "$procs")
     if [ "$num_nodes" -gt 1 ]; then
       cmd+=(--rdzv_backend c10d --rdzv_endpoint "$addr:$port" --rdzv_id "${SLURM_JOB_ID:-dualspeech}")
+    else
+      cmd+=(--standalone)   # a free local port: two jobs on one machine do not collide
     fi
   else
     cmd=(accelerate launch)
