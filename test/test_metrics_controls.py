@@ -43,8 +43,9 @@ def test_control_dir_columns(tmp_path):
     dec, ctl = tmp_path / "decode", tmp_path / "controls"
     refs = ["the cat sat on the mat", "hello world", "good morning everyone"]
     write_hyps(dec / "mini_asr_test", [rec(i, "asr", r, text=r) for i, r in enumerate(refs)])
-    write_hyps(ctl / "shuffled_speech" / "mini_asr_test",
-               [rec(i, "asr", refs[(i + 1) % 3], text=r) for i, r in enumerate(refs)])
+    shuffled = [rec(i, "asr", refs[(i + 1) % 3], text=r) for i, r in enumerate(refs)]
+    shuffled[2].update(status="empty", text="")
+    write_hyps(ctl / "shuffled_speech" / "mini_asr_test", shuffled)
     emotions = ["sad", "sad", "happy", "angry"]
     write_hyps(dec / "mini_ser_test", [rec(i, "ser", e, emotion=e) for i, e in enumerate(emotions)])
     write_hyps(ctl / "shuffled_speech" / "mini_ser_test",
@@ -70,6 +71,8 @@ def test_control_dir_columns(tmp_path):
     acc_row = next(x for x in md.splitlines() if "accuracy" in x)
     assert "shuffled 50.00 [" in acc_row and "chance 25.00" in acc_row and "majority 50.00 [" in acc_row
     assert "- shuffled: the trained model with each test example's input speech" in md
+    assert "- mini_asr_test [shuffled_speech]: failed=1" in md    # control failures shown too
+    assert "- mini_ser_test [shuffled_speech]" not in md
     with pytest.raises(SystemExit, match="does not exist"):
         score.main(["--conf", str(conf), "--decode-dir", str(dec), "--out-dir", str(out),
                     "--control-dir", str(tmp_path / "nope")])

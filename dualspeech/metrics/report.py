@@ -79,12 +79,15 @@ def control_notes(results: dict, asr_models: list[str]) -> str:
 
 
 def failure_notes(results: dict) -> str:
-    """One line per test set with failed outputs or skipped scores (never hidden)."""
+    """One line per test set (and control decode) with failed outputs or skipped scores."""
     notes = []
     for name, res in sorted(results.items()):
-        bad = {k: v for k, v in res["counts"].items() if k != "n" and v}
-        if bad:
-            notes.append(f"- {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items())))
+        runs = [("", res["counts"])] + [(f" [{c}]", counts) for c, counts
+                                        in sorted(res.get("control_counts", {}).items())]
+        for tag, counts in runs:
+            bad = {k: v for k, v in counts.items() if k != "n" and v}
+            if bad:
+                notes.append(f"- {name}{tag}: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items())))
     return ("\nFailed outputs / skipped scores:\n" + "\n".join(notes) + "\n") if notes else ""
 
 

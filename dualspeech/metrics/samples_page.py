@@ -26,7 +26,8 @@ SAMPLE_RATE = 16000
 CONTROL_AUDIO = ("resynth", "untrained")     # control decodes whose speech is worth hearing
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;
-vertical-align:top}th{background:#eee}audio{width:15em;display:block}.st{color:#a00}"""
+vertical-align:top}th{background:#eee}audio{width:14em;display:block;height:2.2em}
+.clip{display:inline-block;margin:0 6px 4px 0;font-size:90%}.st{color:#a00}"""
 
 
 def _write_clip(wave: np.ndarray, sr: int, dest: Path) -> None:
@@ -174,8 +175,9 @@ def _row(rec: dict, scores: dict, audio: list[tuple[str, str | None]]) -> str:
     head = html.escape(rec["id"]) + ("" if status == "ok" else
                                      f"<br><span class='st'>{html.escape(status)}</span>")
     players = "".join(
-        f"<div>{html.escape(label)}<audio controls preload='none' src='{html.escape(src)}'>"
-        f"</audio></div>" if src else f"<div>{html.escape(label)}: -</div>"
+        f"<div class='clip'>{html.escape(label)}<audio controls preload='none' "
+        f"src='{html.escape(src)}'></audio></div>" if src else
+        f"<div class='clip'>{html.escape(label)}: -</div>"
         for label, src in audio) or "-"
     return (f"<tr><td>{head}</td><td>{'<br>'.join(texts)}</td>"
             f"<td>{'<br>'.join(map(html.escape, _scores(scores))) or '-'}</td><td>{players}</td></tr>")
