@@ -5,6 +5,7 @@ following the model's device."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,14 +28,14 @@ MIN_AGREEMENT = 0.95
 
 # ---- USToken extraction under autocast
 
-@pytest.fixture(scope="module", params=[False, True], ids=["trimmed", "pad30s"])
-def tokenizer(request):
+@functools.lru_cache(maxsize=None)
+def _tokenizer(pad_to_30s: bool):
     """Real Whisper tiny.en frontend, random encoder, codebook k-means-initialised on the speech."""
     from dualspeech.pretrained import load_whisper
     from dualspeech.tokenizers.ustokenizer.config import USTokenizerConfig, VQConfig
     from dualspeech.tokenizers.ustokenizer.model import USTokenizer
 
-    cfg = USTokenizerConfig(whisper="whisper:tiny.en", pad_to_30s=request.param, channels=64,
+    cfg = USTokenizerConfig(whisper="whisper:tiny.en", pad_to_30s=pad_to_30s, channels=64,
                             vq=VQConfig(codebook_size=64, dim=16, kmeans_init_batches=1, kmeans_iters=10))
     torch.manual_seed(0)
     tok = USTokenizer(cfg, load_whisper("whisper:tiny.en"))
@@ -42,6 +43,11 @@ def tokenizer(request):
     with torch.no_grad():
         tok.train().encode(waves)            # the first training batch initialises the codebook
     return tok.eval()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["trimmed", "pad30s"])
+def tokenizer(request):
+    return _tokenizer(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +84,38 @@ def test_autocast_bf16_tokens_agree_with_fp32(tokenizer, speech_cuts):
     assert [len(bf16[c]) for c in fp32] == [len(v) for v in fp32.values()]
     assert same / total >= MIN_AGREEMENT, f"{same}/{total} ids agree"
     assert tokenizer.frontend.autocast_dtype is None          # restored after extraction
+
+
+def test_extract_cli_records_the_whisper_dtype(speech_cuts, tmp_path):
+    """--autocast reaches the extractor, is recorded in meta.json, and a storage dir written in
+    one precision refuses the other (shards of one extraction never mix precisions)."""
+    import json
+
+    from lhotse import CutSet
+
+    from dualspeech.bin import extract_ustokens
+    from dualspeech.tokenizers.ustokenizer.checkpoint import PREFIX, save_tokenizer
+
+    tokenizer = _tokenizer(False)
+    state = {PREFIX + k: v for k, v in tokenizer.state_dict().items() if not k.startswith("frontend.")}
+    ckpt = save_tokenizer(tmp_path / "final.pt", tokenizer.cfg, state, {}, step=1)
+    CutSet.from_cuts(speech_cuts).to_file(tmp_path / "cuts.jsonl.gz")
+
+    def run(autocast, name):
+        extract_ustokens.main(["--checkpoint", str(ckpt), "--cuts", str(tmp_path / "cuts.jsonl.gz"),
+                               "--out-cuts", str(tmp_path / f"{name}.jsonl.gz"), "--device", "cpu",
+                               "--storage-dir", str(tmp_path / name), "--autocast", autocast])
+        meta = json.loads((tmp_path / name / "meta.json").read_text())
+        cuts = CutSet.from_file(tmp_path / f"{name}.jsonl.gz")
+        return meta["settings"]["whisper_dtype"], {c.id: c.load_ustokens() for c in cuts}
+
+    dtype32, fp32 = run("auto", "fp32")
+    dtype16, bf16 = run("bf16", "bf16")
+    assert (dtype32, dtype16) == ("torch.float32", "torch.bfloat16")
+    same = sum(int((bf16[c] == fp32[c]).sum()) for c in fp32) / sum(len(v) for v in fp32.values())
+    assert same >= MIN_AGREEMENT
+    with pytest.raises(RuntimeError, match="changed: .*settings"):
+        run("none", "bf16")
 
 
 def test_autocast_really_runs_whisper_in_bf16(tokenizer):

@@ -12,7 +12,9 @@ GPU when there is one. Sharded and resumable like every extractor
 run them all here; the last job to finish merges, in input order. Skipped cuts (unreadable
 audio, non-finite samples, shorter than one token) are counted in the log, listed in
 <storage-dir>/skipped.tsv and left without ustokens. Other sample rates are resampled; audio over
-30 s is encoded in 30 s windows whose tokens are concatenated.
+30 s is encoded in 30 s windows whose tokens are concatenated. On CUDA the Whisper encoder runs
+under bf16 autocast (--autocast; ~0.4 % of ids differ from fp32); the choice is recorded in
+<storage-dir>/meta.json, so shards of one extraction cannot mix precisions.
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from dualspeech.utils.logs import setup_logging
 
 
 def main(argv: list[str] | None = None):
+    import torch
+
     from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,
                                                   token_dtype)
     from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
-    from dualspeech.tokenizers.ustokenizer.extract import tokenize_cuts
+    from dualspeech.tokenizers.ustokenizer.extract import AUTOCAST, autocast_dtype, tokenize_cuts
     from dualspeech.tokenizers.ustokenizer.model import FRAME_SHIFT
     from dualspeech.utils.io import short_hash
 
@@ -36,16 +40,20 @@ def main(argv: list[str] | None = None):
     p.add_argument("--max-duration", type=float, default=300.0,
                    help="seconds of encoder input per batch (a 30 s padded cut counts 30 s)")
     p.add_argument("--num-workers", type=int, default=0, help="audio loading processes")
+    p.add_argument("--autocast", choices=["auto", *AUTOCAST], default="auto",
+                   help="dtype of the Whisper encoder: auto = bf16 on CUDA, fp32 on CPU")
     args = p.parse_args(argv)
     setup_logging()
-    tokenizer = load_tokenizer(args.checkpoint, resolve_device(args.device))
+    device = resolve_device(args.device)
+    tokenizer = load_tokenizer(args.checkpoint, device)
     cfg = tokenizer.cfg
     settings = {"whisper": cfg.whisper, "codebook_size": cfg.vq.codebook_size,
-                "pad_to_30s": cfg.pad_to_30s}
+                "pad_to_30s": cfg.pad_to_30s,
+                "whisper_dtype": str(autocast_dtype(device, args.autocast) or torch.float32)}
 
     def extract(cuts, skipped):
         return tokenize_cuts(tokenizer, cuts, skipped, args.max_duration, args.batch_size,
-                             args.num_workers)
+                             args.num_workers, args.autocast)
 
     return run_extraction(args, "ustokens", f"ustokenizer:{short_hash(args.checkpoint)}", settings,
                           extract, frame_shift=FRAME_SHIFT, dtype=token_dtype(cfg.vq.codebook_size))
