@@ -172,3 +172,24 @@ def check_samples_page(page, moved):
     rendered = re.findall(r"<audio [^>]*src=\"([^\"]+)\"", dom)
     assert len(rendered) == len(srcs) and "<table>" in dom
     assert all((moved / s).is_file() for s in rendered)
+
+
+def test_decode_cli_control(tmp_path):
+    """bin.decode with +decode.control: an exported model, only the tasks the control applies
+    to; an unknown control is refused naming the choices."""
+    from dualspeech.bin import decode
+    from dualspeech.models.io import export_model
+
+    model, cfg = toy_model(CONF, SMALL_CODEC)
+    model_dir = export_model(model, tmp_path / "model")
+    data = toy_data(tmp_path / "data", cfg, n_per_task=2)
+    common = ["--conf", "egs/mini/conf/decode_mini.yaml", "--model", str(model_dir),
+              "--data-root", str(data), "--sources", "toy:test", "--tasks", "asr", "ser", "tts"]
+    summary = decode.main(common + ["--out-dir", str(tmp_path / "shuffled"),
+                                    "--set", "+decode.control=shuffled_speech",
+                                    "--set", "decode.text.max_new_tokens=4"])
+    assert sorted(summary) == ["toy_asr_test", "toy_ser_test"]      # understanding only
+    assert decode.main(common[:-3] + ["s2tt", "--out-dir", str(tmp_path / "u"),
+                                      "--set", "+decode.control=untrained"]) == {}
+    with pytest.raises(ValueError, match="decode.control='bogus'"):
+        decode.main(common + ["--out-dir", str(tmp_path / "b"), "--set", "+decode.control=bogus"])
