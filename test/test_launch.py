@@ -36,7 +36,9 @@ def slurm(tmp_path: Path) -> dict:
     """)
     _tool(bindir, "srun", """\
         echo "srun $*" >> "$CALLS"
-        while [ "${1#--}" != "$1" ]; do shift 2; done   # srun's own --opt value pairs
+        while [ "${1#--}" != "$1" ]; do   # srun's own options: --opt=value or --opt value
+          if [ "${1#*=}" != "$1" ]; then shift; else shift 2; fi
+        done
         for k in 0 1; do SLURM_NODEID=$k "$@" || exit 1; done
     """)
     for name in ("accelerate", "torchrun"):
@@ -81,8 +83,9 @@ def test_one_node_four_gpus():
 
 def test_two_nodes_four_gpus_print(slurm):
     srun_line, node0, node1 = printed("--num-nodes", "2", "--gpus-per-node", "4", env=slurm)
-    assert srun_line[:10] == ["DS_MASTER_ADDR=gpu07", "srun", "--nodes", "2", "--ntasks", "2",
-                              "--ntasks-per-node", "1", "--kill-on-bad-exit", "1"]
+    assert srun_line[:9] == ["DS_MASTER_ADDR=gpu07", "srun", "--nodes", "2", "--ntasks", "2",
+                             "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
+    assert srun_line[9].endswith("utils/launch.sh")     # the job's CPUs are not passed: none set
     for rank, cmd in enumerate([node0, node1]):
         assert cmd == ["accelerate", "launch", "--multi_gpu", "--num_processes", "8",
                        "--num_machines", "2", "--machine_rank", str(rank),
@@ -93,9 +96,10 @@ def test_two_nodes_four_gpus_print(slurm):
 def test_two_nodes_four_gpus_run_one_srun_with_a_launcher_per_node(slurm):
     conf = str(REPO / "egs/multitask/conf/launch/fsdp.yaml")
     launch("--num-nodes", "2", "--gpus-per-node", "4", "--config-file", conf, "--port", "31000",
-           "--", *TRAIN, env=slurm)
+           "--", *TRAIN, env={**slurm, "SLURM_CPUS_PER_TASK": "32"})
     calls = Path(slurm["CALLS"]).read_text().splitlines()
-    assert len(calls) == 3 and calls[0].startswith("srun --nodes 2 --ntasks 2 --ntasks-per-node 1 ")
+    assert len(calls) == 3 and calls[0].startswith(
+        "srun --nodes 2 --ntasks 2 --ntasks-per-node 1 --kill-on-bad-exit=1 --cpus-per-task 32 ")
     tail = f"--config_file {conf} --num_processes 8 --num_machines 2"
     for rank, call in enumerate(calls[1:]):
         assert call == (f"node {rank} addr gpu07: accelerate launch {tail} --machine_rank {rank} "
@@ -116,6 +120,8 @@ def test_two_nodes_torchrun_uses_c10d_rendezvous(slurm):
     (["--num-nodes", "2", "--gpus-per-node", "4"], {}, "SLURM_JOB_NODELIST is not set"),
     (["--num-nodes", "2"], {}, "needs GPUs"),
     (["--num-nodes", "3", "--gpus-per-node", "4"], "slurm", "the allocation has 2 node(s): gpu07 gpu08"),
+    (["--num-nodes", "2", "--gpus-per-node", "4", "--node-task", "true"], "slurm",
+     "runs inside srun (SLURM_NODEID is not set)"),
     (["--num-nodes", "two"], {}, "--num-nodes must be a positive integer"),
     (["--launcher", "mpirun"], {}, "--launcher must be accelerate or torchrun"),
     (["--config-file", "nope.yaml"], {}, "--config-file nope.yaml does not exist"),

@@ -87,14 +87,18 @@ fi
 
 [ -n "${SLURM_JOB_NODELIST:-}" ] || die "--num-nodes $num_nodes runs inside a Slurm allocation of $num_nodes nodes (sbatch/salloc --nodes $num_nodes; the pipeline's Slurm backend asks for it): SLURM_JOB_NODELIST is not set"
 mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-[ "${#hosts[@]}" -ge "$num_nodes" ] \
-  || die "--num-nodes $num_nodes but the allocation has ${#hosts[@]} node(s): ${hosts[*]:-none}"
+# SLURM_NODEID counts the nodes of the whole allocation: ranks are 0..M-1 only when it has M nodes
+[ "${#hosts[@]}" -eq "$num_nodes" ] \
+  || die "--num-nodes $num_nodes but the allocation has ${#hosts[@]} node(s): ${hosts[*]:-none} (allocate exactly $num_nodes)"
 export DS_MASTER_ADDR=${hosts[0]}
 task=("$here/launch.sh" --node-task true --num-nodes "$num_nodes" --gpus-per-node "$gpus_per_node"
       --launcher "$launcher" --port "$port" --python "$python" --print "$print")
 [ -z "$config_file" ] || task+=(--config-file "$config_file")
-srun_cmd=(srun --nodes "$num_nodes" --ntasks "$num_nodes" --ntasks-per-node 1 --kill-on-bad-exit 1
-          "${task[@]}" -- "$@")
+srun_cmd=(srun --nodes "$num_nodes" --ntasks "$num_nodes" --ntasks-per-node 1 --kill-on-bad-exit=1)
+# srun no longer inherits the job's --cpus-per-task (Slurm >= 22.05): without it each node's
+# launcher, its GPU processes and their data workers would share one CPU
+[ -z "${SLURM_CPUS_PER_TASK:-}" ] || srun_cmd+=(--cpus-per-task "$SLURM_CPUS_PER_TASK")
+srun_cmd+=("${task[@]}" -- "$@")
 if [ "$print" = true ]; then       # the srun line, then what the task of each node runs
   echo "DS_MASTER_ADDR=$DS_MASTER_ADDR $(show "${srun_cmd[@]}")"
   for ((k = 0; k < num_nodes; k++)); do SLURM_NODEID=$k "${task[@]}" -- "$@"; done
