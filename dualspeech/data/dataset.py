@@ -9,7 +9,9 @@ Inputs (layout and schema: ``dualspeech.data.tasks``), for every ``corpus:part``
 
 Every speech role of an example (``primary`` and its ``links``) is resolved by cut id in the
 speech cuts. Examples whose speech lacks the needed token fields, or that are longer than
-``data.max_len`` LLM tokens / the AcousticGPT context, are skipped and counted in the log.
+``data.max_len`` LLM tokens / the AcousticGPT positions, are skipped and counted in the log.
+For decoding (``inference=True``) only the inputs are measured: whether a test example is
+decoded never depends on its ground truth (the target speech, its length, its tokens).
 
 A batch (``dataset[[(task, i), ...]]``) holds, right padded: ``input_ids``, ``attention_mask``,
 ``labels`` (-100 = no loss), ``is_generation`` (B,), ``prompt_mask`` / ``target_mask`` (B, T:
@@ -115,11 +117,12 @@ class TaskDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by batches of ``(task, index)``; see the module docstring."""
 
     def __init__(self, examples: dict[str, list[Example]], templates: TaskTemplates,
-                 cfg: DataConfig, acoustic: AcousticSpec | None = None):
+                 cfg: DataConfig, acoustic: AcousticSpec | None = None, inference: bool = False):
         """``acoustic``: the model's ``AcousticSpec`` (``model.acoustic_spec()``), or None when
-        the model has no AcousticGPT."""
+        the model has no AcousticGPT. ``inference``: prompts only (see the module docstring)."""
         self.templates, self.vocab, self.cfg, self.acoustic = (
             templates, templates.vocab, cfg, acoustic)
+        self.inference = inference
         self.field = self.vocab.cfg.field
         self.examples: dict[str, list[Example]] = {}
         self.lengths: dict[str, list[int]] = {}
@@ -147,23 +150,33 @@ class TaskDataset(torch.utils.data.Dataset):
         return list(spec.input_speech), spec.output_speech
 
     def _measure(self, ex: Example) -> tuple[int, str | None]:
-        """LLM token count of an example, or a reason to skip it."""
+        """LLM token count of an example (its prompt when ``inference``), or a reason to skip
+        it."""
         ins, out = self._roles(ex.task)
-        needed = [(r, self.field) for r in ins + ([out] if out else [])]
+        target = None if self.inference else out
+        needed = [(r, self.field) for r in ins + ([target] if target else [])]
+        if target and self.acoustic:
+            needed.append((target, self.acoustic.field))
         if out and self.acoustic:
-            needed += [(out, self.acoustic.field), ("speaker_ref", "speaker_embedding")]
+            needed.append(("speaker_ref", "speaker_embedding"))
         for role, name in needed:
             if not ex.speech[role].has_custom(name):
                 return 0, f"no {name!r} on the {role} speech cut (run token extraction)"
         lens = {r: _frames(ex.speech[r], self.field) for r in ins}
-        target = _frames(ex.speech[out], self.field) if out else 0
-        n = self.templates.length(ex.task, ex.fields, lens, target)
+        if self.inference:
+            n = len(self.encode(ex, with_answer=False).input_ids)
+            if n > self.cfg.max_len:
+                return n, f"prompt longer than data.max_len={self.cfg.max_len}"
+            return n, None
+        n = self.templates.length(ex.task, ex.fields, lens,
+                                  _frames(ex.speech[out], self.field) if out else 0)
         if n > self.cfg.max_len:
             return n, f"longer than data.max_len={self.cfg.max_len}"
         if out and self.acoustic:
-            agpt = n + 1 + _frames(ex.speech[out], self.acoustic.field) + 2
-            if agpt > self.acoustic.block_size:
-                return n, "condition + acoustic tokens exceed acoustic_gpt.block_size"
+            if not self.acoustic.condition_fits(n):
+                return n, "condition exceeds acoustic_gpt.cond_block_size"
+            if not self.acoustic.tokens_fit(_frames(ex.speech[out], self.acoustic.field)):
+                return n, "acoustic tokens exceed acoustic_gpt.block_size"
         return n, None
 
     # -- batches ------------------------------------------------------------------------------

@@ -63,8 +63,12 @@ class ShardDataset(torch.utils.data.Dataset):
                 keep = n <= max_len
                 skipped[f"{task}: longer than data.max_len={max_len}"] += int((~keep).sum())
                 if acoustic is not None and TASKS[task].kind == "generation":
-                    fits = n + 1 + shards.array(task, "agpt") + 2 <= acoustic.block_size
-                    skipped[f"{task}: condition + acoustic tokens exceed acoustic_gpt."
+                    fits = acoustic.condition_fits(n)
+                    skipped[f"{task}: condition exceeds acoustic_gpt."
+                            "cond_block_size"] += int((keep & ~fits).sum())
+                    keep &= fits
+                    fits = acoustic.tokens_fit(shards.array(task, "agpt"))
+                    skipped[f"{task}: acoustic tokens exceed acoustic_gpt."
                             "block_size"] += int((keep & ~fits).sum())
                     keep &= fits
                 local = np.flatnonzero(keep).astype(np.int32)

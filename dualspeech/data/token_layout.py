@@ -43,7 +43,18 @@ class AcousticSpec:
     field: str          # cut custom field holding the codec ids
     n_codes: int
     spk_dim: int        # speaker-embedding size
-    block_size: int     # AcousticGPT context: condition + [start, codes, end] must fit
+    block_size: int     # acoustic positions: [start, codes, end] must fit
+    cond_block_size: int  # condition positions: speaker frame + LLM hidden states must fit
+
+    def condition_fits(self, n_llm_tokens):
+        """The condition of an LLM sequence of ``n_llm_tokens`` fits its positions (int or
+        numpy array): the speaker frame + at most every LLM position but the final
+        end-of-audio, so at most ``n_llm_tokens`` frames."""
+        return n_llm_tokens <= self.cond_block_size
+
+    def tokens_fit(self, n_frames):
+        """``[start, codes, end]`` fits the acoustic positions (int or numpy array)."""
+        return n_frames + 2 <= self.block_size
 
     @property
     def layout(self) -> AcousticLayout:

@@ -9,6 +9,11 @@ Batching: every example is laid out as ``[spk, cond (padded to Lc), tokens (padd
 holes are masked out of attention and positions count valid frames only, so the same layout
 serves training and KV-cache decoding (new tokens are appended at one shared column).
 
+Positions: the prefix has its own table (``cpe``, ``cond_block_size`` rows) and the acoustic
+tokens theirs (``wpe``, ``block_size`` rows, counted from the start token), as in the reference
+code: ``block_size`` limits the acoustic tokens only, so a long condition (a long VC source)
+does not eat into the speech that can be generated.
+
 Vocabulary: ``dualspeech.data.token_layout.AcousticLayout`` (``n_codes`` codec ids, then pad,
 no-speech, start, end). Sampling: ``dualspeech.models.sampling.sample_logits``.
 
@@ -40,7 +45,8 @@ class AcousticGPTConfig:
     n_layer: int = 6
     n_embd: int = 1024
     n_head: int = 8
-    block_size: int = 2000
+    block_size: int = 2000            # acoustic positions: [start, codes, end]
+    cond_block_size: int = 2048       # prefix positions: speaker frame + LLM hidden states
     dropout: float = 0.0
     spk_dim: int = 512
     cond_dim: int | None = None       # LLM hidden size; DualSpeechLM fills it in
@@ -48,7 +54,8 @@ class AcousticGPTConfig:
 
     def spec(self) -> AcousticSpec:
         """The part of this config the dataset needs."""
-        return AcousticSpec(self.field, self.n_codes, self.spk_dim, self.block_size)
+        return AcousticSpec(self.field, self.n_codes, self.spk_dim, self.block_size,
+                            self.cond_block_size)
 
 
 class SelfAttention(nn.Module):
@@ -102,6 +109,7 @@ class AcousticGPT(nn.Module):
         self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd)
         self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.cpe = nn.Embedding(cfg.cond_block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -119,7 +127,7 @@ class AcousticGPT(nn.Module):
 
     # -- shared pieces --------------------------------------------------------------------------
     def _prefix(self, cond, cond_mask, spk):
-        """Prefix embeddings (B, 1+Lc, C) and their validity (B, 1+Lc)."""
+        """Prefix embeddings with their positions (B, 1+Lc, C) and validity (B, 1+Lc)."""
         if spk.shape[-1] != self.cfg.spk_dim:
             raise ValueError(f"speaker embedding has {spk.shape[-1]} dims, acoustic_gpt.spk_dim "
                              f"is {self.cfg.spk_dim}")
@@ -127,13 +135,21 @@ class AcousticGPT(nn.Module):
         x = torch.cat([self.spk_proj(spk.to(w.dtype)).unsqueeze(1),
                        self.adapter(cond.to(w.dtype))], 1)
         valid = torch.cat([cond_mask.new_ones(cond_mask.shape[0], 1), cond_mask.bool()], 1)
-        return x, valid
+        n = int(valid.sum(1).max())
+        if n > self.cfg.cond_block_size:
+            raise ValueError(f"AcousticGPT condition of {n} frames (speaker + LLM states) exceeds "
+                             f"acoustic_gpt.cond_block_size={self.cfg.cond_block_size}")
+        return x + self.cpe(_positions(valid)), valid
 
-    def _run(self, x, pos, mask, past=None):
+    def _tokens(self, tokens, pos):
+        """Token embeddings plus their positions (counted from the start token)."""
         if int(pos.max()) >= self.cfg.block_size:
-            raise ValueError(f"AcousticGPT sequence of {int(pos.max()) + 1} frames exceeds "
-                             f"acoustic_gpt.block_size={self.cfg.block_size}")
-        x = self.drop(x + self.wpe(pos))
+            raise ValueError(f"AcousticGPT sequence of {int(pos.max()) + 1} acoustic tokens "
+                             f"exceeds acoustic_gpt.block_size={self.cfg.block_size}")
+        return self.wte(tokens) + self.wpe(pos)
+
+    def _run(self, x, mask, past=None):
+        x = self.drop(x)
         new_past = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, mask, None if past is None else past[i])
@@ -154,20 +170,19 @@ class AcousticGPT(nn.Module):
 
     def _layout(self, cond, cond_mask, spk, tokens, tokens_mask):
         px, pvalid = self._prefix(cond, cond_mask, spk)
-        x = torch.cat([px, self.wte(tokens)], 1)
+        x = torch.cat([px, self._tokens(tokens, _positions(tokens_mask.bool()))], 1)
         valid = torch.cat([pvalid, tokens_mask.bool()], 1)
         is_prefix = torch.zeros_like(valid)
         is_prefix[:, :px.shape[1]] = True
-        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
-        return x, pos, self._full_mask(valid, is_prefix), px.shape[1], valid
+        return x, self._full_mask(valid, is_prefix), px.shape[1], valid
 
     # -- training -----------------------------------------------------------------------------
     def forward(self, cond, cond_mask, spk, tokens, tokens_mask):
         """Teacher-forced CE. ``tokens`` = [start, codes..., end] right padded with pad_id.
 
         Returns (mean CE over predicted tokens, logits (B, La, V))."""
-        x, pos, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask)
-        h, _ = self._run(x, pos, mask)
+        x, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask)
+        h, _ = self._run(x, mask)
         logits = self._logits(h[:, P:])
         target = tokens[:, 1:].masked_fill(~tokens_mask[:, 1:].bool(), -100)
         loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, self.vocab_size),
@@ -178,6 +193,11 @@ class AcousticGPT(nn.Module):
         return self.layout.targets(codes)
 
     # -- decoding -----------------------------------------------------------------------------
+    @property
+    def max_new_tokens(self) -> int:
+        """Most codec ids one generation can hold: the start token takes one position."""
+        return self.cfg.block_size - 1
+
     def _sample(self, logits, top_k, temperature, generator, allow_end=True):
         logits = logits.float()
         banned = [self.pad_id, self.no_speech_id, self.start_id] + ([] if allow_end else
@@ -198,29 +218,24 @@ class AcousticGPT(nn.Module):
         B = cond.shape[0]
         px, pvalid = self._prefix(cond, cond_mask, spk)
         P = px.shape[1]
-        room = self.cfg.block_size - P - 1
-        if room <= 0:
-            raise ValueError(f"condition of {P} frames leaves no room in "
-                             f"acoustic_gpt.block_size={self.cfg.block_size}")
-        limits = torch.as_tensor(max_len, device=cond.device).expand(B).clamp(max=room)
+        limits = torch.as_tensor(max_len, device=cond.device).expand(B).clamp(
+            max=self.max_new_tokens)
         tokens = torch.full((B, 1), self.start_id, dtype=torch.long, device=cond.device)
         done = limits <= 0
-        n_prefix = pvalid.long().sum(1)
         past, out = None, []
         for step in range(int(limits.max())):
             if use_cache and past is not None:
-                x = self.wte(tokens[:, -1:])
-                pos = (n_prefix + step).unsqueeze(1)
+                x = self._tokens(tokens[:, -1:], torch.full((B, 1), step, device=cond.device))
                 keys_valid = torch.cat([pvalid, pvalid.new_ones(B, step + 1)], 1)
                 mask = keys_valid[:, None, None, :]
             else:
-                x = torch.cat([px, self.wte(tokens)], 1)
+                pos = torch.arange(tokens.shape[1], device=cond.device).expand(B, -1)
+                x = torch.cat([px, self._tokens(tokens, pos)], 1)
                 valid = torch.cat([pvalid, pvalid.new_ones(tokens.shape)], 1)
                 is_prefix = torch.zeros_like(valid)
                 is_prefix[:, :P] = True
-                pos = (valid.long().cumsum(1) - 1).clamp(min=0)
                 mask = self._full_mask(valid, is_prefix)
-            h, new_past = self._run(x, pos, mask, past)
+            h, new_past = self._run(x, mask, past)
             past = new_past if use_cache else None
             nxt = self._sample(self._logits(h[:, -1]), top_k, temperature, generator,
                                allow_end=step >= min_len)
@@ -239,3 +254,7 @@ class AcousticGPT(nn.Module):
             result.append(row[: int(end[0]) if len(end) else len(row)].cpu())
         return result
 
+
+def _positions(valid: torch.Tensor) -> torch.Tensor:
+    """Position of every frame among the valid frames of its row (padding gets 0)."""
+    return (valid.long().cumsum(1) - 1).clamp(min=0)
