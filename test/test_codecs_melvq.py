@@ -1,4 +1,4 @@
-"""MelVQ, the offline codec: train_melvq on espeak speech, encode gives ceil(T / hop) ids that
+"""MelVQ, the offline codec: train_codec on espeak speech, encode gives ceil(T / hop) ids that
 are the nearest centroids, decode gives exactly N * hop samples of speech-like audio, bad ids and
 checkpoints give clear errors, and extract_acoustic stores the ids as ``acoustic_tokens``."""
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 from lhotse import CutSet, Recording
 
 from dualspeech.audio import load_audio, load_cut_audio
@@ -20,7 +21,7 @@ TEXTS = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by
 
 @pytest.fixture
 def trained(tmp_path, make_speech):
-    from dualspeech.bin import train_melvq
+    from dualspeech.bin import train_codec
 
     cuts = [speech_cut(Recording.from_file(make_speech(t, f"u{i}"), recording_id=f"u{i}"), t, "s")
             for i, t in enumerate(TEXTS)]
@@ -28,8 +29,11 @@ def trained(tmp_path, make_speech):
     conf = tmp_path / "codec.yaml"
     conf.write_text("codec:\n  name: melvq\n  checkpoint: unused.pt\n  griffin_lim_iters: 8\n"
                     "melvq_train:\n  codebook_size: 32\n  kmeans_iters: 20\n")
-    ckpt = train_melvq.main(["--conf", str(conf), "--cuts", str(tmp_path / "cuts.jsonl.gz"),
-                             "--out", str(tmp_path / "melvq.pt")])
+    resolved = train_codec.main(["--conf", str(conf), "--cuts", str(tmp_path / "cuts.jsonl.gz"),
+                                 "--out-dir", str(tmp_path / "exp")])
+    ckpt = tmp_path / "exp" / "melvq.pt"
+    assert yaml.safe_load(resolved.read_text())["codec"] == {
+        "name": "melvq", "checkpoint": str(ckpt), "griffin_lim_iters": 8}
     return tmp_path, ckpt
 
 
@@ -63,7 +67,7 @@ def test_encode_decode_round_trip(trained):
 
 
 def test_bad_checkpoint_and_config(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_melvq"):
+    with pytest.raises(FileNotFoundError, match="train_codec"):
         build_codec({"name": "melvq", "checkpoint": str(tmp_path / "none.pt")})
     torch.save({"centroids": torch.zeros(4, 80)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="missing"):

@@ -141,11 +141,13 @@ def test_bad_checkpoints(tmp_path, codec_files):
     torch.save({"generator": {}}, tmp_path / "nostate.ckpt")
     with pytest.raises(CheckpointError, match="'state_dict'"):
         build_codec({**opts, "checkpoint": str(tmp_path / "nostate.ckpt")})
-    with pytest.raises(FileNotFoundError, match="WavTokenizer-large-unify-40token"):
+    with pytest.raises(FileNotFoundError, match="WavTokenizer-large-unify-40token") as err:
         build_codec({**opts, "checkpoint": str(tmp_path / "absent.ckpt")})
+    assert "absent.ckpt" in str(err.value) and "tools/download_models.py wavtokenizer" in str(err.value)
     wide = official_yaml(tmp_path / "wide.yaml", dim=96)   # config of another model size
     with pytest.raises(CheckpointError, match="shape mismatch.*backbone"):
         build_codec({**opts, "config": str(wide), "checkpoint": str(tmp_path / "missing.ckpt")})
     (tmp_path / "notwt.yaml").write_text("model: {init_args: {sample_rate: 24000}}\n")
     with pytest.raises(ConfigError, match="not a WavTokenizer training config"):
-        build_codec({**opts, "config": str(tmp_path / "notwt.yaml"), "checkpoint": "x"})
+        build_codec({**opts, "config": str(tmp_path / "notwt.yaml"),
+                     "checkpoint": str(tmp_path / "nostate.ckpt")})

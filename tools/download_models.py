@@ -13,6 +13,8 @@ unless asked. Gated Hugging Face repos (meta-llama) need ``huggingface-cli login
 Examples:
   DUALSPEECH_ALLOW_NETWORK=1 python tools/download_models.py whisper:medium hf:meta-llama/Llama-3.2-1B
   DUALSPEECH_ALLOW_NETWORK=1 python tools/download_models.py paper --out /data/models
+  DUALSPEECH_ALLOW_NETWORK=1 python tools/download_models.py wavtokenizer \
+      --link-into egs/multitask/exp/wavtokenizer     # the two files codec_wavtokenizer.yaml reads
 """
 from __future__ import annotations
 
@@ -26,7 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dualspeech import pretrained  # noqa: E402
 
-GROUPS = {"paper": sorted(pretrained.DOWNLOADABLE)}
+WAVTOKENIZER = "hf:novateur/WavTokenizer-large-unify-40token"
+# the files of that repo that egs/multitask/conf/codec_wavtokenizer.yaml points at
+WAVTOKENIZER_FILES = ("wavtokenizer_large_unify_600_24k.ckpt",
+                      "wavtokenizer_smalldata_frame40_3s_nq1_code4096_dim512_kmeans200_attn.yaml")
+GROUPS = {"paper": sorted(pretrained.DOWNLOADABLE), "wavtokenizer": [WAVTOKENIZER]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,13 +41,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python tools/download_models.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"known models:\n{known}\n  {'paper':46s} all of the above\n"
+               f"  {'wavtokenizer':46s} {WAVTOKENIZER} (use with --link-into)\n"
                "Any other whisper:<name> (openai-whisper names) or hf:<org>/<repo> works too.")
     parser.add_argument("names", nargs="+", metavar="NAME",
                         help="model specs (whisper:<name>, hf:<org>/<repo>) or 'paper'")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"models dir (default: the dualspeech cache, "
                              f"${pretrained.CACHE_ENV} or ~/.cache/dualspeech)")
+    parser.add_argument("--link-into", type=Path, default=None, metavar="DIR",
+                        help="with wavtokenizer: symlink its config YAML and checkpoint into DIR "
+                             "(a recipe's exp/wavtokenizer/, where codec_wavtokenizer.yaml looks)")
     return parser.parse_args(argv)
+
+
+def link_wavtokenizer(repo_dir: Path, target: Path) -> None:
+    """Symlink the two WavTokenizer files the codec config names into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in WAVTOKENIZER_FILES:
+        src = repo_dir / name
+        if not src.is_file():
+            raise SystemExit(f"error: {src} is not in the downloaded {WAVTOKENIZER} snapshot")
+        link = target / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(src.resolve())
+        print(f"  {link} -> {src.resolve()}")
 
 
 def expand(names: list[str]) -> list[str]:
@@ -74,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
           f"resolves through ${pretrained.CACHE_ENV}={pretrained.cache_dir()}) or the path:")
     for spec, path in done.items():
         print(f'  "{spec}"    # or: "{path}"')
+    if args.link_into is not None:
+        if WAVTOKENIZER not in done:
+            raise SystemExit("error: --link-into goes with the wavtokenizer download")
+        link_wavtokenizer(Path(done[WAVTOKENIZER]), args.link_into)
     return 0
 
 

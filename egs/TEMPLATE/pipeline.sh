@@ -48,8 +48,8 @@ ustokenizer_config=      # train a USTokenizer with this config in stage 3 ...
 ustokenizer_ckpt=        # ... or extract with this trained checkpoint (skips training)
 ustokenizer_parts=       # parts the USTokenizer trains on (default: train parts)
 ustokenizer_args=        # extra arguments for train_ustokenizer (e.g. "--set trainer.max_steps=10")
-codec_config=            # acoustic codec config (melvq is trained in stage 4 when it has no checkpoint)
-codec_args=              # extra arguments for train_melvq
+codec_config=            # acoustic codec config (melvq / vqmel are trained in stage 4; wavtokenizer needs its files)
+codec_args=              # extra arguments for train_codec (e.g. "--set vqmel_train.steps=100")
 speaker_config=          # speaker encoder config
 # ---- DualSpeechLM (stages 6-8)
 train_config=            # DualSpeechLM training config
@@ -262,7 +262,7 @@ if in_stage 3; then
 fi
 
 # The codec config as later stages use it: codec_resolved is the codec section with the
-# checkpoint trained here (melvq), or the config itself when it names its own checkpoint.
+# checkpoint trained here (melvq, vqmel), or the config's own section (pretrained codecs).
 codec_exp=$expdir/$(basename "${codec_config:-codec}" .yaml)
 codec_resolved=$codec_exp/codec.yaml
 if in_stage 4; then
@@ -270,15 +270,11 @@ if in_stage 4; then
   # shellcheck disable=SC2046,SC2086
   if stage_begin 4 codec --inputs $(config_files "$codec_config") $(for s in $train_sets; do speech_cuts "$s"; done) \
        --args "$train_sets|$codec_args"; then
-    mkdir -p "$codec_exp"
-    if [ "$($python -m dualspeech.bin.resolve_config "$codec_config" --get codec.name)" = melvq ]; then
-      # shellcheck disable=SC2046,SC2086
-      $cpu_cmd "$logdir/stage4_codec.log" $python -m dualspeech.bin.train_melvq --conf "$codec_config" \
-        --cuts $(for s in $train_sets; do speech_cuts "$s"; done) --out "$codec_exp/melvq.pt" $codec_args
-      $python -m dualspeech.bin.resolve_config "$codec_config" --set "codec.checkpoint=$codec_exp/melvq.pt" --out "$codec_resolved"
-    else
-      $python -m dualspeech.bin.resolve_config "$codec_config" --out "$codec_resolved"
-    fi
+    # trains a trainable codec (melvq, vqmel) into $codec_exp, or checks a pretrained one's files
+    # (e.g. WavTokenizer: stops here, naming the files and how to get them); writes $codec_resolved
+    # shellcheck disable=SC2046,SC2086
+    $cpu_cmd "$logdir/stage4_codec.log" $python -m dualspeech.bin.train_codec --conf "$codec_config" \
+      --cuts $(for s in $train_sets; do speech_cuts "$s"; done) --out-dir "$codec_exp" $codec_args
     stage_end 4 codec "$codec_exp"
   fi
   # shellcheck disable=SC2046

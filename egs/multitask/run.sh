@@ -23,7 +23,7 @@ fi
   --test-parts "librispeech:test-clean librispeech:test-other $sc_test libritts_r:test-clean libritts_r:test-other covost2:test cvss_c:test_es cvss_c:test_fr iemocap:test vctk:test" \
   --ustokenizer-parts "$ls_train iemocap:train" \
   --ustokenizer-config conf/ustokenizer_paper.yaml \
-  --codec-config conf/codec_melvq.yaml --speaker-config conf/speaker_wavlm.yaml \
+  --codec-config conf/codec_wavtokenizer.yaml --speaker-config conf/speaker_wavlm.yaml \
   --train-config conf/dualspeechlm_phi35.yaml --decode-config conf/decode_paper.yaml \
   --score-config conf/score_paper.yaml --results-title "DualSpeechLM-USToken (multitask, paper setup)" \
   "$@"

@@ -8,6 +8,8 @@ AcousticGPT only sees ``codebook_size`` and ``frame_rate``; which network produc
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,6 +23,21 @@ CODECS: dict[str, Callable[[dict], "Codec"]] = {}
 
 # @register_codec(name): ``factory(options: dict) -> Codec`` under the config name ``codec.name``
 register_codec = registrar(CODECS, "codec")
+
+
+@dataclass(frozen=True)
+class CodecTrainer:
+    """How ``python -m dualspeech.bin.train_codec`` trains a backend: the config section with
+    its settings, their dataclass, the sample rate it wants its training audio at, and
+    ``train(waves, cfg, out_path) -> checkpoint``. The trained checkpoint becomes ``codec.checkpoint``."""
+    section: str
+    config_cls: type
+    sample_rate: Callable[[object], int]
+    max_utterances: Callable[[object], int]
+    train: Callable[[list, object, Path], Path]
+
+
+CODEC_TRAINERS: dict[str, CodecTrainer] = {}
 
 
 def build_codec(cfg: dict) -> "Codec":

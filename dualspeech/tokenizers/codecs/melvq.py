@@ -4,7 +4,7 @@ Encoding: log-mel frames at ``frame_rate`` (hop = sample_rate / frame_rate), nor
 bin, assigned to the nearest of ``codebook_size`` k-means centroids trained on corpus audio.
 Decoding: each code owns the mean linear STFT magnitude of the training frames assigned to it
 (a sharper spectrum than inverting the mel centroid); the magnitudes are turned into a waveform
-with Griffin-Lim. Quality is measured by ``python -m dualspeech.bin.bench melvq_resynthesis``.
+with Griffin-Lim. Quality is measured by ``python -m dualspeech.bin.bench codec_resynthesis``.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dualspeech.config import ConfigError, build
-from dualspeech.tokenizers.codecs.base import Codec, register_codec
+from dualspeech.tokenizers.codecs.base import CODEC_TRAINERS, Codec, CodecTrainer, register_codec
 from dualspeech.tokenizers.kmeans import assign, fit_kmeans
 from dualspeech.utils.io import atomic_path, short_hash
 
@@ -52,7 +52,7 @@ class MelVQFeatures:
 
 @dataclass
 class MelVQTrainConfig:
-    """``melvq_train`` config section read by ``python -m dualspeech.bin.train_melvq``."""
+    """``melvq_train`` config section read by ``python -m dualspeech.bin.train_codec``."""
     features: MelVQFeatures = dataclasses.field(default_factory=MelVQFeatures)
     codebook_size: int = 1024
     max_frames: int = 200000   # frames sampled from the corpus for k-means
@@ -139,7 +139,7 @@ class MelVQCodec(Codec):
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"melvq checkpoint {path} not found: train one with "
-                                    "`python -m dualspeech.bin.train_melvq`")
+                                    "`python -m dualspeech.bin.train_codec`")
         state = torch.load(path, map_location="cpu", weights_only=True)
         missing = {"features", "mean", "std", "centroids", "magnitudes"} - set(state)
         if missing:
@@ -182,3 +182,8 @@ class MelVQCodec(Codec):
 def _build(options: dict) -> MelVQCodec:
     opts = build(MelVQOptions, options, where="codec")
     return MelVQCodec(opts.checkpoint, opts.griffin_lim_iters)
+
+
+CODEC_TRAINERS["melvq"] = CodecTrainer("melvq_train", MelVQTrainConfig,
+                                       sample_rate=lambda c: c.features.sample_rate,
+                                       max_utterances=lambda c: c.max_utterances, train=train_melvq)

@@ -12,10 +12,7 @@ change the codes near the end).
 """
 from __future__ import annotations
 
-import logging
 import math
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +23,10 @@ from torch import nn
 
 from dualspeech.config import ConfigError, build
 from dualspeech.tokenizers.codecs.base import Codec, register_codec
+from dualspeech.tokenizers.codecs.layers import CheckpointError, WNConv1d, load_strict, read_checkpoint
 from dualspeech.utils.io import short_hash
 
-log = logging.getLogger(__name__)
 KEEP_PREFIXES = ("feature_extractor.", "backbone.", "head.")
-
-
-class CheckpointError(ValueError):
-    """A WavTokenizer checkpoint that cannot be read or does not fit the config."""
 
 
 @dataclass
@@ -88,27 +81,6 @@ class Nest(nn.Module):
         super().__init__()
         for name, child in children.items():
             self.add_module(name, child)
-
-
-class WNConv1d(nn.Module):
-    """(Transposed) Conv1d stored as old-style weight norm: w = g * v / ||v|| (norm over all dims
-    but 0, no eps), keys ``weight_g`` / ``weight_v`` / ``bias`` as in the training checkpoint."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1,
-                 transpose: bool = False):
-        super().__init__()
-        shape = (cin, cout, kernel) if transpose else (cout, cin, kernel)
-        self.weight_v = nn.Parameter(torch.randn(shape) * 0.02)
-        self.weight_g = nn.Parameter(self.weight_v.detach().flatten(1).norm(dim=1).view(-1, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(cout))
-        self.stride, self.dilation, self.transpose = stride, dilation, transpose
-
-    def forward(self, x):
-        v = self.weight_v
-        w = self.weight_g * v / v.flatten(1).norm(dim=1).view(-1, 1, 1)
-        if self.transpose:
-            return F.conv_transpose1d(x, w, self.bias, stride=self.stride)
-        return F.conv1d(x, w, self.bias, stride=self.stride, dilation=self.dilation)
 
 
 def reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
@@ -347,21 +319,6 @@ class WavTokenizerModel(nn.Module):
         return self.head(self.backbone(feats, bandwidth_id))
 
 
-def _read_checkpoint(path: Path, allow_unsafe_pickle: bool) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if not allow_unsafe_pickle:
-            raise CheckpointError(
-                f"{path} holds Python objects that torch.load(weights_only=True) refuses ({e}); "
-                "if you trust the file set codec.allow_unsafe_pickle: true") from e
-        log.warning("loading %s with weights_only=False (codec.allow_unsafe_pickle)", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"cannot read WavTokenizer checkpoint {path} (corrupt or not a "
-                              f"PyTorch checkpoint): {e}") from e
-
-
 def load_wavtokenizer(config: str | Path, checkpoint: str | Path, allow_unsafe_pickle: bool = False,
                       **arch_overrides) -> WavTokenizerModel:
     """Build from the official YAML and load the Lightning checkpoint's generator weights
@@ -372,26 +329,14 @@ def load_wavtokenizer(config: str | Path, checkpoint: str | Path, allow_unsafe_p
         raise FileNotFoundError(f"WavTokenizer checkpoint {path} not found (e.g. "
                                 "wavtokenizer_large_unify_600_24k.ckpt from novateur/"
                                 "WavTokenizer-large-unify-40token; see docs/acoustic.md)")
-    obj = _read_checkpoint(path, allow_unsafe_pickle)
+    obj = read_checkpoint(path, allow_unsafe_pickle, "WavTokenizer")
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise CheckpointError(f"{path}: expected a Lightning checkpoint with a 'state_dict' entry, "
                               f"got {type(obj).__name__} with keys {sorted(obj)[:8] if isinstance(obj, dict) else '-'}")
     state = {k: v for k, v in obj["state_dict"].items() if k.startswith(KEEP_PREFIXES)}
     model = WavTokenizerModel(arch)
-    want = model.state_dict()
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    bad_shape = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
-                       for k in set(want) & set(state) if state[k].shape != want[k].shape)
-    if missing or unexpected or bad_shape:
-        def show(items):
-            return ", ".join(items[:6]) + (f" ... (+{len(items) - 6})" if len(items) > 6 else "")
-        raise CheckpointError(
-            f"{path} does not match {config}: {len(missing)} missing key(s) [{show(missing)}], "
-            f"{len(unexpected)} unexpected key(s) [{show(unexpected)}], "
-            f"{len(bad_shape)} shape mismatch(es) [{show(bad_shape)}]; is this the checkpoint "
-            "trained with this config?")
-    model.load_state_dict(state, strict=True)
+    load_strict(model, state, f"{path} does not match {config}",
+                "is this the checkpoint trained with this config?")
     return model.eval()
 
 
@@ -430,9 +375,29 @@ class WavTokenizerCodec(Codec):
                                   self.bandwidth_id)[0].cpu().numpy() for seq in ids]
 
 
+RELEASE_REPO = "novateur/WavTokenizer-large-unify-40token"
+
+
+def check_files(config: str | Path, checkpoint: str | Path) -> None:
+    """Both released files must exist; otherwise one error naming them, where they go and how
+    to get them (nothing is downloaded at run time)."""
+    missing = [str(p) for p in (config, checkpoint) if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"WavTokenizer files missing: {', '.join(missing)}. The codec needs two files from the "
+            f"Hugging Face repo {RELEASE_REPO}: the config YAML ({Path(config).name}) at "
+            f"codec.config={config} and the checkpoint ({Path(checkpoint).name}) at "
+            f"codec.checkpoint={checkpoint}. On a machine with internet access run "
+            f"`DUALSPEECH_ALLOW_NETWORK=1 python tools/download_models.py wavtokenizer "
+            f"--link-into {Path(checkpoint).parent.resolve()}` (or put the files there yourself, or edit the "
+            "paths in the codec config); to run without them pick an offline codec with "
+            "--codec-config conf/codec_vqmel.yaml or conf/codec_melvq.yaml")
+
+
 @register_codec("wavtokenizer")
 def _build(options: dict) -> WavTokenizerCodec:
     opts = build(WavTokenizerOptions, options, where="codec")
+    check_files(opts.config, opts.checkpoint)
     model = load_wavtokenizer(opts.config, opts.checkpoint, opts.allow_unsafe_pickle,
                               encoder_filters=opts.encoder_filters, encoder_dim=opts.encoder_dim)
     identity = f"wavtokenizer:{Path(opts.checkpoint).name}@{short_hash(opts.checkpoint)}"
