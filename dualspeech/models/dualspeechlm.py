@@ -32,6 +32,7 @@ from dualspeech.data.token_layout import AcousticSpec
 from dualspeech.data.vocab import SpeechVocab, SpeechVocabConfig
 from dualspeech.models import coc
 from dualspeech.models.acoustic_gpt import AcousticGPT, AcousticGPTConfig
+from dualspeech.models.speech_init import SpeechInitConfig, init_new_rows, speech_rows
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,6 +64,7 @@ class ModelConfig:
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
+    speech_init: SpeechInitConfig = field(default_factory=SpeechInitConfig)  # speech_init.py
     train_norms: bool = True          # also train the backbone's norm weights (reference code)
     seed: int = 0                     # init of the new rows / AcousticGPT
 
@@ -73,22 +75,13 @@ class ModelConfig:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
 
 
-def init_new_rows(existing: torch.Tensor, n: int, noise: float, generator=None) -> torch.Tensor:
-    """New embedding rows = mean of the existing rows + noise (scaled by their per-dim std).
-
-    Mean init keeps the new rows inside the distribution the backbone already handles (random
-    rows would make the first logits/activations of speech positions huge)."""
-    existing = existing.detach().float()
-    mean, std = existing.mean(0), existing.std(0)
-    rand = torch.randn(n, existing.shape[1], generator=generator)
-    return mean + noise * std * rand
-
-
 class DualSpeechLM(nn.Module):
     def __init__(self, cfg: ModelConfig, template_cfg: TemplateConfig | None = None,
-                 vocab: SpeechVocab | None = None, full_config: dict | None = None):
+                 vocab: SpeechVocab | None = None, full_config: dict | None = None,
+                 init_speech_rows: bool = True):
         """Build from config. ``vocab``: an already extended tokenizer (when loading); ``None``
-        extends the backbone's own tokenizer."""
+        extends the backbone's own tokenizer. ``init_speech_rows=False`` (loading trained
+        weights over them) skips ``model.speech_init`` and leaves mean-init placeholders."""
         super().__init__()
         from dualspeech.pretrained import load_causal_lm
 
@@ -110,8 +103,10 @@ class DualSpeechLM(nn.Module):
         n_new = self.vocab.num_new
         merged = rows >= self.vocab.size   # a merged model already carries the speech rows
         with torch.no_grad():
+            init = cfg.speech_init if init_speech_rows else SpeechInitConfig()
             emb_rows = (in_emb.weight[text_vocab:self.vocab.size].float().clone() if merged else
-                        init_new_rows(in_emb.weight[:text_vocab], n_new, cfg.init_noise, gen))
+                        speech_rows(init, in_emb.weight[:text_vocab], self.vocab.cfg.num_tokens,
+                                    cfg.init_noise, gen))
             self.speech_embed = nn.Parameter(emb_rows)
             if not self.tied:
                 head_rows = (head.weight[text_vocab:self.vocab.size].float().clone() if merged
@@ -216,6 +211,8 @@ class DualSpeechLM(nn.Module):
         return loss, loss.new_ones(())
 
     @classmethod
-    def from_config(cls, cfg: dict, vocab: SpeechVocab | None = None) -> "DualSpeechLM":
+    def from_config(cls, cfg: dict, vocab: SpeechVocab | None = None,
+                    init_speech_rows: bool = True) -> "DualSpeechLM":
         return cls(build(ModelConfig, cfg.get("model"), "model"),
-                   build(TemplateConfig, cfg.get("templates"), "templates"), vocab, cfg)
+                   build(TemplateConfig, cfg.get("templates"), "templates"), vocab, cfg,
+                   init_speech_rows)

@@ -52,7 +52,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> DualSpee
     if (path / "model.pt").exists():      # trainer checkpoint: config lives in the exp dir
         exp_dir = path.parent.parent
         cfg = load_yaml(exp_dir / "config.yaml")
-        model = DualSpeechLM.from_config(cfg, SpeechVocab.load(exp_dir / "tokenizer"))
+        model = DualSpeechLM.from_config(cfg, SpeechVocab.load(exp_dir / "tokenizer"),
+                                         init_speech_rows=False)
         load_trainable_state_dict(model, torch.load(path / "model.pt", map_location="cpu",
                                                     weights_only=True))
         return model.to(device).eval()
@@ -62,7 +63,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> DualSpee
     cfg = load_yaml(path / "config.yaml")
     if (path / "llm").is_dir():             # merged: the LLM dir holds everything
         cfg["model"]["llm"] = str(path / "llm")
-    model = DualSpeechLM.from_config(cfg, SpeechVocab.load(path / "tokenizer"))
+    model = DualSpeechLM.from_config(cfg, SpeechVocab.load(path / "tokenizer"),
+                                     init_speech_rows=False)
     state = load_file(str(path / "extra.safetensors"))
     if (path / "adapter").is_dir():
         from peft import set_peft_model_state_dict

@@ -14,11 +14,12 @@ import torch
 
 
 def toy_model(conf: str, overrides: list[str] | None = None, seed: int = 0):
-    """(model in eval mode, its config dict) from a DualSpeechLM config file."""
+    """(model in eval mode, its config dict) from a DualSpeechLM config file. Its speech rows
+    start as ``mean_noise`` (a toy has no trained USTokenizer to initialise them from)."""
     from dualspeech.config import load_config
     from dualspeech.models.dualspeechlm import DualSpeechLM
 
-    cfg = load_config(conf, overrides)
+    cfg = load_config(conf, ["+model.speech_init.method=mean_noise", *(overrides or [])])
     torch.manual_seed(seed)
     return DualSpeechLM.from_config(cfg).eval(), cfg
 

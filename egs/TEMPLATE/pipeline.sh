@@ -305,8 +305,12 @@ if in_stage 6 && [ -z "$train_sets" ]; then
   log "stage 6: no --train-parts in this recipe, nothing to train (decode a model with --lm-exp DIR)"
 elif in_stage 6; then
   need train_config
+  init_ckpt=       # model.speech_init.method=ustokenizer: the speech rows start from stage 3's USTokenizer
+  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" --get model.speech_init.method)" = ustokenizer ]; then
+    init_ckpt=$ustokenizer_ckpt
+  fi
   # shellcheck disable=SC2046,SC2086
-  if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" \
+  if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" ${init_ckpt:+"$init_ckpt"} \
        --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora"; then
     same_config_or_die "$lm_exp" "$train_config"     # --train-args are in the dir name (args_tag)
     token_meta=()    # token sizes recorded by stages 3-4 size the model (and check the config)
@@ -318,7 +322,8 @@ elif in_stage 6; then
     # shellcheck disable=SC2086
     $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
       --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
-      ${dev_sets:+--valid $dev_sets} ${token_meta[@]+--token-meta "${token_meta[@]}"} $train_args
+      ${dev_sets:+--valid $dev_sets} ${token_meta[@]+--token-meta "${token_meta[@]}"} \
+      ${init_ckpt:+--set "model.speech_init.ustokenizer_ckpt=$init_ckpt"} $train_args
     if [ "$merge_lora" = true ]; then                 # a plain HF model: faster decoding, no peft
       $cpu_cmd "$logdir/stage6_merge.log" $python -m dualspeech.bin.merge --exp-dir "$lm_exp" --out "$lm_exp/merged"
     fi
