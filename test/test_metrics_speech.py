@@ -102,5 +102,7 @@ def test_score_tts_records_on_real_speech(make_speech, tmp_path):
     assert m["wer"]["value"] < 40 and res["per_utt"][2]["wer_errors"] == 2
     assert m["sim"]["value"] > 0.7 and m["sim"]["n"] == 2
     assert 1.0 < m["dnsmos_ovrl"]["value"] < 5.0 and m["dnsmos_p808"]["n"] == 2
+    # no record names its prompt's speaker: the other-speaker SIM control is skipped, counted
     assert res["counts"] == {"n": 3, "failed": 1, "missing_wav": 1, "sim_skipped": 1,
-                             "dnsmos_skipped": 1}
+                             "dnsmos_skipped": 1, "other_speaker_skipped": 3}
+    assert "sim" not in res["controls"]
