@@ -110,7 +110,8 @@ class SamplesPage:
         for rec in records[:self.n]:
             uid, speech = rec["id"], cuts.get(rec["id"], {})
             d = self.audio_dir / safe
-            audio = [(f"input ({role})", self._clip_from_cut(speech.get(role), d / f"{uid}_in_{role}.ogg"))
+            audio = [(f"input ({role})",
+                      self._clip_from_cut(speech.get(role), d / f"{uid}_in_{role}.ogg"))
                      for role in spec.input_speech]
             if spec.kind == "generation":
                 audio.append(("speaker prompt", self._clip_from_file(
@@ -155,7 +156,8 @@ def _scores(row: dict) -> list[str]:
     out = []
     for unit in ("wer", "cer"):
         if row.get(f"{unit}_ref_len"):
-            out.append(f"{unit.upper()} {100 * row[f'{unit}_errors'] / row[f'{unit}_ref_len']:.1f} %")
+            rate = 100 * row[f"{unit}_errors"] / row[f"{unit}_ref_len"]
+            out.append(f"{unit.upper()} {rate:.1f} %")
     if "label" in row:
         out.append(f"label {row['label']} ({'right' if row.get('correct') else 'wrong'})")
     for key, label in (("sim", "SIM"), ("sim_other_speaker", "SIM other spk"),
@@ -166,7 +168,8 @@ def _scores(row: dict) -> list[str]:
 
 
 def _row(rec: dict, scores: dict, audio: list[tuple[str, str | None]]) -> str:
-    texts = [f"<b>{k}</b>: {html.escape(str(v))}" for k, v in rec["ref"].items() if k in TEXT_FIELDS]
+    texts = [f"<b>{k}</b>: {html.escape(str(v))}" for k, v in rec["ref"].items()
+             if k in TEXT_FIELDS]
     said = rec.get("text") if "text" in rec else scores.get("transcript")
     if said is not None:
         what = "answer" if "text" in rec else "Whisper transcript"
@@ -180,4 +183,5 @@ def _row(rec: dict, scores: dict, audio: list[tuple[str, str | None]]) -> str:
         f"<div class='clip'>{html.escape(label)}: -</div>"
         for label, src in audio) or "-"
     return (f"<tr><td>{head}</td><td>{'<br>'.join(texts)}</td>"
-            f"<td>{'<br>'.join(map(html.escape, _scores(scores))) or '-'}</td><td>{players}</td></tr>")
+            f"<td>{'<br>'.join(map(html.escape, _scores(scores))) or '-'}</td>"
+            f"<td>{players}</td></tr>")
