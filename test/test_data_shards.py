@@ -21,7 +21,7 @@ from dualspeech.testing.toy_corpus import write_toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUG = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
-ACOUSTIC = AcousticSpec("acoustic_tokens", 1024, 256, 1024)
+ACOUSTIC = AcousticSpec("acoustic_tokens", 1024, 256, 1024, 2048)
 
 
 def write(data: Path, *extra: str) -> dict:

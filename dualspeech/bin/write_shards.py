@@ -74,23 +74,31 @@ def missing_field(task: str, speech: dict, field: str, acoustic_field: str) -> s
 
 
 def encode_example(templates, acoustic_field: str, task: str, cut, speech: dict) -> dict:
-    """One shard record: rendered ids + what the AcousticGPT needs (generation tasks)."""
+    """One shard record from a task-example cut and its speech cuts (role -> cut)."""
     spec, field = TASKS[task], templates.vocab.cfg.field
-    inputs = {r: tokens(speech[r], field) for r in spec.input_speech}
-    target = tokens(speech[spec.output_speech], field) if spec.output_speech else None
+    out = spec.output_speech
+    return render_record(
+        templates, task, cut, {r: tokens(speech[r], field) for r in spec.input_speech},
+        tokens(speech[out], field) if out else None,
+        tokens(speech[out], acoustic_field) if out else None,
+        speech["speaker_ref"].load_custom("speaker_embedding") if out else None)
+
+
+def render_record(templates, task: str, cut, inputs: dict, target=None, codes=None,
+                  speaker=None) -> dict:
+    """One shard record: rendered ids (+ codec ids and speaker embedding of the output speech)."""
     enc = templates.encode(task, cut.custom, inputs, target)
     rec = {"cut": cut, "input_ids": np.asarray(enc.input_ids, dtype=np.int32),
            "prompt_len": enc.prompt_len, "target_span": enc.target_span}
-    if spec.output_speech:
-        codes = tokens(speech[spec.output_speech], acoustic_field)
+    if TASKS[task].output_speech:
+        codes = np.asarray(codes)
         rec["acoustic_tokens"] = codes.astype(np.int16 if codes.max(initial=0) < 2 ** 15 else np.int32)
-        rec["speaker_embedding"] = np.asarray(speech["speaker_ref"].load_custom("speaker_embedding"),
-                                              dtype=np.float32).reshape(-1)
+        rec["speaker_embedding"] = np.asarray(speaker, dtype=np.float32).reshape(-1)
     return rec
 
 
 def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part: str,
-              out_root: Path, shard_size: int, force: bool) -> dict[str, int]:
+              out_root: Path, shard_size: int, force: bool, nj: int = 1) -> dict[str, int]:
     """Write one set's shards; returns {task: examples written}."""
     from lhotse import CutSet
     from lhotse.features.io import close_cached_file_handles
@@ -111,7 +119,7 @@ def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part
     sources = sorted({str(c.custom.get(f"{f}_source")) for c in speech.values() if c.custom
                       for f in (templates.vocab.cfg.field, acoustic_field)
                       if c.custom.get(f"{f}_source")})
-    counts, dropped = {}, Counter()
+    counts, dropped, jobs = {}, Counter(), {}
     for task, path in task_paths.items():
         examples = []
         for cut in CutSet.from_file(path):
@@ -123,13 +131,17 @@ def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part
                 continue
             examples.append((cut, roles))
         counts[task] = len(examples)
-        for k in range(0, len(examples), shard_size):
-            if writer.done(task, k // shard_size):
-                continue
-            records = [encode_example(templates, acoustic_field, task, cut, roles)
-                       for cut, roles in examples[k:k + shard_size]]
-            writer.write_shard(task, k // shard_size, records)
-            close_cached_file_handles()        # lhotse keeps every HDF5 file it read open
+        jobs[task] = examples
+
+    def make_records(task: str, k: int) -> list[dict]:
+        records = [encode_example(templates, acoustic_field, task, cut, roles)
+                   for cut, roles in jobs[task][k * shard_size:(k + 1) * shard_size]]
+        close_cached_file_handles()          # lhotse keeps every HDF5 file it read open
+        return records
+
+    units = [(t, k) for t, exs in jobs.items() for k in range(-(-len(exs) // shard_size))]
+    n = writer.write_all(units, make_records, nj)
+    log.info("%s:%s: wrote %d of %d shards (the others were complete)", corpus, part, n, len(units))
     for reason, n in sorted(dropped.items()):
         log.warning("%s:%s: dropped %d examples (%s)", corpus, part, n, reason)
     writer.finish(counts, fingerprint, {"speech_token_sources": sources,
@@ -146,8 +158,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=None, help="default: <data-root>/shards")
     p.add_argument("--shard-size", type=int, default=1000, help="examples per shard")
     p.add_argument("--force", action="store_true", help="rewrite shards written before")
-    args = p.parse_args(argv)
+    p.add_argument("--nj", type=int, default=1, help="shards written in parallel (processes)")
+    args, other = p.parse_known_args(argv)   # the recipe passes its train args (--set ...)
     setup_logging()
+    if other:
+        log.info("ignoring arguments that only training uses: %s", " ".join(other))
     templates, acoustic_field = build_templates(config_from_args(args))
     out = args.out or shard_root(args.data_root)
     result = {}
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not sep or not corpus or not part:
             raise SystemExit(f"--sets entries look like corpus:part, got {name!r}")
         result[name] = write_set(templates, acoustic_field, args.data_root, corpus, part, out,
-                                 args.shard_size, args.force)
+                                 args.shard_size, args.force, args.nj)
         log.info("%s: %s", name, ", ".join(f"{t} {n}" for t, n in result[name].items()))
     return result
 

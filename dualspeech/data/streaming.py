@@ -21,7 +21,7 @@ import torch
 
 from dualspeech.data.shards import ShardReader, ShardSet, encoding_fingerprint, set_dir
 from dualspeech.data.tasks import TASKS
-from dualspeech.data.templates import IGNORE, Encoded, pad_batch
+from dualspeech.data.templates import IGNORE, Encoded
 
 log = logging.getLogger(__name__)
 SHARD_ID_STRIDE = 1 << 20      # group id = set number * stride + shard number
@@ -97,11 +97,12 @@ class ShardDataset(torch.utils.data.Dataset):
             s, j = (int(a[i]) for a in self._where[task])
             shards = self.sets[s]
             arrays = self.reader.read(shards, task, j)
-            ids = arrays["input_ids"].tolist()
+            ids = arrays["input_ids"]
             prompt = int(shards.array(task, "prompt")[j])
             span = tuple(int(x) for x in shards.array(task, "span")[j])
-            encs.append(Encoded(ids, [IGNORE] * prompt + ids[prompt:], prompt,
-                                span if span != (0, 0) else None))
+            labels = ids.astype(np.int64)
+            labels[:prompt] = IGNORE
+            encs.append(Encoded(ids, labels, prompt, span if span != (0, 0) else None))
             tasks.append(task)
             if TASKS[task].kind == "generation":
                 codes.append(arrays["acoustic_tokens"])
@@ -111,12 +112,13 @@ class ShardDataset(torch.utils.data.Dataset):
 
 def collate_encoded(enc: list[Encoded], tasks: list[str], pad_id: int, acoustic=None,
                     codes: list | None = None, speakers: list | None = None) -> dict:
-    """Training batch of encoded examples (right padded); ``codes`` / ``speakers``: AcousticGPT
-    targets and speaker embeddings of the generation examples, in order."""
-    input_ids = pad_batch([e.input_ids for e in enc], pad_id)
-    attention_mask = pad_batch([[1] * len(e.input_ids) for e in enc], 0)
-    labels = pad_batch([e.labels for e in enc], IGNORE)
+    """Training batch of encoded examples (right padded; ids as lists or numpy arrays);
+    ``codes`` / ``speakers``: AcousticGPT targets and speaker embeddings of the generation
+    examples, in order."""
+    input_ids = pad_right([e.input_ids for e in enc], pad_id)
+    labels = pad_right([e.labels for e in enc], IGNORE)
     pos = torch.arange(input_ids.shape[1])[None, :]
+    attention_mask = (pos < torch.tensor([len(e.input_ids) for e in enc])[:, None]).long()
     prompt_len = torch.tensor([e.prompt_len for e in enc])[:, None]
     spans = torch.tensor([e.target_span or (0, 0) for e in enc])
     batch = {
@@ -134,6 +136,14 @@ def collate_encoded(enc: list[Encoded], tasks: list[str], pad_id: int, acoustic=
             batch["acoustic_tokens"], batch["acoustic_mask"] = acoustic.layout.targets(codes)
             batch["speaker_embedding"] = speaker_matrix(speakers, acoustic.spk_dim)
     return batch
+
+
+def pad_right(seqs: list, pad: int) -> torch.Tensor:
+    """(B, T) LongTensor of id sequences padded on the right (numpy: one copy per row)."""
+    out = np.full((len(seqs), max(len(s) for s in seqs)), pad, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return torch.from_numpy(out)
 
 
 def speaker_matrix(rows: list, dim: int) -> torch.Tensor:
