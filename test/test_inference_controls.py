@@ -193,3 +193,19 @@ def test_decode_cli_control(tmp_path):
                                       "--set", "+decode.control=untrained"]) == {}
     with pytest.raises(ValueError, match="decode.control='bogus'"):
         decode.main(common + ["--out-dir", str(tmp_path / "b"), "--set", "+decode.control=bogus"])
+
+
+def test_reference_failure_is_recorded_per_example(setup, tmp_path, monkeypatch):
+    """A codec that cannot decode the reference ids fails those examples, not the run."""
+    model, cfg, codec = setup
+    data = toy_data(tmp_path / "data", cfg, n_per_task=3)
+    dec = runner(model, codec, control="resynth")
+
+    def broken(ids):
+        raise RuntimeError("bad ids")
+
+    monkeypatch.setattr(dec.generator.codec, "decode", broken)
+    counts = dec.decode(data, "toy", "test", "tts", tmp_path / "out")
+    recs = read(tmp_path / "out" / "toy_tts_test" / "hyp.jsonl")
+    assert counts["merged"] and counts["error"] == 3
+    assert all(r["status"] == "error" and "bad ids" in r["error"] for r in recs.values())

@@ -99,7 +99,12 @@ class ReferenceRunner(DecodeRunner):
         bs = self.cfg.batch_size
         for start in range(0, len(examples), bs):
             chunk = examples[start:start + bs]
-            for ex, out in zip(chunk, self._references(chunk, role)):
+            try:
+                outs = self._references(chunk, role)
+            except Exception as e:  # noqa: BLE001 - e.g. a codec that cannot decode these ids
+                log.error("%s: %s", test_dir.name, e)
+                outs = [Output("error", error=f"{type(e).__name__}: {e}"[:500]) for _ in chunk]
+            for ex, out in zip(chunk, outs):
                 rec = {"id": ex.id, "task": task, **out.record(),
                        "ref": reference_fields(ex.fields)}
                 if spec.kind == "generation":
