@@ -1,6 +1,7 @@
 """Decoding all 8 tasks with a random tiny DualSpeechLM (real architecture) on the toy token
 corpus: outputs, batching, resume, shards, guard rails."""
 import json
+import re
 
 import pytest
 import soundfile as sf
@@ -61,7 +62,8 @@ def test_decode_all_tasks(model, codec, data, tmp_path):
         assert len(recs) == 5 and [r["id"] for r in recs] == sorted(r["id"] for r in recs)
         assert all(r["task"] == task and r["ref"] for r in recs)
         if TASKS[task].kind == "understanding":
-            assert all("text" in r and r["status"] in ("ok", "empty") for r in recs)
+            assert all("text" in r and r["status"] in ("ok", "empty", "max_new_tokens")
+                       for r in recs)
             assert (out / f"toy_{task}_test" / "text").is_file()
         else:
             # a random model never says end-of-audio: the guard stops it and says so
@@ -155,13 +157,47 @@ def test_guard_rails_skip_and_error(model, codec, data, tmp_path, monkeypatch):
     recs = {r["id"]: r for r in read(tmp_path / "d" / "toy_asr_test" / "hyp.jsonl")}
     assert counts["skipped"] == 1 and recs[victim]["status"] == "skipped"
     assert recs[asr[1].id]["status"] == "error" and "boom" in recs[asr[1].id]["error"]
-    assert sum(r["status"] == "ok" or r["status"] == "empty" for r in recs.values()) == 3
+    assert sum(r["status"] in ("ok", "empty", "max_new_tokens") for r in recs.values()) == 3
 
 
-def test_codec_size_mismatch_is_a_clear_error(model, tmp_path):
+def test_unavailable_output_path_fails_its_task_alone(model, codec, data, tmp_path):
+    """A codec that does not match the model's ids (or none): the generation test sets are
+    recorded as no_output_path with the reason, counted; understanding test sets decode; a
+    re-run with the right codec decodes the failed ones."""
     wrong = toy_codec(tmp_path / "small.pt", 32, griffin_lim_iters=2)
-    with pytest.raises(ValueError, match="n_codes=64 but the codec .* has 32 codes"):
-        make_decoder(model, wrong)
+    for bad in (wrong, None):
+        out = tmp_path / f"d_{bad is None}"
+        dec = make_decoder(model, bad)
+        counts = dec.decode(data, "toy", "test", "tts", out)
+        assert counts["no_output_path"] == 5 and counts["merged"]
+        recs = read(out / "toy_tts_test" / "hyp.jsonl")
+        assert {r["status"] for r in recs} == {"no_output_path"}
+        assert re.search("n_codes=64 but the codec .* has 32 codes" if bad else "no codec",
+                         recs[0]["error"])
+        stats = json.loads((out / "toy_tts_test" / "stats.json").read_text())
+        assert stats["status"] == {"no_output_path": 5}
+        assert dec.decode(data, "toy", "test", "asr", out)["merged"]
+        assert "no_output_path" not in read(out / "toy_asr_test" / "hyp.jsonl")[0]["status"]
+    again = make_decoder(model, codec).decode(data, "toy", "test", "tts", out)
+    assert again.get("no_output_path", 0) == 0 and again["done_before"] == 0
+    assert all("wav" in r for r in read(out / "toy_tts_test" / "hyp.jsonl"))
+
+
+def test_membership_does_not_depend_on_the_ground_truth(model, codec, data, tmp_path):
+    """TTS test examples whose target speech has no tokens at all (or very many) are still
+    decoded: only the prompt decides whether an example can be decoded."""
+    from lhotse import CutSet
+
+    tts = CutSet.from_file(data / "tasks" / "toy_tts_test.jsonl.gz").to_eager()
+    targets = {c.id for c in tts}
+    path = data / "cuts" / "toy_cuts_test.jsonl.gz"
+    cuts = [c.drop_custom("ustokens").drop_custom("acoustic_tokens") if c.id in targets else c
+            for c in CutSet.from_file(path)]
+    CutSet.from_cuts(cuts).to_file(path)
+    counts = make_decoder(model, codec).decode(data, "toy", "test", "tts", tmp_path / "d")
+    recs = read(tmp_path / "d" / "toy_tts_test" / "hyp.jsonl")
+    assert counts["skipped"] == 0 and len(recs) == 5
+    assert {r["status"] for r in recs} == {"no_eoa"} and all("wav" in r for r in recs)
 
 
 def test_speaker_prompt_comes_from_speaker_ref(model, codec, data, tmp_path):

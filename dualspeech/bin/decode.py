@@ -27,8 +27,7 @@ from dualspeech.utils.logs import setup_logging
 log = logging.getLogger("dualspeech.decode")
 
 
-def build_decoder(model_path: str, cfg: DecodeConfig, tasks: list[str],
-                  codec_conf: Path | None = None):
+def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = None):
     """Model + codec + dataset settings -> a DecodeRunner. Codec: ``--codec-conf`` (a YAML with
     a ``codec`` section), else ``decode.codec``, else the ``codec`` section of the model config."""
     from dualspeech.data.dataset import DataConfig
@@ -43,9 +42,7 @@ def build_decoder(model_path: str, cfg: DecodeConfig, tasks: list[str],
         from dualspeech.tokenizers.codecs import build_codec
 
         codec = build_codec(codec_cfg)
-    elif any(TASKS[t].kind == "generation" for t in tasks):
-        raise SystemExit("generation tasks need a codec: pass --codec-conf, set decode.codec, "
-                         "or give the model config a codec section")
+    # without a usable codec the generation test sets fail alone (status no_output_path)
     data_cfg = build(DataConfig, model.full_config.get("data"), "data")
     if cfg.max_len is not None:
         data_cfg.max_len = cfg.max_len
@@ -92,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if not jobs:
         parser.error(f"no task manifests for {args.sources} under {args.data_root}/tasks")
-    decoder = build_decoder(args.model, cfg, sorted({t for _, _, t in jobs}), args.codec_conf)
+    decoder = build_decoder(args.model, cfg, args.codec_conf)
     resolved = {**raw, "model_path": str(args.model), "num_shards": args.num_shards}
     summary = {}
     for corpus, part, task in jobs:

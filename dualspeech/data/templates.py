@@ -93,6 +93,20 @@ class TaskTemplates:
         self.eos_id = self.tok.eos_token_id
         if self.eos_id is None:
             raise ValueError("the backbone tokenizer has no eos token: answers need one")
+        self.end_ids = sorted({self.eos_id, *self._turn_end_ids()})   # ids that end an answer
+
+    def _turn_end_ids(self) -> list[int]:
+        """The special token the chat template closes an assistant turn with (Phi-3.5:
+        ``<|end|>``, not its eos ``<|endoftext|>``); none without a chat template."""
+        if not self.cfg.chat_template:
+            return []
+        marker = "\u27e6answer\u27e7"
+        text = self.tok.apply_chat_template(
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": marker}],
+            tokenize=False)
+        after = self._text_ids(text.split(marker, 1)[1].lstrip(" ")) if marker in text else []
+        added = set(self.tok.get_added_vocab().values())
+        return after[:1] if after and after[0] in added else []
 
     # -- prompt rendering ---------------------------------------------------------------------
     def _segments(self, task: str, fields: dict) -> list[str | tuple[str]]:

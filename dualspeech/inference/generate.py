@@ -10,7 +10,7 @@
   without an AcousticGPT (Baseline-Acoustic) decode their speech tokens with the codec directly.
 
 Guard rails: every example gets a status instead of crashing the run --
-``ok``; ``no_eoa`` (speech tokens hit the length limit without end-of-audio: kept, truncated);
+``ok``; ``max_new_tokens`` (a text answer cut at ``decode.text.max_new_tokens``: kept); ``no_eoa`` (speech tokens hit the length limit without end-of-audio: kept, truncated);
 ``empty`` (no text / no speech tokens); ``empty_acoustic`` (AcousticGPT ended at once);
 ``acoustic_max_len`` (codec frames hit ``decode.acoustic.max_len`` or ``maxlenratio`` times the
 speech tokens: kept, truncated); ``error`` (an exception
@@ -28,7 +28,7 @@ import torch
 
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.lm_generation import (generate_acoustic, generate_speech_tokens,
-                                                generate_text)
+                                                generate_text, text_stop_ids)
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,14 @@ class BatchGenerator:
         t = self.cfg.text
         batch = self._to_device(batch)
         if t.strategy == "beam":
-            texts = self._beam(batch)
+            texts, ended = self._beam(batch), None
         else:
-            texts = generate_text(
+            texts, ended = generate_text(
                 self.model, batch, max_new_tokens=t.max_new_tokens, temperature=t.temperature,
                 top_p=t.top_p, top_k=t.top_k, do_sample=t.strategy == "sample",
-                generator=self._generator(batch["ids"]))
-        return [Output("ok" if s.strip() else "empty", text=s.strip()) for s in texts]
+                generator=self._generator(batch["ids"]), with_ended=True)
+        return [Output("empty" if not s.strip() else "ok" if ended is None or ended[i]
+                       else "max_new_tokens", text=s.strip()) for i, s in enumerate(texts)]
 
     @torch.no_grad()
     def _beam(self, batch: dict) -> list[str]:
@@ -103,7 +104,7 @@ class BatchGenerator:
         out = m.backbone.generate(
             inputs_embeds=m.embed(batch["input_ids"]), attention_mask=batch["attention_mask"],
             num_beams=t.num_beams, do_sample=False, max_new_tokens=t.max_new_tokens,
-            length_penalty=t.length_penalty, eos_token_id=eos,
+            length_penalty=t.length_penalty, eos_token_id=text_stop_ids(m),
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos,
             logits_processor=LogitsProcessorList([TextOnly(m.vocab.text_vocab_size)]))
         return [tok.decode(row.tolist(), skip_special_tokens=True) for row in out]
@@ -151,11 +152,13 @@ class BatchGenerator:
 
     def _acoustic_limit(self, n_speech_tokens: int) -> int:
         """Most codec frames for an utterance of ``n_speech_tokens``: decode.acoustic.max_len,
-        tightened by maxlenratio (an AcousticGPT that never ends stops near the expected length)."""
-        a = self.cfg.acoustic
+        tightened by maxlenratio (an AcousticGPT that never ends stops near the expected length)
+        and by the AcousticGPT's positions, so every cut is a counted ``acoustic_max_len``."""
+        a, agpt = self.cfg.acoustic, self.model.acoustic_gpt
+        limit = a.max_len if agpt is None else min(a.max_len, agpt.max_new_tokens)
         if a.maxlenratio is None:
-            return a.max_len
-        return min(a.max_len, math.ceil(a.maxlenratio * n_speech_tokens))
+            return limit
+        return min(limit, math.ceil(a.maxlenratio * n_speech_tokens))
 
     def __call__(self, kind: str, batch: dict) -> list[Output]:
         return self.speech(batch) if kind == "generation" else self.text(batch)

@@ -5,6 +5,8 @@ API (``batch`` is ``TaskDataset.collate_prompts(examples)``: left-padded ``input
 
     texts = generate_text(model, batch, max_new_tokens=128, temperature=0.6, top_p=0.9,
                           top_k=0, do_sample=True, generator=None)            # list[str]
+        # stops at any of text_stop_ids(model); with_ended=True also returns, per answer,
+        # whether it stopped by itself (False: cut at max_new_tokens)
     out = generate_speech_tokens(model, batch, max_new_tokens=400, temperature=0.6, top_p=0.9)
         # SpeechTokens(tokens=[codes (N_i,)], prompt_hidden=[(Lp_i, H)], token_hidden=[(N_i, H)],
         #              tasks=[task_i])
@@ -37,13 +39,16 @@ class SpeechTokens:
 
 
 @torch.no_grad()
-def _decode(model, batch, allowed: torch.Tensor, stop_id: int, max_new_tokens: int,
+def _decode(model, batch, allowed: torch.Tensor, stop_ids: list[int], max_new_tokens: int,
             temperature: float, top_p: float, top_k: int, do_sample: bool, generator,
             keep_hidden: bool):
-    """Batched incremental sampling with the backbone's KV cache; left-padded prompts."""
+    """Batched incremental sampling with the backbone's KV cache; left-padded prompts. Returns
+    per example the ids before the first stop id, the prompt and token hidden states, and
+    whether it stopped by itself."""
     from transformers import DynamicCache
 
     ids, mask = batch["input_ids"], batch["attention_mask"]
+    stops = torch.tensor(stop_ids, device=ids.device)
     B = ids.shape[0]
     past = DynamicCache(config=model.backbone.config)
     h, past = model.hidden(ids, mask, past)
@@ -53,9 +58,9 @@ def _decode(model, batch, allowed: torch.Tensor, stop_id: int, max_new_tokens: i
     for _ in range(max_new_tokens):
         logits = model.logits(h[:, -1]).float().masked_fill(~allowed, float("-inf"))
         nxt = sample_logits(logits, temperature, top_k, top_p, do_sample, generator)
-        nxt = nxt.masked_fill(done, stop_id)
+        nxt = nxt.masked_fill(done, stop_ids[0])
         tokens.append(nxt)
-        done |= nxt == stop_id
+        done |= torch.isin(nxt, stops)
         if bool(done.all()):
             break
         mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
@@ -64,12 +69,13 @@ def _decode(model, batch, allowed: torch.Tensor, stop_id: int, max_new_tokens: i
         if keep_hidden:
             hiddens.append(h[:, -1])
     seq = torch.stack(tokens, 1)
-    lengths = [int((row == stop_id).nonzero()[0]) if bool((row == stop_id).any())
-               else len(row) for row in seq]
+    hits = torch.isin(seq, stops)
+    ended = hits.any(1).tolist()
+    lengths = [int(row.nonzero()[0]) if e else len(row) for row, e in zip(hits, ended)]
     prompts = [prompt_h[i][batch["attention_mask"][i].bool()] for i in range(B)]
     hid = torch.stack(hiddens, 1) if hiddens else h.new_zeros(B, 0, h.shape[-1])
     return ([seq[i, :n] for i, n in enumerate(lengths)], prompts,
-            [hid[i, :n] for i, n in enumerate(lengths)])
+            [hid[i, :n] for i, n in enumerate(lengths)], ended)
 
 
 def _allowed(vocab, speech: bool, device) -> torch.Tensor:
@@ -83,24 +89,38 @@ def _allowed(vocab, speech: bool, device) -> torch.Tensor:
     return allowed
 
 
+def text_stop_ids(model) -> list[int]:
+    """Ids that end a text answer: the tokenizer's eos (what training labels), the chat
+    template's end of turn, and every eos id of the backbone's generation config (Phi-3.5
+    ends a turn with ``<|end|>``, its tokenizer's eos is ``<|endoftext|>``)."""
+    ids = set(model.templates.end_ids)
+    eos = getattr(getattr(model.backbone, "generation_config", None), "eos_token_id", None)
+    ids.update([eos] if isinstance(eos, int) else (eos or []))
+    first = model.templates.eos_id   # the filler of finished rows
+    return [first] + sorted(i for i in ids if i != first and 0 <= i < model.vocab.text_vocab_size)
+
+
 def generate_text(model, batch, max_new_tokens: int = 128, temperature: float = 0.6,
                   top_p: float = 0.9, top_k: int = 0, do_sample: bool = True,
-                  generator: torch.Generator | None = None) -> list[str]:
-    """Answers of understanding prompts (speech tokens are never produced)."""
-    seqs, _, _ = _decode(model, batch, _allowed(model.vocab, False, batch["input_ids"].device),
-                         model.templates.eos_id, max_new_tokens, temperature, top_p, top_k,
-                         do_sample, generator, keep_hidden=False)
-    return [model.vocab.tokenizer.decode(s.tolist(), skip_special_tokens=True).strip()
-            for s in seqs]
+                  generator: torch.Generator | None = None, with_ended: bool = False):
+    """Answers of understanding prompts (speech tokens are never produced); with
+    ``with_ended`` also whether each stopped by itself (False: cut at ``max_new_tokens``)."""
+    seqs, _, _, ended = _decode(
+        model, batch, _allowed(model.vocab, False, batch["input_ids"].device),
+        text_stop_ids(model), max_new_tokens, temperature, top_p, top_k, do_sample, generator,
+        keep_hidden=False)
+    texts = [model.vocab.tokenizer.decode(s.tolist(), skip_special_tokens=True).strip()
+             for s in seqs]
+    return (texts, ended) if with_ended else texts
 
 
 def generate_speech_tokens(model, batch, max_new_tokens: int = 400, temperature: float = 0.6,
                            top_p: float = 0.9, top_k: int = 0, do_sample: bool = True,
                            generator: torch.Generator | None = None) -> SpeechTokens:
     """Speech tokens of generation prompts (stops at end-of-audio) + their hidden states."""
-    seqs, prompts, hid = _decode(
+    seqs, prompts, hid, _ = _decode(
         model, batch, _allowed(model.vocab, True, batch["input_ids"].device),
-        model.vocab.end_audio_id, max_new_tokens, temperature, top_p, top_k, do_sample,
+        [model.vocab.end_audio_id], max_new_tokens, temperature, top_p, top_k, do_sample,
         generator, keep_hidden=True)
     return SpeechTokens([model.vocab.codes(s).cpu() for s in seqs], prompts, hid,
                         list(batch["tasks"]))

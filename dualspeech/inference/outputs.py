@@ -26,6 +26,9 @@ from dualspeech.utils.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 
+RETRY_STATUSES = ("no_output_path",)   # not final: a re-run decodes these examples
+
+
 def shard_path(test_dir: Path, shard: int, num_shards: int) -> Path:
     return test_dir / "shards" / f"hyp.{shard}of{num_shards}.jsonl"
 
@@ -52,7 +55,9 @@ class ShardWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         # rewrite without a torn tail before appending to it
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-        self.done = {r["id"] for r in records}
+        # an example that had no output path is decoded again once it has one (the newer
+        # record wins in merge_shards)
+        self.done = {r["id"] for r in records if r.get("status") not in RETRY_STATUSES}
         self._f = open(path, "a")
 
     def write(self, record: dict) -> None:

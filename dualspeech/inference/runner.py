@@ -8,6 +8,12 @@ a smaller test set. ``decode.max_examples`` deliberately keeps only the first N 
 quick look; the scored ``n`` shows it). Examples are split into shards by position in the sorted id list
 (``shard k of n`` takes every n-th id), sorted by prompt length within a shard and decoded in
 batches of ``decode.batch_size`` examples of one task.
+
+Membership never depends on the ground truth: test examples are measured by their prompt only
+(``TaskDataset(inference=True)``). A task whose output path is unavailable (generation without
+a codec that matches the model's ids, e.g. Baseline-Semantic without a unit vocoder) fails
+alone: each of its examples gets status ``no_output_path`` with the reason, and the other
+test sets decode.
 """
 from __future__ import annotations
 
@@ -49,18 +55,21 @@ def cut_speaker(cut) -> str | None:
     return (cut.custom or {}).get("speaker")
 
 
-def check_codec(model, codec) -> None:
-    """The codec must know every id the model can emit: AcousticGPT's ``n_codes`` (or, without
-    an AcousticGPT, the speech-token count) must equal the codec's codebook size."""
+def output_path_problem(model, codec) -> str | None:
+    """Why generation tasks cannot be decoded to speech (None: they can). The codec must know
+    every id the model can emit: AcousticGPT's ``n_codes`` (or, without an AcousticGPT, the
+    speech-token count) must equal the codec's codebook size."""
     if codec is None:
-        return
+        return ("no codec: pass --codec-conf, set decode.codec, or give the model config a "
+                "codec section")
     agpt = model.cfg.acoustic_gpt
     n, what = ((agpt.n_codes, "model.acoustic_gpt.n_codes") if agpt is not None else
                (model.cfg.speech.num_tokens, "model.speech.num_tokens"))
     if n != codec.codebook_size:
-        raise ValueError(f"{what}={n} but the codec {codec.identity} has {codec.codebook_size} "
-                         "codes: decode with the codec whose ids the model was trained on "
-                         "(--codec-conf of the acoustic-token extraction)")
+        return (f"{what}={n} but the codec {codec.identity} has {codec.codebook_size} codes: "
+                "decode with the codec whose ids the model was trained on (--codec-conf of the "
+                "acoustic-token extraction; a unit vocoder for unit-output models)")
+    return None
 
 
 class DecodeRunner:
@@ -70,7 +79,10 @@ class DecodeRunner:
         from dualspeech.data.dataset import DataConfig
 
         self.model, self.cfg = model, cfg
-        check_codec(model, codec)
+        self.output_problem = output_path_problem(model, codec)
+        if self.output_problem:
+            log.error("generation test sets will not be decoded: %s", self.output_problem)
+            codec = None
         if codec is not None:   # decode on the model's device; codecs return CPU numpy waves
             codec.to(next(model.parameters()).device)
         self.generator = BatchGenerator(model, cfg, codec)
@@ -100,6 +112,16 @@ class DecodeRunner:
         writer = ShardWriter(shard_path(test_dir, shard, num_shards))
         todo_ids = mine - writer.done
         counts = {"done_before": len(mine & writer.done)}
+        if TASKS[task].kind == "generation" and self.output_problem:
+            for cid in sorted(todo_ids):
+                writer.write({"id": cid, "task": task, "status": "no_output_path",
+                              "ref": refs[cid], "error": self.output_problem})
+            writer.close()
+            log.error("%s: %d examples not decoded (no_output_path): %s", name, len(todo_ids),
+                      self.output_problem)
+            counts["no_output_path"] = len(todo_ids)
+            counts["merged"] = merge_shards(test_dir, num_shards, all_ids)
+            return counts
         try:
             examples, ds = [], None
             loaded = (load_examples(root, [f"{corpus}:{part}"], tasks=(task,))[task]
@@ -108,7 +130,7 @@ class DecodeRunner:
             if loaded:
                 try:
                     ds = TaskDataset({task: loaded}, self.model.templates, self.data_cfg,
-                                     self.acoustic)
+                                     self.acoustic, inference=True)
                     examples = list(zip(ds.examples.get(task, []), ds.lengths.get(task, [])))
                 except ValueError as e:   # raised when no example is usable
                     log.error("%s: %s", name, e)
