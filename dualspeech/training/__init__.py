@@ -25,13 +25,19 @@ Contract
   ``valid_every`` steps and at the end.
 * Outputs in ``exp_dir``: ``checkpoints/step-N/`` (see :mod:`.checkpoint`), ``log/metrics.csv``
   (step, split, name, value), ``tensorboard/``.
-* Resume: automatic from the newest complete checkpoint (``trainer.resume``); model, optimizer,
-  scheduler, RNG states and the data position (epoch + batches consumed) are restored, so a
-  resumed run matches an uninterrupted one. DataLoader worker RNG streams restart at the resume
-  point, so datasets that draw random numbers inside workers (num_workers > 0) are the one
-  exception.
+* Sampler: iterable of batches with ``set_epoch(epoch)``; optionally ``state_dict(batches_done)``
+  (where to continue after this rank consumed ``batches_done`` batches of the current epoch)
+  and ``load_state_dict(state)``: then a resume restores that state, otherwise it re-iterates
+  the epoch to the position (the sampler must give the same order for the same epoch).
+* Resume: automatic from the newest checkpoint that reads back whole (``trainer.resume``; a
+  damaged one is set aside with a warning and the previous one used); model, optimizer,
+  scheduler, every rank's RNG states and the data position are restored, and DataLoader
+  workers are seeded per batch, so a resumed run matches an uninterrupted one (with the same
+  torch thread count: CPU reductions split by thread).
 * Parallelism: ``accelerate launch --num_processes N -m dualspeech.bin.<train script>`` gives
-  DDP (NCCL on GPUs, gloo on CPU). Checkpoints assume a file system shared by all ranks.
+  DDP (NCCL on GPUs, gloo on CPU); ``trainer.engine: fsdp`` FSDP2; a DeepSpeed launch config
+  ZeRO-2/3 (see :mod:`.engines`). Trainable weights are fp32 whatever the backbone dtype.
+  Checkpoints assume a file system shared by all ranks.
 """
 from dualspeech.training.checkpoint import latest_checkpoint, trainable_state_dict
 from dualspeech.training.config import TrainerConfig

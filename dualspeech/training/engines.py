@@ -158,13 +158,32 @@ def deepspeed_zero_stage(ds_config: dict) -> int:
 
 
 @contextlib.contextmanager
-def deepspeed_gathered(model: nn.Module, zero_stage: int):
-    """ZeRO-3 partitions parameters; gather the trainable ones for reading (others: no-op)."""
+def deepspeed_gathered(model: nn.Module, zero_stage: int, trainable_only: bool = True):
+    """ZeRO-3 partitions parameters: gather them on every rank inside the block (all ranks
+    must enter it); other stages: no-op."""
     if zero_stage < 3:
         yield
         return
     import deepspeed
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad or not trainable_only]
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
         yield
+
+
+def zero3_release(engine, model: nn.Module) -> nn.Module:
+    """After ZeRO-3 training: gather every parameter into a plain full tensor on every rank and
+    remove DeepSpeed's fetch / release hooks, so the returned model runs and exports like an
+    ordinary module (tied weights stay tied)."""
+    import deepspeed
+
+    params = list(model.parameters())
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+        full = {id(p): nn.Parameter(p.data.detach().clone(), requires_grad=p.requires_grad)
+                for p in params}
+    engine.destroy()
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and id(p) in full:
+                module._parameters[name] = full[id(p)]
+    return model

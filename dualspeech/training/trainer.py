@@ -306,6 +306,8 @@ class Trainer:
         acc.wait_for_everyone()
         if self.engine == "fsdp":
             return engines.unshard_for_good(model)
+        if self.engine == "deepspeed" and self.zero_stage >= 3:
+            return engines.zero3_release(model, acc.unwrap_model(model))
         return acc.unwrap_model(model)
 
     def _accumulate(self, model, sync: bool):
@@ -360,8 +362,12 @@ class Trainer:
     def _validate(self, valid_fn: ValidFn) -> dict[str, float]:
         model = self.model if self.engine == "fsdp" else self.accelerator.unwrap_model(self.model)
         model.eval()
-        gathered = (engines.fsdp_full_params(model) if self.engine == "fsdp"
-                    else contextlib.nullcontext())
+        if self.engine == "fsdp":
+            gathered = engines.fsdp_full_params(model)
+        elif self.engine == "deepspeed":   # ZeRO-3: ranks may run different numbers of forwards
+            gathered = engines.deepspeed_gathered(model, self.zero_stage, trainable_only=False)
+        else:
+            gathered = contextlib.nullcontext()
         with torch.no_grad(), gathered, engines.autocast(self.device, self.autocast_dtype):
             values = valid_fn(model, self.accelerator)
         model.train()
@@ -475,7 +481,12 @@ class Trainer:
             set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=full)
         else:
             ckpt.load_trainable_state_dict(acc.unwrap_model(self.model), states["model.pt"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+            except ValueError as e:
+                raise RuntimeError(f"{path}: its optimizer state does not fit this model's "
+                                   f"trainable parameters ({e}); the model config or code changed "
+                                   "since the checkpoint was written: use a new --exp-dir") from e
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done"]
         skip = self.batches_done
