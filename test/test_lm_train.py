@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dualspeech.bin.write_shards import main as write_shards
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
     data = write_toy_corpus(root / "data", "toy", "train", n_per_task=6, num_speech_tokens=32,
                             n_codes=1024, spk_dim=256)
+    write_shards(["--conf", str(DEBUG), "--data-root", str(data), "--sets", "toy:train"])
     exp = root / "exp"
     main(train_args(data, exp))
     return SimpleNamespace(root=root, data=data, exp=exp)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dualspeech.bin.write_shards import main as write_shards
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,7 @@ def run(cmd: list[str], exp: Path, data: Path, grad_accum: int) -> dict:
 def test_two_process_ddp_equals_one_process_grad_accum(tmp_path):
     data = write_toy_corpus(tmp_path / "data", "toy", "train", n_per_task=6, num_speech_tokens=32,
                             n_codes=1024, spk_dim=256)
+    write_shards(["--conf", str(DEBUG), "--data-root", str(data), "--sets", "toy:train"])
     single = run([sys.executable], tmp_path / "single", data, grad_accum=2)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--master_addr", "127.0.0.1", "--master_port", str(free_port())]

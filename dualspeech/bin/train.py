@@ -5,6 +5,8 @@
     accelerate launch --config_file egs/multitask/conf/launch/ddp.yaml \
         -m dualspeech.bin.train --conf ... --exp-dir ...          # DDP / FSDP / DeepSpeed ZeRO-2
 
+Training and validation data are the shards recipe stage 5 writes
+(``python -m dualspeech.bin.write_shards``, into ``<data.root>/shards``), streamed per batch.
 The exp dir gets config.yaml, tokenizer/ (the extended vocabulary), checkpoints/step-N/
 (trainable weights, optimizer, scheduler, data position, RNG: an interrupted run resumes
 exactly), log/metrics.csv + tensorboard/, model/ (LoRA adapter + extra modules + tokenizer +
@@ -21,8 +23,9 @@ from pathlib import Path
 import torch
 
 from dualspeech.config import add_config_args, build, config_from_args, save_config
-from dualspeech.data.dataset import DataConfig, TaskDataset, build_datasets
+from dualspeech.data.dataset import DataConfig
 from dualspeech.data.sampler import TaskBatchSampler
+from dualspeech.data.streaming import ShardDataset
 from dualspeech.data.tasks import TASKS
 from dualspeech.data.vocab import SpeechVocab
 from dualspeech.models.dualspeechlm import DualSpeechLM
@@ -35,9 +38,9 @@ LOSS_KEYS = (("text_ce", "has_text"), ("semantic_ce", "has_semantic"),
              ("acoustic_ce", "has_acoustic"))
 
 
-def valid_keys(dataset: TaskDataset, has_acoustic: bool) -> list[str]:
+def valid_keys(dataset, has_acoustic: bool) -> list[str]:
     keys = []
-    for task in sorted(dataset.examples):
+    for task in sorted(dataset.lengths):
         if TASKS[task].kind == "understanding":
             keys.append(f"{task}/text_ce")
         else:
@@ -45,19 +48,21 @@ def valid_keys(dataset: TaskDataset, has_acoustic: bool) -> list[str]:
     return keys
 
 
-def make_valid_fn(dataset: TaskDataset, cfg: DataConfig):
-    """Per-task validation losses, examples split over ranks, sums reduced across them."""
+def make_valid_fn(dataset, cfg: DataConfig):
+    """Per-task validation losses on the first ``data.valid_max_examples`` examples of each task,
+    split over ranks, sums reduced across them. ``dataset``: a ShardDataset or TaskDataset
+    (anything with ``lengths`` per task and ``dataset[[(task, i), ...]]`` batches)."""
     from dualspeech.training import to_device
 
     def valid_fn(model, accelerator) -> dict[str, float]:
         keys = valid_keys(dataset, model.acoustic_gpt is not None)
         sums = torch.zeros(len(keys), 2, dtype=torch.float64, device=accelerator.device)
         rank, world = accelerator.process_index, accelerator.num_processes
-        for task in sorted(dataset.examples):
-            shard = dataset.examples[task][:cfg.valid_max_examples][rank::world]
+        for task in sorted(dataset.lengths):
+            shard = list(range(min(len(dataset.lengths[task]), cfg.valid_max_examples)))[rank::world]
             for i in range(0, len(shard), cfg.valid_batch_size):
-                chunk = shard[i:i + cfg.valid_batch_size]
-                out = model(to_device(dataset.collate(chunk), accelerator.device))
+                chunk = [(task, j) for j in shard[i:i + cfg.valid_batch_size]]
+                out = model(to_device(dataset[chunk], accelerator.device))
                 for name, _ in LOSS_KEYS:
                     key = f"{task}/{name}"
                     if key in keys:
@@ -123,7 +128,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--exp-dir", required=True, type=Path, help="experiment directory")
-    p.add_argument("--data-root", help="overrides data.root (dir with tasks/ and cuts/)")
+    p.add_argument("--data-root", help="overrides data.root (holds shards/, written by stage 5)")
     p.add_argument("--train", nargs="+", help="overrides data.train (corpus:part ...)")
     p.add_argument("--valid", nargs="+", help="overrides data.valid (corpus:part ...)")
     p.add_argument("--token-meta", nargs="+", metavar="META_JSON",
@@ -151,15 +156,18 @@ def main(argv=None) -> None:
         save_config(cfg, args.exp_dir)
     data_cfg = build(DataConfig, cfg.get("data"), "data")
     model = build_model(cfg, args.exp_dir, trainer.is_main)
-    datasets = build_datasets(data_cfg, model.templates, model.acoustic_spec())
+    # training data streams from the stage-5 shards (python -m dualspeech.bin.write_shards)
+    train, valid = (ShardDataset(data_cfg.root, sources, model.templates, data_cfg.max_len,
+                                 model.acoustic_spec()) if sources else None
+                    for sources in (data_cfg.train, data_cfg.valid))
     acc = trainer.accelerator
-    sampler = TaskBatchSampler(datasets["train"].lengths, data_cfg.sampler,
-                               rank=acc.process_index, world_size=acc.num_processes)
+    sampler = TaskBatchSampler(train.lengths, data_cfg.sampler, rank=acc.process_index,
+                               world_size=acc.num_processes, groups=train.groups)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("trainable parameters: %.2fM; %d batches per epoch per rank", n_train / 1e6,
-             len(sampler))
-    model = trainer.fit(model, datasets["train"], sampler,
-                        make_valid_fn(datasets["valid"], data_cfg))
+    log.info("trainable parameters: %.2fM; %d training examples (%s)", n_train / 1e6, len(train),
+             ", ".join(f"{t} {len(v)}" for t, v in train.lengths.items()))
+    model = trainer.fit(model, train, sampler,
+                        make_valid_fn(valid, data_cfg) if valid is not None else None)
     if trainer.is_main:
         export_model(model, args.exp_dir / "model")
         png = plot_losses(args.exp_dir)

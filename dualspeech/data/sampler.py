@@ -164,6 +164,8 @@ class TaskBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         if self._resume is not None and self._resume["epoch"] != epoch:
             self._resume = None
+        if epoch != self.epoch:
+            self._snapshots, self._live = {}, None
         self.epoch = epoch
 
     # -- generation ---------------------------------------------------------------------------

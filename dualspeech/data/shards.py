@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from collections import OrderedDict
@@ -177,6 +178,64 @@ class ShardReader:
                 raise ShardError(f"{f.name}: truncated (member {pos}); re-run stage 5 with --force")
             out[field] = _npy(data)
         return out
+
+
+_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?\w+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}")
+
+
+def _npy(data: bytes) -> np.ndarray:
+    """Array from ``.npy`` bytes; parses the header np.save writes directly (np.load's literal
+    eval of it was a third of the reading time), anything else goes through np.load."""
+    if data[:8] == b"\x93NUMPY\x01\x00":
+        end = 10 + int.from_bytes(data[8:10], "little")
+        m = _NPY_HEADER.match(data[10:end].decode("latin1"))
+        if m:
+            shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
+            return np.frombuffer(bytearray(data), dtype=np.dtype(m.group(1)),
+                                 offset=end).reshape(shape)   # writable
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _index_tar(path: Path):
+    """(open file, [(data offset, size)] of its ``.npy`` members in order). Walks the 512-byte
+    headers itself (tarfile's parsing was most of the cost of opening a shard)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise ShardError(f"shard file {path} is missing; re-run stage 5") from None
+    try:
+        members = _npy_members(f)
+    except (ValueError, EOFError) as e:
+        f.close()
+        raise ShardError(f"shard file {path} is unreadable ({e}): truncated or damaged; re-run "
+                         "stage 5 with --force") from None
+    return f, members
+
+
+def _npy_members(f) -> list[tuple[int, int]]:
+    size_total = os.fstat(f.fileno()).st_size
+    members, pos, long_name = [], 0, None
+    while True:
+        header = os.pread(f.fileno(), tarfile.BLOCKSIZE, pos)
+        if len(header) < tarfile.BLOCKSIZE:
+            raise EOFError(f"tar header at byte {pos} cut short")
+        if header == tarfile.NUL * tarfile.BLOCKSIZE:
+            return members
+        if sum(header[:148]) + sum(header[156:]) + 8 * 32 != int(header[148:156].strip(b"\0 ") or 0, 8):
+            raise ValueError(f"bad tar header checksum at byte {pos}")
+        size = int(header[124:136].strip(b"\0 ") or 0, 8)
+        data = pos + tarfile.BLOCKSIZE
+        if data + size > size_total:
+            raise EOFError(f"tar member at byte {pos} cut short")
+        kind = header[156:157]
+        if kind == tarfile.GNUTYPE_LONGNAME:
+            long_name = os.pread(f.fileno(), size, data).rstrip(b"\0")
+        elif kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            name = long_name or header[:100].rstrip(b"\0")
+            if name.endswith(b".npy"):
+                members.append((data, size))
+            long_name = None
+        pos = data + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 _NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?\w+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}")
