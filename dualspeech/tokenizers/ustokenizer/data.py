@@ -66,9 +66,10 @@ def load_examples(paths: list[Path], cfg: DataConfig, max_per_task: int | None =
 class UnderstandingDataset(torch.utils.data.Dataset):
     """CutSet -> {"audio" [B, N], "audio_lens" [B], "prompts": [(prefix, suffix, answer) ids],
     "tasks": [str]}. Training draws the paraphrase at random (seeded, restored on resume);
-    evaluation picks it from the cut id, so every paraphrase is used and results repeat."""
+    evaluation picks it from the cut id, so every paraphrase is used and results repeat.
+    ``prompts=None`` (``loss.use_under: false``, no LLM loaded): batches carry no prompts."""
 
-    def __init__(self, prompts: PromptBuilder, train: bool):
+    def __init__(self, prompts: PromptBuilder | None, train: bool):
         self.prompts, self.train = prompts, train
 
     def __getitem__(self, cuts: CutSet) -> dict:
@@ -76,10 +77,15 @@ class UnderstandingDataset(torch.utils.data.Dataset):
         for cut in cuts:
             waves.append(torch.from_numpy(load_cut_audio(cut, SAMPLE_RATE)))
             task = cut.custom["task"]
+            tasks.append(task)
+            if self.prompts is None:
+                continue
             n = self.prompts.num_variants(task)
             variant = random.randrange(n) if self.train else zlib.crc32(cut.id.encode()) % n
             prompts.append(self.prompts.build(task, cut.custom, variant))
-            tasks.append(task)
         lens = torch.tensor([len(w) for w in waves])
         audio = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
-        return {"audio": audio, "audio_lens": lens, "prompts": prompts, "tasks": tasks}
+        out = {"audio": audio, "audio_lens": lens, "tasks": tasks}
+        if self.prompts is not None:
+            out["prompts"] = prompts
+        return out
