@@ -45,13 +45,16 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def test_fsdp_equals_ddp_and_resumes_exactly(tmp_path):
-    common = ("model=lm", "save_every=2", "grad_accum=2")
+    common = ("model=lm", "save_every=2", "grad_accum=2", "valid=true", "valid_every=2")
     ddp = launch(tmp_path / "ddp", 4, *common)
     fsdp = launch(tmp_path / "fsdp", 4, *common, "engine=fsdp")
     state = load(latest_checkpoint(tmp_path / "fsdp"), "trainer.pt")
     assert state["engine"] == "fsdp" and state["num_processes"] == 2
-    # every rank ends with the same full parameters, equal to DDP's
+    # every rank ends with the same full parameters, equal to DDP's; validation (uneven
+    # forwards per rank) saw the same weights
     assert max_diff(fsdp[0], fsdp[1]) == 0.0
+    assert len(valid_rows(tmp_path / "ddp")) == 2
+    assert valid_rows(tmp_path / "fsdp") == pytest.approx(valid_rows(tmp_path / "ddp"), rel=1e-5)
     assert max_diff(ddp[0], fsdp[0]) < FSDP_TOL
     moved = load(tmp_path / "fsdp/checkpoints/step-00000002", "model.pt")
     assert max_diff(moved, fsdp[0]) > 1e-4, "nothing trained between step 2 and 4"
@@ -61,6 +64,11 @@ def test_fsdp_equals_ddp_and_resumes_exactly(tmp_path):
     shutil.rmtree(latest_checkpoint(tmp_path / "fsdp"))
     resumed = launch(tmp_path / "fsdp", 4, *common, "engine=fsdp")
     assert max_diff(resumed[0], fsdp[0]) == 0.0
+
+
+def valid_rows(exp: Path) -> list[float]:
+    rows = (exp / "log" / "metrics.csv").read_text().splitlines()
+    return [float(r.rsplit(",", 1)[1]) for r in rows if ",valid," in r]
 
 
 def test_deepspeed_batch_settings_come_from_the_trainer(caplog):
@@ -97,12 +105,14 @@ def test_deepspeed_zero_equals_ddp_and_resumes_exactly(tmp_path, stage):
     batch (else it would diverge from DDP by far more than rounding); every rank's partition is
     checkpointed and a new process group resumes bit-identically."""
     pytest.importorskip("deepspeed", reason="deepspeed is not installed (tools/requirements.txt)")
-    common = ("model=lm", "save_every=2", "grad_accum=2")
+    common = ("model=lm", "save_every=2", "grad_accum=2", "valid=true", "valid_every=2")
     ddp = launch(tmp_path / "ddp", 4, *common)
-    launch(tmp_path / "ds", 4, *common, env=deepspeed_env(stage))
+    final = launch(tmp_path / "ds", 4, *common, env=deepspeed_env(stage))
     last = latest_checkpoint(tmp_path / "ds")
     ds = load(last, "model.pt")   # full weights (ZeRO-3: gathered from the partitions)
     assert max_diff(ddp[0], ds) < FSDP_TOL
+    # the model fit returns is whole on every rank (ZeRO-3: gathered, hooks removed)
+    assert max_diff(final[0], ds) == 0.0 and max_diff(final[1], ds) == 0.0
     parts = sorted(p.name for p in (last / "engine").rglob("*optim_states.pt"))
     assert len(parts) == 2, parts   # one ZeRO optimizer partition per rank
     assert load(last, "trainer.pt")["engine"] == "deepspeed"

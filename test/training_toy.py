@@ -1,7 +1,8 @@
 """A toy regression task on lhotse dummy cuts, shared by the training tests, and runnable under
 a launcher for the multi-process ones::
 
-    python training_toy.py EXP_DIR MAX_STEPS [model=mlp|lm] [dtype=float32|bfloat16] [KEY=VALUE ...]
+    python training_toy.py EXP_DIR MAX_STEPS [model=mlp|lm] [dtype=float32|bfloat16] [valid=true]
+                           [KEY=VALUE ...]
 
 KEY=VALUE sets a ``trainer:`` field (e.g. ``engine=fsdp grad_accum=2``). Each rank writes
 ``final-rank<R>.pt`` (its full trainable parameters after training)."""
@@ -87,8 +88,16 @@ def config(**kw) -> TrainerConfig:
     return TrainerConfig(**base)
 
 
+def uneven_valid_fn(model, accelerator) -> dict[str, float]:
+    """Rank r runs r + 1 forwards: sharded engines must hold full weights during validation
+    (a per-layer all-gather inside forward would wait forever for the other rank)."""
+    batch = ToyDataset()[toy_cuts(4)]
+    mse = [float(model(batch)["mse"]) for _ in range(accelerator.process_index + 1)]
+    return {"mse": mse[0]}
+
+
 def train(exp_dir, cfg: TrainerConfig, crash_after: int | None = None, model: str = "mlp",
-          dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+          dtype: torch.dtype = torch.float32, valid: bool = False) -> torch.nn.Module:
     trainer = Trainer(cfg, exp_dir)
     if trainer.engine == "deepspeed":  # ZeRO-3 keeps tensors under 1e5 elements whole: the
         ds = trainer.accelerator.state.deepspeed_plugin.deepspeed_config   # toy must partition
@@ -96,18 +105,19 @@ def train(exp_dir, cfg: TrainerConfig, crash_after: int | None = None, model: st
     model = ToyModel(crash_after) if model == "mlp" else ToyLM(dtype)
     sampler = DynamicBucketingSampler(toy_cuts(), max_duration=6.0, shuffle=True, seed=1,
                                       num_buckets=2, buffer_size=100)
-    return trainer.fit(model, ToyDataset(), sampler)
+    return trainer.fit(model, ToyDataset(), sampler, uneven_valid_fn if valid else None)
 
 
 def main(argv: list[str]) -> None:
     exp_dir, steps, kw = argv[0], int(argv[1]), dict(a.split("=", 1) for a in argv[2:])
     model_kind = kw.pop("model", "mlp")
     dtype = getattr(torch, kw.pop("dtype", "float32"))
+    valid = kw.pop("valid", "false") == "true"
     fields = TrainerConfig.__dataclass_fields__
     cfg = config(max_steps=steps, **{k: type(getattr(TrainerConfig, k, ""))(v) if k in fields
                                      and not isinstance(getattr(TrainerConfig, k, None), bool)
                                      else v == "true" for k, v in kw.items()})
-    model = train(exp_dir, cfg, model=model_kind, dtype=dtype)
+    model = train(exp_dir, cfg, model=model_kind, dtype=dtype, valid=valid)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     torch.save({n: p.detach().float().cpu().clone() for n, p in model.named_parameters()
                 if p.requires_grad}, f"{exp_dir}/final-rank{rank}.pt")
