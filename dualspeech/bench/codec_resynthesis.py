@@ -39,6 +39,8 @@ def _codec(codec_cfg: dict, cfg: dict, train_cuts: Path, work: Path):
     from dualspeech.tokenizers.extraction import cut_waves
 
     trainer = CODEC_TRAINERS.get(codec_cfg["name"])
+    if trainer is not None and trainer.units_field:
+        raise SystemExit(f"codec {codec_cfg['name']!r} decodes units, not speech: nothing to resynthesise")
     train_s = 0.0
     if trainer is not None and not Path(str(codec_cfg.get("checkpoint", ""))).is_file():
         tcfg = build(trainer.config_cls, cfg.get(trainer.section), trainer.section)
@@ -47,7 +49,7 @@ def _codec(codec_cfg: dict, cfg: dict, train_cuts: Path, work: Path):
             cuts = random.Random(0).sample(cuts, trainer.max_utterances(tcfg))
         waves = [w for _, w in cut_waves(cuts, trainer.sample_rate(tcfg), 1024, {})]
         t0 = time.perf_counter()
-        codec_cfg = {**codec_cfg, "checkpoint": str(trainer.train(waves, tcfg, work / "codec.pt"))}
+        codec_cfg = {**codec_cfg, **trainer.train(waves, tcfg, work)}
         train_s = time.perf_counter() - t0
     return build_codec(codec_cfg), train_s
 

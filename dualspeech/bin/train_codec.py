@@ -4,11 +4,12 @@ files otherwise, and write the codec section that extraction and decoding read.
     python -m dualspeech.bin.train_codec --conf egs/mini/conf/codec_vqmel.yaml \
         --cuts data/cuts/mini_cuts_train.jsonl.gz --out-dir exp/codec_vqmel
 
-Trainable backends (``melvq``, ``vqmel``) read their ``<name>_train`` section; at most
-``max_utterances`` cuts (a seeded sample when there are more) are loaded at the sample rate the
-backend wants, unreadable audio is skipped and counted, the checkpoint is written atomically to
-``OUT_DIR/<name>.pt``. Pretrained backends (``wavtokenizer``, ``unit_hifigan``, ``hf``) are
-built once, so missing or wrong files stop here with the error that says how to get them.
+Trainable backends (``melvq``, ``vqmel``; ``unit_hifigan`` on cuts that carry
+``hubert_tokens``) read their ``<name>_train`` section; at most ``max_utterances`` cuts (a
+seeded sample when there are more) are loaded at the sample rate the backend wants, unreadable
+audio is skipped and counted, the checkpoint is written atomically into OUT_DIR. Pretrained
+backends (``wavtokenizer``, ``hf``, a ``unit_hifigan`` without a training section) are built
+once, so missing or wrong files stop here with the error that says how to get them.
 Either way ``OUT_DIR/codec.yaml`` gets the ``codec`` section (with the trained checkpoint).
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> Path:
     if not name:
         raise ConfigError(f"{args.conf}: no codec section with a name")
     trainer = CODEC_TRAINERS.get(name)
+    if trainer is not None and trainer.section not in cfg:
+        trainer = None      # no training section: use the checkpoint the codec section names
     if trainer is None:
         try:
             codec = build_codec(codec_cfg)
@@ -59,15 +62,22 @@ def main(argv: list[str] | None = None) -> Path:
 
         tcfg = build(trainer.config_cls, cfg.get(trainer.section), trainer.section)
         cuts = [c for path in args.cuts for c in CutSet.from_file(path)]
+        if trainer.units_field:
+            cuts = [c for c in cuts if c.has_custom(trainer.units_field)]
+            if not cuts:
+                raise SystemExit(f"codec {name!r} trains on (units, speech) pairs: the cuts of "
+                                 f"{args.cuts} have no {trainer.units_field!r} field (extract it first)")
         limit = trainer.max_utterances(tcfg)
         if len(cuts) > limit:
             cuts = random.Random(getattr(tcfg, "seed", 0)).sample(cuts, limit)
         skipped: dict[str, str] = {}
-        waves = [w for _, w in cut_waves(cuts, trainer.sample_rate(tcfg), 1024, skipped)]
+        pairs = cut_waves(cuts, trainer.sample_rate(tcfg), 1024, skipped)
         if skipped:
             log.warning("skipped %d of %d cuts with unusable audio", len(skipped), len(cuts))
+        examples = [(getattr(c, trainer.units_field).load(), w) if trainer.units_field else w
+                    for c, w in pairs]
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        codec_cfg["checkpoint"] = str(trainer.train(waves, tcfg, args.out_dir / f"{name}.pt"))
+        codec_cfg.update(trainer.train(examples, tcfg, args.out_dir))
     out = args.out_dir / "codec.yaml"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, yaml.safe_dump({"codec": codec_cfg}, sort_keys=False))

@@ -29,12 +29,15 @@ register_codec = registrar(CODECS, "codec")
 class CodecTrainer:
     """How ``python -m dualspeech.bin.train_codec`` trains a backend: the config section with
     its settings, their dataclass, the sample rate it wants its training audio at, and
-    ``train(waves, cfg, out_path) -> checkpoint``. The trained checkpoint becomes ``codec.checkpoint``."""
+    ``train(examples, cfg, out_dir) -> codec options`` (e.g. ``{"checkpoint": ...}``) that
+    replace those of the config's ``codec`` section. ``examples`` are waves, or (units, wave)
+    pairs when ``units_field`` names the cut field holding the units (a unit vocoder)."""
     section: str
     config_cls: type
     sample_rate: Callable[[object], int]
     max_utterances: Callable[[object], int]
-    train: Callable[[list, object, Path], Path]
+    train: Callable[[list, object, Path], dict]
+    units_field: str | None = None
 
 
 CODEC_TRAINERS: dict[str, CodecTrainer] = {}

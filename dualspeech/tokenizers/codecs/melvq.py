@@ -186,4 +186,5 @@ def _build(options: dict) -> MelVQCodec:
 
 CODEC_TRAINERS["melvq"] = CodecTrainer("melvq_train", MelVQTrainConfig,
                                        sample_rate=lambda c: c.features.sample_rate,
-                                       max_utterances=lambda c: c.max_utterances, train=train_melvq)
+                                       max_utterances=lambda c: c.max_utterances,
+                                       train=lambda w, c, d: {"checkpoint": str(train_melvq(w, c, d / "melvq.pt"))})

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualspeech.config import ConfigError, build
-from dualspeech.tokenizers.codecs.base import Codec, register_codec
+from dualspeech.tokenizers.codecs.base import CODEC_TRAINERS, Codec, CodecTrainer, register_codec
 from dualspeech.tokenizers.codecs.hifigan import HiFiGANConfig, HiFiGANGenerator, MelFrontEnd
 from dualspeech.tokenizers.codecs.layers import CheckpointError, load_strict, read_checkpoint
 from dualspeech.utils.io import atomic_path, atomic_write_text, short_hash
@@ -151,6 +151,7 @@ class UnitHiFiGANTrainConfig:
     batch_size: int = 4
     segment_units: int = 32
     lr: float = 2e-4
+    max_utterances: int = 2000
     seed: int = 0
 
     def fairseq_config(self) -> dict:
@@ -287,3 +288,14 @@ def _build(options: dict) -> UnitHiFiGANCodec:
     identity = f"unit_hifigan:{Path(opts.checkpoint).name}@{short_hash(opts.checkpoint)}"
     return UnitHiFiGANCodec(model, identity, opts.dur_prediction, opts.speaker)
 
+
+
+def _train_for_codec(pairs, cfg: UnitHiFiGANTrainConfig, out_dir: Path) -> dict:
+    ckpt, config = train_unit_hifigan(pairs, cfg, out_dir)
+    return {"checkpoint": str(ckpt), "config": str(config)}
+
+
+# trained on the HuBERT k-means units that extract_hubert stores (50 Hz at 16 kHz = hop 320)
+CODEC_TRAINERS["unit_hifigan"] = CodecTrainer(
+    "unit_hifigan_train", UnitHiFiGANTrainConfig, sample_rate=lambda c: c.sampling_rate,
+    max_utterances=lambda c: c.max_utterances, train=_train_for_codec, units_field="hubert_tokens")

@@ -57,7 +57,7 @@ class VQMelTrainConfig:
     segment_frames: int = 128        # mel frames per training crop (a multiple of stride)
     lr: float = 2e-3
     commitment: float = 0.25
-    ema_decay: float = 0.99
+    ema_decay: float = 0.95         # codebook EMA (fast enough for a short run)
     max_utterances: int = 2000
     threads: int = 0                 # torch threads while training (0: leave as is)
     seed: int = 0
@@ -79,13 +79,15 @@ def _blocks(n: int, ch: int, kernel: int) -> list[nn.Module]:
 
 
 class EMAQuantizer(nn.Module):
-    """Nearest-neighbour codebook, updated as an exponential moving average of its assigned
-    vectors (no codebook gradient); codes unused for a while restart at random batch vectors."""
+    """Nearest-neighbour codebook over unit-length vectors (cosine distance keeps far more codes
+    in use than raw Euclidean codes), updated as an exponential moving average of its assigned
+    vectors (no codebook gradient); a code whose usage falls below ``dead_fraction`` of the mean
+    restarts at a random vector of the batch."""
 
-    def __init__(self, size: int, dim: int, decay: float = 0.99):
+    def __init__(self, size: int, dim: int, decay: float = 0.99, dead_fraction: float = 0.1):
         super().__init__()
-        self.decay = decay
-        self.register_buffer("embed", torch.randn(size, dim) * 0.1)
+        self.decay, self.dead_fraction = decay, dead_fraction
+        self.register_buffer("embed", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("cluster_size", torch.ones(size))
         self.register_buffer("embed_sum", self.embed.clone())
         self.register_buffer("initialised", torch.tensor(False))
@@ -108,8 +110,8 @@ class EMAQuantizer(nn.Module):
         self.embed_sum.mul_(self.decay).add_(onehot.T @ z, alpha=1 - self.decay)
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + 1e-5) / (n + size * 1e-5) * n
-        self.embed.copy_(self.embed_sum / smoothed[:, None])
-        dead = self.cluster_size < 1e-2
+        self.embed.copy_(F.normalize(self.embed_sum / smoothed[:, None], dim=1))
+        dead = self.cluster_size < self.dead_fraction * len(z) / size
         if dead.any():
             pick = z[torch.randint(len(z), (int(dead.sum()),), generator=gen)]
             self.embed[dead] = pick
@@ -118,6 +120,7 @@ class EMAQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor, gen: torch.Generator | None = None):
         """z [B, D, N] -> (straight-through quantised [B, D, N], ids [B, N], commitment loss)"""
+        z = F.normalize(z, dim=1)
         flat = z.transpose(1, 2).reshape(-1, z.shape[1])
         ids = self.nearest(flat)
         if self.training:
@@ -190,6 +193,7 @@ def train_vqmel(waves: list[np.ndarray], cfg: VQMelTrainConfig, out_path: str | 
         mean, std = allf.mean(1, keepdim=True), allf.std(1, keepdim=True) + 1e-5
         mels = [(m - mean) / std for m in mels]
         model = VQMelModel(a)
+        model.quantizer.decay = cfg.ema_decay
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
@@ -296,5 +300,6 @@ def _build(options: dict) -> VQMelCodec:
 
 
 CODEC_TRAINERS["vqmel"] = CodecTrainer(
-    "vqmel_train", VQMelTrainConfig, max_utterances=lambda c: c.max_utterances, train=train_vqmel,
+    "vqmel_train", VQMelTrainConfig, max_utterances=lambda c: c.max_utterances,
+    train=lambda w, c, d: {"checkpoint": str(train_vqmel(w, c, d / "vqmel.pt"))},
     sample_rate=lambda c: HiFiGANConfig.from_json(resolve_vocoder(c.vocoder)[1]).sampling_rate)
