@@ -60,6 +60,13 @@ def run(argv: list[str]) -> None:
         fixed = fixed_batches(lengths, max(1, round(mean_bs)), args.seed, mode == "per_task")
         rows.append((f"fixed size ({mode})", float(np.mean([len(b) for b in fixed])),
                      padding_efficiency(fixed, arrays)))
+    # what training does: each task's stream visits its stage-5 shards (1000 examples) in turn
+    cfg = SamplerConfig(weights=dict(PAPER_TASK_WEIGHTS), mode="per_task", max_tokens=args.max_tokens,
+                        max_batch_size=10_000, buffer_batches=args.buffer_batches, seed=args.seed)
+    groups = {t: np.arange(len(v)) // 1000 for t, v in lengths.items()}
+    batches = TaskBatchSampler(lengths, cfg, rank=0, world_size=1, groups=groups).global_batches(0)
+    rows.append(("bucketing (per_task, shards)", float(np.mean([len(b) for b in batches])),
+                 padding_efficiency(batches, arrays)))
     print(f"{'sampler':28s} {'mean batch':>10s} {'efficiency':>10s}")
     for name, bs, eff in rows:
         print(f"{name:28s} {bs:10.1f} {eff:10.3f}")

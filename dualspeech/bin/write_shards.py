@@ -159,11 +159,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shard-size", type=int, default=1000, help="examples per shard")
     p.add_argument("--force", action="store_true", help="rewrite shards written before")
     p.add_argument("--nj", type=int, default=1, help="shards written in parallel (processes)")
+    p.add_argument("--token-meta", nargs="+", metavar="META_JSON",
+                   help="meta.json files of the token extraction: sizes a config leaves out are "
+                        "filled as bin.train does, so the vocabulary is the one it trains with")
     args, other = p.parse_known_args(argv)   # the recipe passes its train args (--set ...)
     setup_logging()
     if other:
         log.info("ignoring arguments that only training uses: %s", " ".join(other))
-    templates, acoustic_field = build_templates(config_from_args(args))
+    cfg = config_from_args(args)
+    if args.token_meta:
+        from dualspeech.models.token_sizes import apply_token_sizes, sizes_from_meta
+
+        apply_token_sizes(cfg, sizes_from_meta(args.token_meta))
+    templates, acoustic_field = build_templates(cfg)
     out = args.out or shard_root(args.data_root)
     result = {}
     for name in args.sets:

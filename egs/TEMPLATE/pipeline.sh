@@ -291,13 +291,31 @@ if in_stage 4; then
 fi
 
 # Stage 5's output is the data root of training and decoding: tasks/ (checked examples) next to
-# cuts/ (speech cuts with ustokens, acoustic_tokens, speaker_embedding).
+# cuts/ (speech cuts with ustokens, acoustic_tokens, speaker_embedding), and shards/: the train
+# and dev examples rendered once with the training config's tokenizer, which stage 6 streams.
+token_meta_files() {  # the meta.json of stages 3-4 for the training sets (they size the model)
+  local set d
+  for set in $train_sets; do
+    for d in ustokens acoustic speaker; do
+      [ ! -f "$dumpdir/$d/${set/:/.}/meta.json" ] || echo "$dumpdir/$d/${set/:/.}/meta.json"
+    done
+  done
+}
 if in_stage 5; then
-  # shellcheck disable=SC2086
-  if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" --args "$all_sets" --clean "$dumpdir/tasks"; then
+  shard_sets=$(echo $train_sets $dev_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+  [ -n "${shard_sets// }" ] && need train_config
+  # shellcheck disable=SC2046,SC2086
+  if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" $(config_files "$train_config") \
+       --args "$all_sets|$shard_sets|$train_args" --clean "$dumpdir/tasks" "$dumpdir/shards"; then
     $cpu_cmd "$logdir/stage5_task_data.log" $python -m dualspeech.bin.check_task_data --sets $all_sets \
       --tasks-dir "$datadir/checked" --cuts-dir "$dumpdir/cuts" --out-dir "$dumpdir/tasks" --require-tokens
-    stage_end 5 task_data "$dumpdir/tasks"
+    if [ -n "${shard_sets// }" ]; then    # a killed run resumes at its first unwritten shard
+      # shellcheck disable=SC2086
+      $cpu_cmd "$logdir/stage5_shards.log" $python -m dualspeech.bin.write_shards --conf "$train_config" \
+        $train_args --data-root "$dumpdir" --sets $shard_sets --nj "$nj" \
+        $(meta=$(token_meta_files); [ -z "$meta" ] || echo --token-meta $meta)
+    fi
+    stage_end 5 task_data "$dumpdir/tasks" ${shard_sets:+"$dumpdir/shards"}
   fi
 fi
 
