@@ -26,7 +26,6 @@ from dualspeech.config import add_config_args, build, config_from_args
 from dualspeech.data.shards import ShardWriter, encoding_fingerprint, set_dir
 from dualspeech.data.streaming import shard_root
 from dualspeech.data.tasks import TASKS, speech_cut_ids, speech_manifest_name, task_manifest_name
-from dualspeech.utils.io import file_sha256
 from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.write_shards")
@@ -57,6 +56,19 @@ def tokens(cut, name: str) -> np.ndarray:
         raise ValueError(f"cut {cut.id}: {name!r} must hold 1-D integer ids (one codebook), got "
                          f"shape {arr.shape} dtype {arr.dtype}")
     return arr
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a manifest's content (decompressed: a rewritten .gz with the same lines but a
+    new gzip timestamp is the same input, so a resumed stage 5 keeps its shards)."""
+    import gzip
+    import hashlib
+
+    h = hashlib.sha256()
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def missing_field(task: str, speech: dict, field: str, acoustic_field: str) -> str | None:
@@ -111,7 +123,7 @@ def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part
     if not task_paths:
         raise SystemExit(f"no task manifests {corpus}_<task>_{part}.jsonl.gz in {data_root}/tasks")
     fingerprint = encoding_fingerprint(templates)
-    inputs = {p.name: file_sha256(p) for p in [cuts_path, *task_paths.values()]}
+    inputs = {p.name: content_sha256(p) for p in [cuts_path, *task_paths.values()]}
     writer = ShardWriter(set_dir(out_root, corpus, part),
                          {"encoding": fingerprint, "inputs": inputs, "acoustic_field": acoustic_field},
                          shard_size, force)
