@@ -4,6 +4,7 @@ open files; sampler state_dict resumes exactly."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -150,6 +151,12 @@ def test_reader_keeps_a_bounded_number_of_files_open(corpus):
         for i in range(7):
             assert reader.read(shards, task, i)["input_ids"].dtype == np.int32
             assert reader.open_files() <= 3 * 3
+    r, w = os.pipe()
+    if (pid := os.fork()) == 0:                     # a DataLoader worker: inherits nothing open
+        os.write(w, bytes([reader.open_files()]))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"\0" and reader.open_files() > 0
     reader.close()
     assert reader.open_files() == 0
 

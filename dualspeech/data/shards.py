@@ -27,6 +27,7 @@ import json
 import os
 import re
 import tarfile
+import weakref
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
@@ -127,6 +128,7 @@ class ShardReader:
     def __init__(self, max_open: int = 12):
         self.max_open = max_open
         self._open: OrderedDict = OrderedDict()   # (set path, task, k) -> {field: (file, members)}
+        _READERS.add(self)
 
     def __getstate__(self):          # DataLoader workers start with nothing open
         return {"max_open": self.max_open, "_open": OrderedDict()}
@@ -196,6 +198,19 @@ def _npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+_READERS: "weakref.WeakSet[ShardReader]" = weakref.WeakSet()
+
+
+def _close_inherited() -> None:
+    """In a forked child (a DataLoader worker), close the shards the parent had open: a worker
+    then holds only what it opens itself."""
+    for reader in list(_READERS):
+        reader.close()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
+
+
 def _index_tar(path: Path):
     """(open file, [(data offset, size)] of its ``.npy`` members in order). Walks the 512-byte
     headers itself (tarfile's parsing was most of the cost of opening a shard)."""
@@ -252,6 +267,19 @@ def _npy(data: bytes) -> np.ndarray:
             return np.frombuffer(bytearray(data), dtype=np.dtype(m.group(1)),
                                  offset=end).reshape(shape)   # writable
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+_READERS: "weakref.WeakSet[ShardReader]" = weakref.WeakSet()
+
+
+def _close_inherited() -> None:
+    """In a forked child (a DataLoader worker), close the shards the parent had open: a worker
+    then holds only what it opens itself."""
+    for reader in list(_READERS):
+        reader.close()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
 
 
 def _index_tar(path: Path):
