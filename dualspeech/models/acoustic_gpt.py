@@ -109,10 +109,10 @@ class AcousticGPT(nn.Module):
         self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd)
         self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
-        self.cpe = nn.Embedding(cfg.cond_block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.cpe = nn.Embedding(cfg.cond_block_size, cfg.n_embd)   # condition positions
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
