@@ -28,7 +28,8 @@ def run(argv: list[str]) -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
-    cfg = load_config(args.conf, args.overrides)
+    # the toy corpus has no trained USTokenizer; the speech-row init does not change the speed
+    cfg = load_config(args.conf, ["+model.speech_init.method=mean_noise", *args.overrides])
     model_cfg = cfg["model"]
     with tempfile.TemporaryDirectory() as tmp:
         agpt = model_cfg.get("acoustic_gpt") or {}
