@@ -119,6 +119,40 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def replicate(root: Path, times: int) -> int:
+    """Serve the written set ``times`` over: every shard hard-linked under ``times`` shard
+    numbers and one index over all of them (start-up, memory and reading at ``times`` the size
+    without ``times`` the writing). Returns the examples of the replicated set."""
+    import json
+
+    from dualspeech.data.shards import ShardSet, ShardWriter, set_dir, shard_files
+    from dualspeech.data.streaming import shard_root
+
+    path = set_dir(shard_root(root), "synth", "train")
+    src = ShardSet(path)
+    writer = ShardWriter(path, json.loads((path / "writing.json").read_text()) | {"replicas": times},
+                         src.shard_size)
+    counts = {}
+    for task in src.tasks:
+        n_shards = len(src.index["tasks"][task]["shards"])
+        n = src.index["tasks"][task]["num_examples"]
+        if n % src.shard_size:
+            raise ValueError(f"--replicate needs full shards: {task} has {n} examples")
+        for r in range(1, times):
+            for k in range(n_shards):
+                done = writer.done(task, k)
+                new = r * n_shards + k
+                for (_, a), (_, b) in zip(shard_files(task, k).items(), shard_files(task, new).items()):
+                    (path / b).unlink(missing_ok=True)
+                    os.link(path / a, path / b)
+                done["sizes"] = {shard_files(task, new)[f]: done["sizes"][name]
+                                 for f, name in shard_files(task, k).items()}
+                (path / task / f"done.{new:06d}.json").write_text(json.dumps(done))
+        counts[task] = n * times
+    writer.finish(counts, src.index["encoding"], {})
+    return sum(counts.values())
+
+
 def _worker_stats(pid: int) -> tuple[float, int]:
     """(peak RSS MB, regular files open) of process ``pid``."""
     with open(f"/proc/{pid}/status") as f:
@@ -199,14 +233,19 @@ def run(argv: list[str]) -> None:
     p.add_argument("--nj", type=int, default=2, help="processes writing shards")
     p.add_argument("--workdir", default=None, help="where the shards go (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replicate", type=int, default=1,
+                   help="measure the largest size served this many times over (hard links; for a "
+                        "size too large to write on this machine; write s is of the written part)")
     args = p.parse_args(argv)
     base = Path(args.workdir or tempfile.mkdtemp(prefix="data_scale."))
     rows = []
     for n in args.sizes:
         root = base / f"n{n}"
         shutil.rmtree(root, ignore_errors=True)
-        row = {"size": n, **_run(_write, n, str(root), args.seed, args.shard_size, args.nj),
-               **_run(_train, str(root), args.read_seconds)}
+        row = {"size": n, **_run(_write, n, str(root), args.seed, args.shard_size, args.nj)}
+        if args.replicate > 1 and n == args.sizes[-1]:
+            row["size"] = replicate(root, args.replicate)
+        row.update(_run(_train, str(root), args.read_seconds))
         row["disk_mb"] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2 ** 20
         rows.append(row)
         print(f"size {n}: written in {row['write_s']:.1f} s ({row['disk_mb']:.0f} MB)", flush=True)
