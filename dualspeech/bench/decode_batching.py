@@ -52,6 +52,7 @@ def run(argv: list[str]) -> None:
 
     from dualspeech.config import build, load_yaml
     from dualspeech.data.dataset import DataConfig
+    from dualspeech.data.tasks import parse_set
     from dualspeech.inference.config import DecodeConfig
     from dualspeech.inference.runner import DecodeRunner
 
@@ -64,7 +65,7 @@ def run(argv: list[str]) -> None:
             if not (args.data_root and args.codec_conf):
                 p.error("--model needs --data-root and --codec-conf")
             model = load_model(args.model)
-            corpus, part = args.source.split(":")
+            corpus, part = parse_set(args.source)
             root, codec = args.data_root, build_codec(load_yaml(args.codec_conf)["codec"])
         else:
             from dualspeech.testing.toy import toy_codec, toy_data, toy_model

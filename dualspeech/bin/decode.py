@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dualspeech.config import add_config_args, build, config_from_args, load_yaml
-from dualspeech.data.tasks import TASKS, task_manifest_name
+from dualspeech.data.tasks import TASKS, parse_set, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.controls import control_tasks
 from dualspeech.utils.logs import setup_logging
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.control:
         log.info("decode.control=%s: decoding only %s", cfg.control, tasks)
     for source in args.sources:
-        if source.count(":") != 1:
-            parser.error(f"--sources {source!r}: expected corpus:part")
-        corpus, part = source.split(":")
+        try:
+            corpus, part = parse_set(source)
+        except ValueError as e:
+            parser.error(f"--sources: {e}")
         for task in tasks:
             if (args.data_root / "tasks" / task_manifest_name(corpus, task, part)).is_file():
                 jobs.append((corpus, part, task))
