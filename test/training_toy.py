@@ -119,8 +119,10 @@ def main(argv: list[str]) -> None:
                                      else v == "true" for k, v in kw.items()})
     model = train(exp_dir, cfg, model=model_kind, dtype=dtype, valid=valid)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    torch.save({n: p.detach().float().cpu().clone() for n, p in model.named_parameters()
-                if p.requires_grad}, f"{exp_dir}/final-rank{rank}.pt")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # through state_dict(), as an exporter (PEFT save_pretrained) reads the model
+    torch.save({n: v.detach().float().cpu().clone() for n, v in model.state_dict().items()
+                if n in trainable}, f"{exp_dir}/final-rank{rank}.pt")
 
 
 if __name__ == "__main__":

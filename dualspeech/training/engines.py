@@ -58,22 +58,27 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 # -- FSDP2 ----------------------------------------------------------------------------------
 def layer_classes(model: nn.Module) -> set[type]:
     """Classes to shard one instance at a time: those named in any sub-module's
-    ``_no_split_modules`` (Hugging Face backbones declare their decoder layer there); otherwise
-    the class of the repeated blocks of every ``nn.ModuleList`` (e.g. AcousticGPT's blocks)."""
+    ``_no_split_modules`` (Hugging Face backbones declare their decoder layer there); only when
+    there are none, the class of the repeated blocks of every ``nn.ModuleList``.
+
+    Sub-modules that run on some batches only (AcousticGPT: batches with acoustic targets)
+    must stay in the root unit: a unit all-gathers when it runs, and one rank running it while
+    the other does not is a collective mismatch."""
     names = set()
     for m in model.modules():
         names.update(getattr(m, "_no_split_modules", None) or ())
     found = {type(m) for m in model.modules() if type(m).__name__ in names}
-    for m in model.modules():
-        if isinstance(m, nn.ModuleList) and len(m) > 1 and len({type(c) for c in m}) == 1:
-            found.add(type(m[0]))
+    if not found:
+        for m in model.modules():
+            if isinstance(m, nn.ModuleList) and len(m) > 1 and len({type(c) for c in m}) == 1:
+                found.add(type(m[0]))
     return found
 
 
 def fsdp_wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """Shard ``model`` over all ranks with FSDP2: every decoder layer / repeated block is its
-    own unit (all-gathered just before use), the rest (embeddings, speech rows, heads) forms
-    the root unit. Parameters are sharded in place; module names do not change."""
+    """Shard ``model`` over all ranks with FSDP2: every decoder layer is its own unit
+    (all-gathered just before use), the rest (embeddings, speech rows, heads, AcousticGPT)
+    forms the root unit. Parameters are sharded in place; module names do not change."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
@@ -115,12 +120,35 @@ def fsdp_full_params(model: nn.Module):
             m.set_reshard_after_forward(True)
 
 
-def unshard_for_good(model: nn.Module) -> nn.Module:
-    """After training: all-gather every unit and keep it gathered, so the returned model reads
-    and exports like an unsharded one on every rank."""
-    for m in fsdp_units(model):
-        m.set_reshard_after_forward(False)
-        m.unshard()
+def fsdp_release(model: nn.Module) -> nn.Module:
+    """After training: replace every sharded parameter by a plain full tensor (an all-gather:
+    all ranks call it) and remove FSDP's forward and state-dict hooks, so the returned model
+    runs, saves (PEFT ``save_pretrained``) and exports like an unsharded one on every rank.
+    Uses FSDP2's per-module state (``_get_fsdp_state``): torch has no public "unshard for
+    good"."""
+    from torch.distributed.tensor import DTensor
+
+    full = {}
+    for module in model.modules():
+        for p in module._parameters.values():
+            if isinstance(p, DTensor) and id(p) not in full:
+                full[id(p)] = nn.Parameter(p.full_tensor().detach().clone(),
+                                           requires_grad=p.requires_grad)
+    for unit in fsdp_units(model):
+        state = unit._get_fsdp_state()
+        for handle in {state._pre_forward_hook_handle, state._post_forward_hook_handle}:
+            if handle is not None:
+                handle.remove()
+        group = state._fsdp_param_group
+        if group is not None:
+            for handles in (group._module_to_pre_save_state_dict_hook_handle,
+                            group._module_to_pre_load_state_dict_hook_handle):
+                for handle in handles.values():
+                    handle.remove()
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and id(p) in full:
+                module._parameters[name] = full[id(p)]   # tied weights stay tied
     return model
 
 

@@ -239,8 +239,8 @@ class Trainer:
 
     def fit(self, model: torch.nn.Module, dataset: Any, sampler: Iterable,
             valid_fn: ValidFn | None = None) -> torch.nn.Module:
-        """Train until ``max_steps``; returns the unwrapped model (FSDP: with every parameter
-        gathered on every rank, ready for validation and export)."""
+        """Train until ``max_steps``; returns the unwrapped model (FSDP / ZeRO-3: with every
+        parameter gathered into plain tensors on every rank, ready for validation and export)."""
         cfg, acc = self.cfg, self.accelerator
         if cfg.gradient_checkpointing:
             if not hasattr(model, "gradient_checkpointing_enable"):
@@ -305,7 +305,7 @@ class Trainer:
         metrics.close()
         acc.wait_for_everyone()
         if self.engine == "fsdp":
-            return engines.unshard_for_good(model)
+            return engines.fsdp_release(model)
         if self.engine == "deepspeed" and self.zero_stage >= 3:
             return engines.zero3_release(model, acc.unwrap_model(model))
         return acc.unwrap_model(model)
