@@ -180,3 +180,35 @@ def test_bf16_backbone_keeps_fp32_masters_that_move(tmp_path):
 
 def checkpoint_dir(exp: Path, step: int) -> Path:
     return exp / "checkpoints" / f"step-{step:08d}"
+
+
+@pytest.mark.slow
+def test_dualspeechlm_fsdp_trains_validates_and_exports_like_ddp(tmp_path):
+    """The debug DualSpeechLM on 2 gloo processes: one task per batch, so one rank may run
+    AcousticGPT while the other does not (it must stay in the root unit); validation at the end,
+    then export through PEFT save_pretrained on rank 0."""
+    from dualspeech.bin.write_shards import main as write_shards
+    from dualspeech.testing.toy_corpus import write_toy_corpus
+
+    conf = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
+    data = write_toy_corpus(tmp_path / "data", "toy", "train", n_per_task=6, num_speech_tokens=32,
+                            n_codes=1024, spk_dim=256)
+    write_shards(["--conf", str(conf), "--data-root", str(data), "--sets", "toy:train"])
+
+    def run(engine: str) -> dict:
+        exp = tmp_path / engine
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+               "-m", "dualspeech.bin.train", "--conf", str(conf), "--exp-dir", str(exp),
+               "--data-root", str(data), "--train", "toy:train", "--valid", "toy:train"]
+        for s in ("trainer.max_steps=4", "trainer.save_every=0", "trainer.valid_every=0",
+                  "data.valid_max_examples=3", f"+trainer.engine={engine}"):
+            cmd += ["--set", s]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert (exp / "model" / "adapter" / "adapter_model.safetensors").is_file()
+        return load(checkpoint_dir(exp, 4), "model.pt")
+
+    ddp, fsdp = run("ddp"), run("fsdp")
+    assert max_diff(ddp, fsdp) < FSDP_TOL
