@@ -40,7 +40,7 @@ def task_counts(n: int) -> dict[str, int]:
     from dualspeech.data.sampler import PAPER_TASK_WEIGHTS
 
     total = sum(PAPER_TASK_WEIGHTS.values())
-    counts = {t: int(n * w / total) for t, w in PAPER_TASK_WEIGHTS.items()}
+    counts = {t: round(n * w / total) for t, w in PAPER_TASK_WEIGHTS.items()}
     counts["asr"] += n - sum(counts.values())
     return counts
 
@@ -130,7 +130,8 @@ def replicate(root: Path, times: int) -> int:
 
     path = set_dir(shard_root(root), "synth", "train")
     src = ShardSet(path)
-    writer = ShardWriter(path, json.loads((path / "writing.json").read_text()) | {"replicas": times},
+    stamp = json.loads((path / "writing.json").read_text())
+    writer = ShardWriter(path, {k: v for k, v in stamp.items() if k not in ("format", "shard_size")},
                          src.shard_size)
     counts = {}
     for task in src.tasks:
