@@ -1,4 +1,4 @@
-"""The mini corpus: all 8 tasks valid, held-out test data, byte-identical, resumable, pluggable TTS."""
+"""The mini corpus: all 8 tasks valid, held-out test data, byte-identical, resumable; TTS engines."""
 from __future__ import annotations
 
 import gzip
@@ -12,13 +12,22 @@ import pytest
 import soundfile as sf
 from lhotse import CutSet
 
-from dualspeech.data import mini
+from dualspeech.data import mini, synth
 from dualspeech.data.mini_grammar import Sentence, sample_sentences
-from dualspeech.data.synth import SynthesisError, TTSCommand, Voice
+from dualspeech.data.synth import Effects, EngineSet, SynthesisError, TTSCommand, Voice
 from dualspeech.data.tasks import EMOTIONS, TASKS, speech_cut_ids, validate_example
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                reason="espeak-ng missing (tools/install.sh installs it)")
+
+def _missing_engines() -> str:
+    try:
+        EngineSet([v for v, _ in mini.SPEAKERS.values()])
+    except SynthesisError as e:
+        return str(e)
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(_missing_engines()),
+                                reason=f"a TTS engine is missing: {_missing_engines()}")
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -75,6 +84,16 @@ def test_test_split_has_unseen_sentences_and_speakers(corpus):
     statements = {t.text for t in load(corpus, "asr", "test")}  # questions/answers may repeat
     assert not statements & train_text
     assert test_spk == set(mini.TEST_SPEAKERS) and not test_spk & train_spk
+    gender = {c.supervisions[0].speaker: c.supervisions[0].gender for c in load(corpus, "cuts", "test")}
+    assert set(gender.values()) == {"m", "f"}  # both sexes among the held-out voices
+
+
+def test_speakers_cover_engines_and_sexes():
+    voices = [v for v, _ in mini.SPEAKERS.values()]
+    assert len(set(voices)) == len(voices) >= 10
+    assert len({v.engine for v in voices}) >= 3
+    for group in (mini.TRAIN_SPEAKERS, mini.TEST_SPEAKERS):
+        assert {mini.SPEAKERS[s][1] for s in group} == {"m", "f"}
 
 
 def test_audio_is_16k_mono_and_emotions_differ(corpus):
@@ -125,17 +144,51 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path):
 
 def test_grammar_translations_and_questions():
     s = Sentence(name=0, verb=0, number=1, color=0, noun=0, place=0, time=0)
-    assert s.text("en") == "Anna bought three red apples at the market on Monday."
-    assert s.text("de") == "Anna kaufte am Montag drei rote Äpfel auf dem Markt."
-    assert s.text("es") == "Anna compró tres manzanas rojas en el mercado el lunes."
-    assert s.text("fr") == "Anna a acheté trois pommes rouges au marché lundi."
+    assert s.text("en") == "Tom bought three red apples at the market on Monday."
+    assert s.text("de") == "Tom kaufte am Montag drei rote Äpfel auf dem Markt."
+    assert s.text("es") == "Tom compró tres manzanas rojas en el mercado el lunes."
+    assert s.text("fr") == "Tom a acheté trois pommes rouges au marché lundi."
     hats = Sentence(1, 2, 0, 1, 5, None, None)
-    assert hats.text("es") == "Ben vendió dos sombreros verdes." and "where" not in hats.question_kinds()
-    assert hats.question("how_many") == ("How many hats did Ben sell?", "Ben sold two hats.")
+    assert hats.text("es") == "Mary vendió dos sombreros verdes." and "where" not in hats.question_kinds()
+    assert hats.question("how_many") == ("How many hats did Mary sell?", "Mary sold two hats.")
     with pytest.raises(ValueError):
         hats.question("when")
     sents = sample_sentences(500, random.Random(0))
     assert len(set(sents)) == 500
+
+
+def test_effects_stack_and_change_the_audio(tmp_path):
+    base = Effects(level_db=-6, pitch_cents=-200)
+    both = base + mini.EMOTION_EFFECTS["sad"]
+    assert (both.level_db, both.pitch_cents, both.tempo) == (-6, -450, 0.82)
+    assert Effects().sox_args() == [] and "pitch" in both.sox_args()
+    flite = EngineSet([Voice("awb", engine="flite")])
+    plain, slow = tmp_path / "plain.wav", tmp_path / "slow.wav"
+    flite.synthesize("Anna bought three red apples.", Voice("awb", engine="flite"), plain)
+    flite.synthesize("Anna bought three red apples.", Voice("awb", engine="flite", effects=both), slow)
+    ratio = sf.info(slow).frames / sf.info(plain).frames
+    assert 1.1 < ratio < 1.35  # tempo 0.82 -> ~1.22x longer
+    levelled = tmp_path / "levelled.wav"
+    flite.synthesize("Anna bought three red apples.", Voice("awb", engine="flite",
+                                                            effects=Effects(level_db=-6)), levelled)
+    assert abs(abs(sf.read(levelled)[0]).max() - 10 ** (-6 / 20)) < 0.01
+
+
+def test_missing_engine_names_its_install_command(monkeypatch):
+    with pytest.raises(SynthesisError, match="unknown TTS engine"):
+        EngineSet([Voice("x", engine="no-such-engine")])
+    monkeypatch.setitem(synth.PIPER_VOICES, "nobody", ("no_such_voice_pkg", "x.onnx", "no-such-voice"))
+    with pytest.raises(SynthesisError, match="piper-tts==1.8.0"):
+        EngineSet([Voice("nobody", engine="piper")])
+    with pytest.raises(SynthesisError, match="festvox-kallpc16k"):
+        monkeypatch.setattr(synth, "FESTIVAL_VOICE_DIRS", ("/nonexistent",))
+        EngineSet([Voice("kal_diphone", engine="festival")])
+    with pytest.raises(SynthesisError, match="not installed; .*flite"):
+        EngineSet([Voice("no_such_flite_voice", engine="flite")])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    for engine, package in (("flite", "flite"), ("pico", "libttspico-utils"), ("festival", "festival")):
+        with pytest.raises(SynthesisError, match=f"apt-get install -y {package}"):
+            EngineSet([Voice("x", engine=engine)])
 
 
 def test_pluggable_tts_templates(tmp_path):

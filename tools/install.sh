@@ -17,21 +17,50 @@ WITH_APT=${WITH_APT:-1}
 
 log() { echo "$(date '+%F %T') [install] $*"; }
 
+# Debian packages: audio tools and the mini corpus's TTS engines (docs/data.md "Mini corpus").
+# SVOX pico is in Debian's non-free component: added for its own install through a separate
+# sources list (the system's lists stay as they are).
+APT_PACKAGES=(espeak-ng sox ffmpeg flite festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k)
+APT_NONFREE=(libttspico-utils)
+
+apt_missing() {  # prints the packages of "$@" that are not installed
+  local p
+  for p in "$@"; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done
+}
+
 install_system_packages() {
-  local missing=()
-  for tool in espeak-ng sox ffmpeg; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
+  local missing=() nonfree=()
+  if command -v dpkg-query >/dev/null; then
+    mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
+    mapfile -t nonfree < <(apt_missing "${APT_NONFREE[@]}")
+  else
+    for tool in espeak-ng sox ffmpeg flite festival pico2wave; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  fi
+  [ $((${#missing[@]} + ${#nonfree[@]})) -eq 0 ] && return 0
   if [ "$WITH_APT" != 1 ]; then
-    log "WARNING: missing ${missing[*]} (WITH_APT=0); the mini corpus and audio tests need them"; return 0
+    log "WARNING: missing ${missing[*]} ${nonfree[*]} (WITH_APT=0); the mini corpus and audio tests need them"; return 0
   fi
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    log "ERROR: missing ${missing[*]}. Install them with your system package manager, e.g."
-    log "       sudo apt-get install -y --no-install-recommends espeak-ng sox ffmpeg"
+    log "ERROR: missing ${missing[*]} ${nonfree[*]}. Install them with your system package manager, e.g."
+    log "       sudo apt-get install -y --no-install-recommends ${APT_PACKAGES[*]} ${APT_NONFREE[*]}"
+    log "       (${APT_NONFREE[*]}: Debian non-free / Ubuntu multiverse)"
     exit 1
   fi
-  log "apt-get install ${missing[*]}"
+  log "apt-get install ${missing[*]} ${nonfree[*]}"
+  export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng sox ffmpeg >/dev/null
+  [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ ${#nonfree[@]} -eq 0 ] && return 0
+  local list opts
+  list=$(mktemp)
+  { cat /etc/apt/sources.list 2>/dev/null || true
+    . /etc/os-release
+    if [ "${ID:-}" = ubuntu ]; then echo "deb http://archive.ubuntu.com/ubuntu ${VERSION_CODENAME} multiverse"
+    else echo "deb http://deb.debian.org/debian ${VERSION_CODENAME} non-free"; fi; } > "$list"
+  opts=(-o "Dir::Etc::sourcelist=$list" -o APT::Get::List-Cleanup=0)
+  apt-get "${opts[@]}" update -qq
+  apt-get "${opts[@]}" install -y -qq --no-install-recommends "${nonfree[@]}" >/dev/null
+  rm -f "$list"
 }
 
 install_system_packages

@@ -1,8 +1,10 @@
-"""Generate the offline 8-task mini corpus with espeak-ng (or another TTS command).
+"""Generate the offline 8-task mini corpus with its built-in voices (piper, festival, flite, pico).
 
 Writes OUT_DIR/audio, OUT_DIR/manifests/mini_{recordings,supervisions}_<part>.jsonl.gz,
 OUT_DIR/cuts/mini_cuts_<part>.jsonl.gz and OUT_DIR/tasks/mini_<task>_<part>.jsonl.gz for
 part in train/dev/test. Same arguments -> byte-identical output; an unchanged re-run is a no-op.
+The engines come from tools/install.sh (Debian packages + pip); a missing one is an error that
+names its install command.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import argparse
 import sys
 
 from dualspeech.data.mini import SIZES, make_mini_corpus
-from dualspeech.data.synth import DEFAULT_TEMPLATE, SynthesisError
+from dualspeech.data.synth import SynthesisError
 from dualspeech.utils.logs import setup_logging
 
 
@@ -22,11 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="tiny: CI (160 utts, ~6 min of speech); small: 590 utts; default: the demo "
                         "(1950 utts, ~1.3 h of speech)")
     p.add_argument("--seed", type=int, default=0, help="random seed (sentences, speakers, pairs)")
-    p.add_argument("--nj", type=int, default=2, help="parallel TTS processes")
-    p.add_argument("--tts-command", default=DEFAULT_TEMPLATE,
-                   help="TTS command template; placeholders {wav} {text} {text_file} {voice} "
-                        "{rate} {pitch} {amplitude} {lang} (see docs/data.md). "
-                        "Default: %(default)s")
+    p.add_argument("--nj", type=int, default=2, help="parallel TTS jobs")
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
     return p
 
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     try:
         make_mini_corpus(args.out_dir, size=args.size, seed=args.seed, nj=args.nj,
-                         tts_command=args.tts_command, force=args.force)
+                         force=args.force)
     except SynthesisError as e:
         sys.exit(f"ERROR: {e}")
 

@@ -1,65 +1,82 @@
-"""The offline mini corpus: real espeak-ng speech for all 8 tasks, seeded and reproducible.
+"""The offline mini corpus: real speech from several TTS engines for all 8 tasks, seeded.
 
 Design (docs/data.md has the full story):
-* 12 speakers = espeak-ng voice + variant + pitch + rate; 9 speak train/dev, 3 are held out
+* 12 speakers from 4 engines (piper, festival, flite, SVOX pico), both sexes, picked by how well
+  Whisper reads them (../docs/data.md has the measured WERs); 9 speak train/dev, 3 are held out
   for test. Sentences come from :mod:`dualspeech.data.mini_grammar`; each split has its own
   sentences, so test sentences and test speakers are both unseen.
 * Per sentence five utterances: the statement by speakers A and B (neutral), the statement by a
-  third speaker C in one of 4 emotions (prosody: pitch, rate, amplitude; emotions rotate so
-  classes are balanced), a spoken question by A and its spoken answer by B.
-* Task examples per sentence: ASR, S2TT (German), TTS, T2ST (Spanish for A, French for B), SQA
-  (a different question for A and B), VC A->B and B->A, SER on C's utterance, SC (A's statement
-  + A's question -> B's answer). ``speaker_ref`` is always another utterance of the output voice.
+  third speaker C in one of 4 emotions (sox effects relative to C's own neutral voice: pitch,
+  tempo, gain, spectral tilt; emotions rotate so classes are balanced), a spoken question by A
+  and its spoken answer by B.
+* Task examples per sentence: ASR, S2TT (German), TTS, T2ST (Spanish for A, French for B; the
+  source is text, the target is A's/B's English speech), SQA (a different question for A and
+  B), VC A->B and B->A, SER on C's utterance, SC (A's statement + A's question -> B's answer).
+  ``speaker_ref`` is always another utterance of the output voice.
 
-Same size + seed + TTS command -> byte-identical audio and manifests (for the same output dir,
-whose absolute path is recorded in the recordings). A finished run is stamped; re-running it is
-a no-op, and an interrupted run resumes from the wavs already written.
+Same size + seed -> byte-identical audio and manifests (for the same output dir, whose absolute
+path is recorded in the recordings). A finished run is stamped (the voices and engine versions
+included); re-running it is a no-op, and an interrupted run resumes from the wavs already
+written. A missing engine fails up front, naming the command that installs it.
 """
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lhotse import Recording
 
 from dualspeech.data.manifest_io import PartData, Stamp, speech_cut, task_example, write_part
 from dualspeech.data.mini_grammar import Sentence, sample_sentences
-from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
+from dualspeech.data.synth import (Effects, EngineSet, SynthJob, Voice, claim_audio_dir,
                                    synthesize_all)
 from dualspeech.data.tasks import EMOTIONS
 
 log = logging.getLogger(__name__)
 
 CORPUS = "mini"
-VERSION = 2  # bump when the generator's output changes for the same arguments
+VERSION = 3  # bump when the generator's output changes for the same arguments
 PARTS = ("train", "dev", "test")
 SAMPLE_RATE = 16000
+LEVEL = Effects(level_db=-6.0)  # every engine's output peak-normalised before its emotion
 
-# speaker id -> (voice, gender); the last three are the held-out test speakers. Voices were
-# picked among espeak-ng variants for intelligibility: Whisper tiny.en WER 0.37-0.63 on grammar
-# sentences (en-gb-scotland, en-029 and some named variants were 0.8-3.2, dropped).
+
+def _voice(engine: str, name: str, pitch_cents: int = 0) -> Voice:
+    return Voice(name, engine=engine, effects=LEVEL + Effects(pitch_cents=pitch_cents))
+
+
+# speaker id -> (voice, gender); the last three are the held-out test speakers, the three voices
+# Whisper reads best (docs/data.md). Four train voices are sox pitch shifts of other train
+# voices: Resemblyzer puts them at cosine ~0.68 from their source (same voice ~0.86, other
+# voices ~0.5), i.e. distinct speakers; shifts of the test voices are not used, so test stays unseen.
 SPEAKERS: dict[str, tuple[Voice, str]] = {
-    "spk01": (Voice("en-us+m1", pitch=45, rate=162), "m"),
-    "spk02": (Voice("en-us+f2", pitch=58, rate=158), "f"),
-    "spk03": (Voice("en+f2", pitch=52, rate=165), "f"),
-    "spk04": (Voice("en-gb-x-rp+m3", pitch=40, rate=155), "m"),
-    "spk05": (Voice("en-us+f3", pitch=60, rate=160), "f"),
-    "spk06": (Voice("en-us+m2", pitch=48, rate=152), "m"),
-    "spk07": (Voice("en-us+m5", pitch=42, rate=166), "m"),
-    "spk08": (Voice("en+f3", pitch=64, rate=156), "f"),
-    "spk09": (Voice("en-us+m7", pitch=36, rate=160), "m"),
-    "spk10": (Voice("en-gb-x-rp+f5", pitch=56, rate=160), "f"),
-    "spk11": (Voice("en-us+Michael", pitch=44, rate=164), "m"),
-    "spk12": (Voice("en-us+f4", pitch=62, rate=156), "f"),
+    "spk01": (_voice("festival", "cmu_us_slt_arctic_hts"), "f"),
+    "spk02": (_voice("festival", "kal_diphone"), "m"),
+    "spk03": (_voice("festival", "ked_diphone"), "m"),
+    "spk04": (_voice("flite", "rms"), "m"),
+    "spk05": (_voice("pico", "en-GB"), "f"),
+    "spk06": (_voice("festival", "cmu_us_slt_arctic_hts", -300), "f"),
+    "spk07": (_voice("pico", "en-GB", -300), "f"),
+    "spk08": (_voice("flite", "rms", 250), "m"),
+    "spk09": (_voice("festival", "ked_diphone", -250), "m"),
+    "spk10": (_voice("piper", "joe"), "m"),
+    "spk11": (_voice("pico", "en-US"), "f"),
+    "spk12": (_voice("flite", "awb"), "m"),
 }
 TEST_SPEAKERS = ("spk10", "spk11", "spk12")
 TRAIN_SPEAKERS = tuple(s for s in SPEAKERS if s not in TEST_SPEAKERS)
 
-# emotion -> (pitch offset, rate factor, amplitude)
-PROSODY = {"neutral": (0, 1.0, 100), "happy": (22, 1.18, 125), "sad": (-18, 0.72, 65),
-           "angry": (8, 1.12, 170)}
+# emotion -> sox effects on top of the speaker's own voice (relative: each speaker keeps its
+# pitch and timbre; happy is higher and faster, sad lower, slower, quieter and duller, angry
+# louder, faster and brighter)
+EMOTION_EFFECTS = {
+    "neutral": Effects(),
+    "happy": Effects(pitch_cents=300, tempo=1.1, gain_db=2.0, treble_db=2.0),
+    "sad": Effects(pitch_cents=-250, tempo=0.82, gain_db=-6.0, treble_db=-6.0),
+    "angry": Effects(pitch_cents=120, tempo=1.12, gain_db=5.0, treble_db=6.0),
+}
 
 # sentences per split
 SIZES = {"tiny": {"train": 18, "dev": 6, "test": 8},
@@ -77,9 +94,7 @@ class Utt:
     @property
     def voice(self) -> Voice:
         voice = SPEAKERS[self.speaker][0]
-        dp, rate, amp = PROSODY[self.emotion]
-        return replace(voice, pitch=min(99, max(0, voice.pitch + dp)),
-                       rate=round(voice.rate * rate), amplitude=amp)
+        return replace(voice, effects=voice.effects + EMOTION_EFFECTS[self.emotion])
 
 
 @dataclass
@@ -163,15 +178,17 @@ def plan_corpus(size: str, seed: int) -> dict[str, PartPlan]:
 
 
 def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, nj: int = 2,
-                     tts_command: str = DEFAULT_TEMPLATE, force: bool = False) -> dict[str, int]:
+                     force: bool = False) -> dict[str, int]:
     """Generate (or confirm up to date) the mini corpus; returns utterances per split."""
     out = Path(out_dir).resolve()
-    engine = TTSCommand(tts_command, SAMPLE_RATE)
-    params = {"corpus": CORPUS, "version": VERSION, "size": size, "seed": seed,
-              "tts": engine.describe(), "out_dir": str(out)}
-    stamp = Stamp(out / f".{CORPUS}_stamp.json", params)
     plans = plan_corpus(size, seed)
     counts = {p: len(plans[p].utts) for p in PARTS}
+    engine = EngineSet([v for v, _ in SPEAKERS.values()], SAMPLE_RATE)  # fails if one is missing
+    params = {"corpus": CORPUS, "version": VERSION, "size": size, "seed": seed,
+              "tts": engine.describe(), "out_dir": str(out),
+              "voices": {spk: asdict(v) for spk, (v, _) in SPEAKERS.items()},
+              "emotions": {e: asdict(fx) for e, fx in EMOTION_EFFECTS.items()}}
+    stamp = Stamp(out / f".{CORPUS}_stamp.json", params)
     if stamp.done() and not force:
         log.info("mini corpus in %s is up to date (size=%s seed=%d); nothing to do", out, size, seed)
         return counts

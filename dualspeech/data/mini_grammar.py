@@ -1,7 +1,7 @@
 """The mini corpus's language: one sentence grammar, a bilingual lexicon, and questions.
 
 Every sentence is a statement ``NAME VERBED NUMBER COLOR NOUNS [PLACE] [TIME]``, e.g.
-"Anna bought three red apples at the market on Monday." The slots give ~20 million distinct
+"Tom bought three red apples at the market on Monday." The slots give ~20 million distinct
 sentences from ~100 words, so held-out test sentences are unseen combinations of seen words.
 Each slot has a translation in German, Spanish and French, and each language has its own word
 order and agreement (German time-before-object, Spanish/French postnominal adjectives agreeing
@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 LANGS = ("en", "de", "es", "fr")
 
-NAMES = ("Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hugo", "Ida", "Jonas",
-         "Lena", "Max", "Nora", "Oskar", "Paula", "Tom")
+# common English names: Whisper misheard rarer ones on clean TTS speech (Ida -> "I'd", Emma ->
+# "and the", Clara -> "Carbot"), which made names the main source of ground-truth WER
+NAMES = ("Tom", "Mary", "John", "Sarah", "David", "Lucy", "Peter", "Kate", "James", "Alice",
+         "Robert", "Laura", "Michael", "Helen", "Daniel", "Susan")
 
 # en past, en base, de past, es past, fr passe compose
 VERBS = (
@@ -27,7 +29,7 @@ VERBS = (
     ("carried", "carry", "trug", "llevó", "a porté"),
     ("washed", "wash", "wusch", "lavó", "a lavé"),
     ("counted", "count", "zählte", "contó", "a compté"),
-    ("hid", "hide", "versteckte", "escondió", "a caché"),
+    ("moved", "move", "verschob", "movió", "a déplacé"),
     ("lost", "lose", "verlor", "perdió", "a perdu"),
     ("ordered", "order", "bestellte", "pidió", "a commandé"),
 )
