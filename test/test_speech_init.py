@@ -47,7 +47,7 @@ def build(*overrides: str) -> DualSpeechLM:
 def test_rows_are_the_adapter_on_the_codebook(ust):
     path, training = ust
     model = build("+model.speech_init.method=ustokenizer",
-                  f"+model.speech_init.ustokenizer_ckpt={path}")
+                  f"+model.speech_init.ustokenizer_ckpt={path}", "+model.speech_init.scale=adapter")
     # the adapter module itself, on each code as a length-1 sequence (conv zero padding)
     codebook = training.tokenizer.vq.codebook
     with torch.no_grad():
@@ -57,9 +57,8 @@ def test_rows_are_the_adapter_on_the_codebook(ust):
     # begin/end-of-audio are no codes: they keep the old init
     torch.testing.assert_close(model.speech_embed[K:], old.speech_embed[K:])
 
-    scaled = build("+model.speech_init.method=ustokenizer",
-                   f"+model.speech_init.ustokenizer_ckpt={path}",
-                   "+model.speech_init.scale=text_rms")
+    scaled = build("+model.speech_init.method=ustokenizer",   # the default scale: text_rms
+                   f"+model.speech_init.ustokenizer_ckpt={path}")
     text_rows = scaled.backbone.get_input_embeddings().weight[:scaled.vocab.text_vocab_size]
     torch.testing.assert_close(scaled.speech_embed[:K].norm(dim=1).mean(),
                                text_rows.norm(dim=1).mean())
