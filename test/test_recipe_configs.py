@@ -97,13 +97,17 @@ def test_config_parses_and_builds(path):
 
 
 @pytest.mark.parametrize("recipe, codec, models", [
-    ("mini", "codec_melvq.yaml", ["dualspeechlm_debug.yaml", "dualspeechlm_mini.yaml"]),
+    ("mini", "codec_melvq.yaml", ["dualspeechlm_debug.yaml"]),
+    ("mini", "codec_vqmel.yaml", ["dualspeechlm_mini.yaml"]),
     ("multitask", "codec_melvq.yaml", ["dualspeechlm_phi35.yaml", "dualspeechlm_vicuna7b.yaml"]),
 ])
 def test_codec_size_matches_acoustic_gpt(recipe, codec, models):
-    """Stage 4 trains the codec from one config, stage 6 sizes the AcousticGPT from another."""
+    """Stage 4 trains the codec from one config, stage 6 sizes the AcousticGPT from another
+    (egs/mini/run.sh: MelVQ for --size tiny, VQ-Mel for the demo sizes)."""
     conf = REPO / "egs" / recipe / "conf"
-    size = load_yaml(conf / codec)["melvq_train"]["codebook_size"]
+    train = {k: v for k, v in load_yaml(conf / codec).items() if k.endswith("_train")}
+    (section,) = train.values()
+    size = section.get("codebook_size") or section["arch"]["codebook_size"]
     for name in models:
         assert load_yaml(conf / name)["model"]["acoustic_gpt"]["n_codes"] == size, name
 

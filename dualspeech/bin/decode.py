@@ -28,20 +28,25 @@ log = logging.getLogger("dualspeech.decode")
 
 
 def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = None):
-    """Model + codec + dataset settings -> a DecodeRunner. Codec: ``--codec-conf`` (a YAML with
-    a ``codec`` section), else ``decode.codec``, else the ``codec`` section of the model config."""
+    """Model + codec + dataset settings -> a DecodeRunner. Codec: ``decode.codec``, else the
+    ``codec`` section of the model config (a model whose speech output is not the acoustic codec's,
+    e.g. Baseline-Semantic's units -> unit vocoder), else ``--codec-conf`` (the recipe's stage-4
+    codec, a YAML with a ``codec`` section)."""
     from dualspeech.data.dataset import DataConfig
     from dualspeech.inference.controls import make_runner
     from dualspeech.models.io import load_model
 
     model = load_model(model_path, device=cfg.device)
-    codec_cfg = (load_yaml(codec_conf).get("codec") if codec_conf else None) or cfg.codec \
-        or model.full_config.get("codec")
+    codec_cfg = cfg.codec or model.full_config.get("codec") \
+        or (load_yaml(codec_conf).get("codec") if codec_conf else None)
     codec = None
     if codec_cfg:
         from dualspeech.tokenizers.codecs import build_codec
 
-        codec = build_codec(codec_cfg)
+        try:
+            codec = build_codec(codec_cfg)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:   # e.g. an untrained vocoder
+            log.error("codec %r cannot be built (%s)", codec_cfg.get("name"), e)
     # without a usable codec the generation test sets fail alone (status no_output_path)
     data_cfg = build(DataConfig, model.full_config.get("data"), "data")
     if cfg.max_len is not None:

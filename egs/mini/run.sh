@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The offline 8-task demo: a synthetic espeak-ng corpus, the USTokenizer, MelVQ acoustic tokens,
+# The offline 8-task demo: a synthetic multi-voice corpus, the USTokenizer, VQ-Mel acoustic tokens,
 # DualSpeechLM training, decoding and scoring of all 8 tasks on CPU. See README.md.
 #
 #   ./run.sh                      # the demo (--size default: real Whisper tiny.en + SmolLM2-135M)
@@ -25,9 +25,9 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
-case "$size" in
-  tiny) cfg=debug ;;
-  small|default) cfg=mini ;;
+case "$size" in                 # tiny keeps the fast Griffin-Lim MelVQ codec (CI time); the demo
+  tiny) cfg=debug; codec=melvq ;;   # sizes use the intelligible HiFi-GAN VQ-Mel (docs/acoustic.md)
+  small|default) cfg=mini; codec=vqmel ;;
   *) echo "run.sh: --size must be tiny, small or default, got '$size'" >&2; exit 1 ;;
 esac
 conf() {  # conf/<stage>_debug.yaml for tiny where the stage has one, else conf/<stage>_mini.yaml
@@ -46,7 +46,7 @@ results=exp/$size/RESULTS.md
   --train-parts train --dev-parts dev --test-parts test \
   --datadir "data/$size" --dumpdir "dump/$size" --expdir "exp/$size" --nj 2 \
   --ustokenizer-config "$(conf ustokenizer)" \
-  --codec-config conf/codec_melvq.yaml --speaker-config conf/speaker_resemblyzer.yaml \
+  --codec-config "conf/codec_$codec.yaml" --speaker-config conf/speaker_resemblyzer.yaml \
   --train-config "$(conf dualspeechlm)" --decode-config "$(conf decode)" \
   --score-config "$(conf score)" --results-md "$results" --controls true \
   --results-title "mini ($size): offline 8-task demo" \
