@@ -253,51 +253,6 @@ def _npy_members(f) -> list[tuple[int, int]]:
         pos = data + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
-_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?\w+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}")
-
-
-def _npy(data: bytes) -> np.ndarray:
-    """Array from ``.npy`` bytes; parses the header np.save writes directly (np.load's literal
-    eval of it was a third of the reading time), anything else goes through np.load."""
-    if data[:8] == b"\x93NUMPY\x01\x00":
-        end = 10 + int.from_bytes(data[8:10], "little")
-        m = _NPY_HEADER.match(data[10:end].decode("latin1"))
-        if m:
-            shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
-            return np.frombuffer(bytearray(data), dtype=np.dtype(m.group(1)),
-                                 offset=end).reshape(shape)   # writable
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-_READERS: "weakref.WeakSet[ShardReader]" = weakref.WeakSet()
-
-
-def _close_inherited() -> None:
-    """In a forked child (a DataLoader worker), close the shards the parent had open: a worker
-    then holds only what it opens itself."""
-    for reader in list(_READERS):
-        reader.close()
-
-
-os.register_at_fork(after_in_child=_close_inherited)
-
-
-def _index_tar(path: Path):
-    """(open file, [(data offset, size)] of its ``.npy`` members in order)."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise ShardError(f"shard file {path} is missing; re-run stage 5") from None
-    try:
-        with tarfile.open(fileobj=f, mode="r:") as tar:
-            members = [(m.offset_data, m.size) for m in tar.getmembers() if m.name.endswith(".npy")]
-    except (tarfile.TarError, EOFError, OSError) as e:
-        f.close()
-        raise ShardError(f"shard file {path} is unreadable ({e}): truncated or damaged; re-run "
-                         "stage 5 with --force") from None
-    return f, members
-
-
 # ------------------------------------------------------------------------------------ writing
 _JOB = None     # (writer, make_records) of the running write_all, inherited by forked workers
 
@@ -305,6 +260,7 @@ _JOB = None     # (writer, make_records) of the running write_all, inherited by 
 def _write_unit(unit: tuple[str, int]) -> None:
     writer, make_records = _JOB
     writer.write_shard(*unit, make_records(*unit))
+
 
 def _placeholder(shape) -> dict:
     """The Shar manifest of an array stored in the field's tar (what lhotse's writer records)."""
