@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from fake_recipe import make_fake_recipe, run_pipeline
+
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "$*" >> "$(dirname "$0")/calls.log"
 while [ $# -gt 0 ]; do
@@ -26,29 +27,12 @@ done
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    for name in ("pipeline.sh", "cmd.sh"):
-        (tmp_path / name).symlink_to(REPO / "egs/TEMPLATE" / name)
-    (tmp_path / "utils").symlink_to(REPO / "utils")
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf/train.yaml").write_text("trainer:\n  max_steps: 10\n")
-    (tmp_path / "conf/decode.yaml").write_text("decode:\n  max_examples: 2\n")
-    (tmp_path / "conf/score.yaml").write_text("score:\n  n_bootstrap: 10\n")
-    for d in ("tasks", "cuts"):
-        (tmp_path / "dump" / d).mkdir(parents=True)
-        (tmp_path / "dump" / d / "x.jsonl.gz").write_text(d)
-    fake = tmp_path / "fakepy"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    return tmp_path
+    return make_fake_recipe(tmp_path, FAKE_PYTHON)
 
 
 def pipeline(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["./pipeline.sh", "--python", str(recipe / "fakepy"), "--corpus", "x", "--nj", "1",
-         "--train-parts", "train", "--test-parts", "test", "--train-config", "conf/train.yaml",
-         "--decode-config", "conf/decode.yaml", "--score-config", "conf/score.yaml",
-         "--results-md", "results/RESULTS.md", "--merge-lora", "true", *args],
-        cwd=recipe, capture_output=True, text=True, timeout=120)
+    return run_pipeline(recipe, "--score-config", "conf/score.yaml", "--results-md",
+                        "results/RESULTS.md", "--merge-lora", "true", *args)
 
 
 def calls(recipe: Path, module: str) -> list[str]:

@@ -4,12 +4,12 @@ refuses to resume under edited config files. Stages 6-7 of the real pipeline run
 --python that records each call and makes the outputs the stages check."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from fake_recipe import make_fake_recipe, run_pipeline
+
 FAKE_PYTHON = """#!/usr/bin/env bash
 # records the call; makes <exp-dir>/model (train) or <out-dir>/<shard> (decode)
 echo "$*" >> "$(dirname "$0")/calls.log"
@@ -25,27 +25,10 @@ done
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    for name in ("pipeline.sh", "cmd.sh"):
-        (tmp_path / name).symlink_to(REPO / "egs/TEMPLATE" / name)
-    (tmp_path / "utils").symlink_to(REPO / "utils")
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf/train.yaml").write_text("trainer:\n  max_steps: 10\n")
-    (tmp_path / "conf/decode.yaml").write_text("decode:\n  max_examples: 2\n")
-    for d in ("tasks", "cuts"):
-        (tmp_path / "dump" / d).mkdir(parents=True)
-        (tmp_path / "dump" / d / "x.jsonl.gz").write_text(d)
-    fake = tmp_path / "fakepy"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    return tmp_path
+    return make_fake_recipe(tmp_path, FAKE_PYTHON)
 
 
-def pipeline(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["./pipeline.sh", "--python", str(recipe / "fakepy"), "--corpus", "x", "--nj", "1",
-         "--train-parts", "train", "--test-parts", "test", "--train-config", "conf/train.yaml",
-         "--decode-config", "conf/decode.yaml", *args],
-        cwd=recipe, capture_output=True, text=True, timeout=120)
+pipeline = run_pipeline
 
 
 def exp_dirs(recipe: Path) -> list[str]:

@@ -1,0 +1,36 @@
+"""A recipe dir around the real egs/TEMPLATE/pipeline.sh whose `--python` is a fake script:
+tests of the pipeline's own logic (stage skipping, directory names, which commands it runs)
+without running the package."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_fake_recipe(root: Path, fake_python: str) -> Path:
+    """Links the pipeline, writes tiny configs and dump/ inputs, installs ``fakepy``."""
+    for name in ("pipeline.sh", "cmd.sh"):
+        (root / name).symlink_to(REPO / "egs/TEMPLATE" / name)
+    (root / "utils").symlink_to(REPO / "utils")
+    (root / "conf").mkdir()
+    (root / "conf/train.yaml").write_text("trainer:\n  max_steps: 10\n")
+    (root / "conf/decode.yaml").write_text("decode:\n  max_examples: 2\n")
+    (root / "conf/score.yaml").write_text("score:\n  n_bootstrap: 10\n")
+    for d in ("tasks", "cuts"):
+        (root / "dump" / d).mkdir(parents=True)
+        (root / "dump" / d / "x.jsonl.gz").write_text(d)
+    fake = root / "fakepy"
+    fake.write_text(fake_python)
+    fake.chmod(0o755)
+    return root
+
+
+def run_pipeline(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    """pipeline.sh with the fake python, one train and one test part, the tiny configs."""
+    return subprocess.run(
+        ["./pipeline.sh", "--python", str(recipe / "fakepy"), "--corpus", "x", "--nj", "1",
+         "--train-parts", "train", "--test-parts", "test", "--train-config", "conf/train.yaml",
+         "--decode-config", "conf/decode.yaml", *args],
+        cwd=recipe, capture_output=True, text=True, timeout=120)
