@@ -28,6 +28,22 @@ apt_missing() {  # prints the packages of "$@" that are not installed
   for p in "$@"; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done
 }
 
+nonfree_sources() {  # one-line apt sources: the system's own archives of this release + non-free
+  . /etc/os-release
+  local component=non-free
+  [ "${ID:-}" = ubuntu ] && component=multiverse
+  { awk -v rel="$VERSION_CODENAME" '$1 == "deb" { sub(/\[[^]]*\] /, ""); if ($3 == rel) print $2 }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+    awk -v rel="$VERSION_CODENAME" 'BEGIN { RS = "" }
+      { uris = ""; ok = 0
+        for (i = 1; i <= NF; i++) {
+          if ($i == "URIs:") { for (j = i + 1; j <= NF && $j !~ /:$/; j++) uris = uris " " $j }
+          if ($i == "Suites:") { for (j = i + 1; j <= NF && $j !~ /:$/; j++) if ($j == rel) ok = 1 } }
+        if (ok) { n = split(uris, u, " "); for (k = 1; k <= n; k++) print u[k] } }' \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null
+  } | sort -u | while read -r uri; do echo "deb $uri $VERSION_CODENAME $component"; done
+}
+
 install_system_packages() {
   local missing=() nonfree=()
   if command -v dpkg-query >/dev/null; then
@@ -53,10 +69,8 @@ install_system_packages() {
   [ ${#nonfree[@]} -eq 0 ] && return 0
   local list opts
   list=$(mktemp)
-  { cat /etc/apt/sources.list 2>/dev/null || true
-    . /etc/os-release
-    if [ "${ID:-}" = ubuntu ]; then echo "deb http://archive.ubuntu.com/ubuntu ${VERSION_CODENAME} multiverse"
-    else echo "deb http://deb.debian.org/debian ${VERSION_CODENAME} non-free"; fi; } > "$list"
+  nonfree_sources > "$list"
+  [ -s "$list" ] || { log "ERROR: no archive for ${VERSION_CODENAME:-this release} in the apt sources; install ${nonfree[*]} by hand (non-free / multiverse)"; exit 1; }
   opts=(-o "Dir::Etc::sourcelist=$list" -o APT::Get::List-Cleanup=0)
   apt-get "${opts[@]}" update -qq
   apt-get "${opts[@]}" install -y -qq --no-install-recommends "${nonfree[@]}" >/dev/null
