@@ -33,14 +33,14 @@ nonfree_sources() {  # one-line apt sources: the system's own archives of this r
   local component=non-free
   [ "${ID:-}" = ubuntu ] && component=multiverse
   { awk -v rel="$VERSION_CODENAME" '$1 == "deb" { sub(/\[[^]]*\] /, ""); if ($3 == rel) print $2 }' \
-      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true   # absent files
     awk -v rel="$VERSION_CODENAME" 'BEGIN { RS = "" }
       { uris = ""; ok = 0
         for (i = 1; i <= NF; i++) {
           if ($i == "URIs:") { for (j = i + 1; j <= NF && $j !~ /:$/; j++) uris = uris " " $j }
           if ($i == "Suites:") { for (j = i + 1; j <= NF && $j !~ /:$/; j++) if ($j == rel) ok = 1 } }
         if (ok) { n = split(uris, u, " "); for (k = 1; k <= n; k++) print u[k] } }' \
-      /etc/apt/sources.list.d/*.sources 2>/dev/null
+      /etc/apt/sources.list.d/*.sources 2>/dev/null || true
   } | sort -u | while read -r uri; do echo "deb $uri $VERSION_CODENAME $component"; done
 }
 
