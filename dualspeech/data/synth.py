@@ -26,6 +26,8 @@ A missing engine raises :class:`SynthesisError` naming the command that installs
 """
 from __future__ import annotations
 
+import abc
+
 import importlib.metadata
 import importlib.util
 import itertools
@@ -109,14 +111,14 @@ class SynthJob:
     voice: Voice
 
 
-class Engine:
+class Engine(abc.ABC):
     """Renders texts to audio files of any format; :meth:`synthesize_many` finishes them."""
     sample_rate: int = 16000
     batch_size: int = 1   # jobs rendered per call of render_many
 
+    @abc.abstractmethod
     def describe(self) -> dict:
         """What determines the audio: recorded in the stamps of the corpora made with it."""
-        raise NotImplementedError
 
     def check(self, voices: list[Voice]) -> None:
         """Raise SynthesisError (with the install command) if a voice cannot be rendered."""
@@ -124,8 +126,9 @@ class Engine:
     def batch_size_for(self, voice: Voice) -> int:
         return self.batch_size
 
+    @abc.abstractmethod
     def render_many(self, jobs: list[SynthJob], tmp: Path) -> list[Path]:
-        raise NotImplementedError
+        """Raw audio of ``jobs`` (one file each, in ``tmp``), in order."""
 
     def synthesize(self, text: str, voice: Voice, out_path: str | Path) -> None:
         self.synthesize_many([SynthJob(str(out_path), text, voice)])
@@ -378,9 +381,14 @@ class EngineSet(Engine):
     def batch_size_for(self, voice: Voice) -> int:
         return self.engines[voice.engine].batch_size
 
-    def synthesize_many(self, jobs: list[SynthJob]) -> None:
-        for name, group in itertools.groupby(jobs, key=lambda j: j.voice.engine):
-            self.engines[name].synthesize_many(list(group))
+    def render_many(self, jobs: list[SynthJob], tmp: Path) -> list[Path]:
+        """Each run of same-engine jobs goes to that engine, in its own folder of ``tmp``."""
+        out: list[Path] = []
+        for k, (name, group) in enumerate(itertools.groupby(jobs, key=lambda j: j.voice.engine)):
+            folder = tmp / f"{k}_{name}"
+            folder.mkdir()
+            out += self.engines[name].render_many(list(group), folder)
+        return out
 
 
 def synthesize_all(engine: Engine, jobs: list[SynthJob], nj: int = 2,

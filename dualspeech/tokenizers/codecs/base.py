@@ -90,6 +90,8 @@ class Codec(abc.ABC):
     codebook_size: int
     num_codebooks: int = 1
     device = torch.device("cpu")
+    units_from: str | None = None   # decode-only backends (vocoders): what makes their ids
+
 
     def to(self, device) -> "Codec":
         """Run the codec's network (``self.model``, if it has one) on ``device``."""
@@ -99,7 +101,11 @@ class Codec(abc.ABC):
         return self
 
     def encode(self, waves, lengths: Sequence[int] | None = None) -> list[np.ndarray]:
-        """Waves at ``sample_rate`` (list of 1-D arrays, or padded [B, T] batch + lengths)."""
+        """Waves at ``sample_rate`` (list of 1-D arrays, or padded [B, T] batch + lengths).
+        Encoding backends define ``_encode``; a decode-only one names ``units_from`` instead."""
+        if self.units_from:
+            raise NotImplementedError(f"{self.identity} only decodes: its ids come from "
+                                      f"{self.units_from}")
         return [np.asarray(ids, dtype=np.int64) for ids in self._encode(as_wave_list(waves, lengths))]
 
     def decode(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -116,10 +122,6 @@ class Codec(abc.ABC):
                                  f"got [{seq.min()}, {seq.max()}]")
             checked.append(seq.astype(np.int64))
         return [np.asarray(w, dtype=np.float32) for w in self._decode(checked)]
-
-    @abc.abstractmethod
-    def _encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        ...
 
     @abc.abstractmethod
     def _decode(self, ids: list[np.ndarray]) -> list[np.ndarray]:

@@ -252,6 +252,7 @@ class UnitHiFiGANCodec(Codec):
     """Decode-only codec: ids are discrete speech units (e.g. HuBERT k-means) made by the unit
     tokenizer, not by this class; ``encode`` is refused."""
     name = "unit_hifigan"
+    units_from = "a unit tokenizer (e.g. `python -m dualspeech.bin.extract_hubert`)"
 
     def __init__(self, model: UnitHiFiGAN, identity: str, dur_prediction: bool = True, speaker: int = 0):
         self.model, self._identity = model.eval(), identity
@@ -264,10 +265,6 @@ class UnitHiFiGANCodec(Codec):
     @property
     def identity(self) -> str:
         return self._identity
-
-    def _encode(self, waves):
-        raise NotImplementedError("unit_hifigan only decodes: its units come from a unit tokenizer "
-                                  "(e.g. `python -m dualspeech.bin.extract_hubert`)")
 
     @torch.inference_mode()
     def _decode(self, ids):
