@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dualspeech.config import add_config_args, build, config_from_args
+from dualspeech.data.dataset import load_tokens
 from dualspeech.data.shards import ShardWriter, encoding_fingerprint, set_dir
 from dualspeech.data.streaming import shard_root
 from dualspeech.data.tasks import TASKS, speech_cut_ids, speech_manifest_name, task_manifest_name
@@ -45,17 +46,6 @@ def build_templates(cfg: dict):
     vocab = SpeechVocab.extend(tok, model_cfg.speech)
     acoustic_field = model_cfg.acoustic_gpt.field if model_cfg.acoustic_gpt else "acoustic_tokens"
     return TaskTemplates(build(TemplateConfig, cfg.get("templates"), "templates"), vocab), acoustic_field
-
-
-def tokens(cut, name: str) -> np.ndarray:
-    """1-D integer ids of custom field ``name`` of ``cut``."""
-    arr = np.asarray(cut.load_custom(name))
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"cut {cut.id}: {name!r} must hold 1-D integer ids (one codebook), got "
-                         f"shape {arr.shape} dtype {arr.dtype}")
-    return arr
 
 
 def content_sha256(path: Path) -> str:
@@ -90,9 +80,9 @@ def encode_example(templates, acoustic_field: str, task: str, cut, speech: dict)
     spec, field = TASKS[task], templates.vocab.cfg.field
     out = spec.output_speech
     return render_record(
-        templates, task, cut, {r: tokens(speech[r], field) for r in spec.input_speech},
-        tokens(speech[out], field) if out else None,
-        tokens(speech[out], acoustic_field) if out else None,
+        templates, task, cut, {r: load_tokens(speech[r], field) for r in spec.input_speech},
+        load_tokens(speech[out], field) if out else None,
+        load_tokens(speech[out], acoustic_field) if out else None,
         speech["speaker_ref"].load_custom("speaker_embedding") if out else None)
 
 

@@ -188,8 +188,8 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def encode(self, ex: Example, with_answer: bool = True):
         ins, out = self._roles(ex.task)
-        speech = {r: _load_tokens(ex.speech[r], self.field) for r in ins}
-        target = _load_tokens(ex.speech[out], self.field) if (out and with_answer) else None
+        speech = {r: load_tokens(ex.speech[r], self.field) for r in ins}
+        target = load_tokens(ex.speech[out], self.field) if (out and with_answer) else None
         return self.templates.encode(ex.task, ex.fields, speech, target, with_answer)
 
     def _pad_id(self) -> int:
@@ -222,7 +222,7 @@ class TaskDataset(torch.utils.data.Dataset):
         out = {"acoustic_index": torch.tensor(idx, dtype=torch.long)}
         if not idx:
             return out
-        codes = [_load_tokens(examples[i].speech[TASKS[examples[i].task].output_speech],
+        codes = [load_tokens(examples[i].speech[TASKS[examples[i].task].output_speech],
                               self.acoustic.field) for i in idx]
         out["acoustic_tokens"], out["acoustic_mask"] = self.acoustic.layout.targets(codes)
         out["speaker_embedding"] = self.speaker_embeddings([examples[i] for i in idx])
@@ -258,7 +258,8 @@ def _frames(cut, name: str) -> int:
     return int(shape[0])
 
 
-def _load_tokens(cut, name: str) -> np.ndarray:
+def load_tokens(cut, name: str) -> np.ndarray:
+    """1-D integer ids of custom field ``name`` of ``cut``."""
     arr = np.asarray(cut.load_custom(name))
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]

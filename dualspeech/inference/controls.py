@@ -123,11 +123,11 @@ class ReferenceRunner(DecodeRunner):
     def _references(self, chunk: list, role: str) -> list[Output]:
         if self.cfg.control == "ground_truth":
             return [self._recording(ex.speech[role]) for ex in chunk]
-        from dualspeech.data.dataset import _load_tokens
+        from dualspeech.data.dataset import load_tokens
 
         agpt = self.model.cfg.acoustic_gpt
         field = agpt.field if agpt is not None else self.model.vocab.cfg.field
-        codes = [_load_tokens(ex.speech[role], field).astype(np.int64) for ex in chunk]
+        codes = [load_tokens(ex.speech[role], field).astype(np.int64) for ex in chunk]
         waves = self.generator.codec.decode(codes)
         return [Output("ok", wave=w, n_acoustic=len(c)) for w, c in zip(waves, codes)]
 
