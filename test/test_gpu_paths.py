@@ -216,6 +216,7 @@ def test_decode_codec_follows_the_model_device(tmp_path):
 
     class NetCodec(Codec):
         name, sample_rate, frame_rate, identity = "net", 16000, 50.0, "net:test"
+        units_from = "the test"       # decode only
 
         def __init__(self, n_codes):
             self.codebook_size, self.moves = n_codes, []
@@ -224,9 +225,6 @@ def test_decode_codec_follows_the_model_device(tmp_path):
         def to(self, device):
             self.moves.append(torch.device(device))
             return super().to(device)
-
-        def _encode(self, waves):
-            raise NotImplementedError("decoding only")
 
         def _decode(self, ids):
             with torch.no_grad():

@@ -11,13 +11,10 @@ about 0 means that the model answers from the prompt and its priors, not from th
 from __future__ import annotations
 
 import argparse
-import logging
 
 import torch
 
 from dualspeech.utils.logs import setup_logging
-
-log = logging.getLogger("dualspeech.listening_gap")
 
 
 def main(argv=None) -> None:

@@ -27,7 +27,6 @@ A missing engine raises :class:`SynthesisError` naming the command that installs
 from __future__ import annotations
 
 import abc
-
 import importlib.metadata
 import importlib.util
 import itertools

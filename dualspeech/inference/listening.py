@@ -50,11 +50,14 @@ def listening_gaps(model, examples: dict[str, list[Example]], data_cfg: DataConf
     (the first ``max_examples`` by id; generation tasks have no text answer and are left out)."""
     out = []
     for task in sorted(set(examples) & set(UNDERSTANDING)):
-        chosen = sorted(examples[task], key=lambda ex: ex.id)[:max_examples]
+        first = sorted(examples[task], key=lambda ex: ex.id)[:max_examples]
+        if not first:
+            continue
+        dataset = TaskDataset({task: first}, model.templates, data_cfg, model.acoustic_spec())
+        chosen = dataset.examples[task]          # minus any over data.max_len (logged skips)
         if len(chosen) < 2:
             continue
         shuffled = shuffle_input_speech(chosen, seed)
-        dataset = TaskDataset({task: chosen}, model.templates, data_cfg, model.acoustic_spec())
         out.append(ListeningGap(task, len(chosen), answer_ce(model, dataset, chosen, batch_size),
                                 answer_ce(model, dataset, shuffled, batch_size)))
     return out

@@ -80,6 +80,11 @@ def as_wave_list(waves, lengths: Sequence[int] | None = None) -> list[np.ndarray
     return out
 
 
+class DecodeOnlyCodecError(NotImplementedError):
+    """``encode`` asked of a codec that by design only decodes (a vocoder of units that another
+    tokenizer makes): a refusal with directions, not a missing implementation."""
+
+
 class Codec(abc.ABC):
     """Waveform <-> integer ids. ``encode`` returns one int64 array per wave: shape [N] for a
     single codebook, [N, K] when ``num_codebooks`` K > 1; N = frames at ``frame_rate``."""
@@ -92,7 +97,6 @@ class Codec(abc.ABC):
     device = torch.device("cpu")
     units_from: str | None = None   # decode-only backends (vocoders): what makes their ids
 
-
     def to(self, device) -> "Codec":
         """Run the codec's network (``self.model``, if it has one) on ``device``."""
         self.device = torch.device(device)
@@ -104,8 +108,8 @@ class Codec(abc.ABC):
         """Waves at ``sample_rate`` (list of 1-D arrays, or padded [B, T] batch + lengths).
         Encoding backends define ``_encode``; a decode-only one names ``units_from`` instead."""
         if self.units_from:
-            raise NotImplementedError(f"{self.identity} only decodes: its ids come from "
-                                      f"{self.units_from}")
+            raise DecodeOnlyCodecError(f"{self.identity} only decodes: its ids come from "
+                                       f"{self.units_from}")
         return [np.asarray(ids, dtype=np.int64) for ids in self._encode(as_wave_list(waves, lengths))]
 
     def decode(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
