@@ -240,3 +240,15 @@ def test_max_examples_and_acoustic_length_ratio(model, codec, data, tmp_path):
     assert all(r["n_speech_tokens"] == 8 and r["n_acoustic"] == 4 for r in recs)
     with pytest.raises(ValueError, match="maxlenratio"):
         make_decoder(model, codec, acoustic={"maxlenratio": 0})
+
+
+def test_max_examples_by_task_overrides_the_cap(model, codec, data, tmp_path):
+    """A per-task cap (null: the whole set) replaces max_examples for that task only."""
+    dec = make_decoder(model, codec, max_examples=2, max_examples_by_task={"asr": None})
+    for task in ("asr", "ser"):
+        dec.decode(data, "toy", "test", task, tmp_path / "d", shard=0, num_shards=1)
+    n = {t: len(read(tmp_path / "d" / f"toy_{t}_test" / "hyp.jsonl")) for t in ("asr", "ser")}
+    all_asr, _ = manifest_ids(data / "tasks" / "toy_asr_test.jsonl.gz")
+    assert n == {"asr": len(all_asr), "ser": 2} and len(all_asr) > 2
+    with pytest.raises(ValueError, match="unknown task"):
+        make_decoder(model, codec, max_examples_by_task={"asrr": 1})

@@ -1,5 +1,5 @@
 """Metrics of generated speech on real espeak-ng speech: Whisper tiny.en transcripts (batched
-equals one at a time), WER of the transcripts, speaker similarity."""
+equals one at a time, the length cap), WER of the transcripts, speaker similarity."""
 import numpy as np
 import pytest
 import soundfile as sf
@@ -30,6 +30,23 @@ def test_whisper_transcripts_batched_equal_single(transcriber, make_speech):
     wave = np.concatenate([load_audio(paths[0], 16000)[0], np.zeros(16000 * 29, np.float32)])
     long_text = transcriber.transcribe_waves([wave])[0]
     assert "stella" in long_text.lower()
+
+
+def test_tokens_per_second_cap_bounds_the_transcript(transcriber, make_speech):
+    """The cap follows the audio length (at least 2 s worth) and truncates what is decoded,
+    while a generous cap leaves real speech's transcript as it was."""
+    from dualspeech.metrics.transcribe import WhisperTranscriber
+
+    path = str(make_speech(SENTENCES[0], "cap"))
+    capped = WhisperTranscriber("whisper:tiny.en", max_tokens_per_s=1.0)
+    assert capped.sample_len(0.5) == 2 and capped.sample_len(3.2) == 4
+    assert capped.sample_len(1000.0) == 224
+    short = capped.transcribe_files([path])[0]
+    assert 0 < len(short.split()) < len(SENTENCES[0].split()) / 2
+    generous = WhisperTranscriber("whisper:tiny.en", max_tokens_per_s=12.0)
+    assert generous.transcribe_files([path]) == transcriber.transcribe_files([path])
+    with pytest.raises(ValueError, match="max_tokens_per_s"):
+        WhisperTranscriber("whisper:tiny.en", max_tokens_per_s=0)
 
 
 def test_resemblyzer_sim_separates_voices(make_speech, tmp_path):

@@ -162,7 +162,11 @@ def main(argv=None) -> None:
                     for sources in (data_cfg.train, data_cfg.valid))
     acc = trainer.accelerator
     sampler = TaskBatchSampler(train.lengths, data_cfg.sampler, rank=acc.process_index,
-                               world_size=acc.num_processes, groups=train.groups)
+                               world_size=acc.num_processes, groups=train.groups,
+                               batches_per_step=trainer.cfg.grad_accum)
+    for phase in data_cfg.sampler.curriculum:
+        log.info("curriculum: %d steps of %s", phase["steps"],
+                 ", ".join(f"{t} {w:g}" for t, w in phase["weights"].items() if w > 0))
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("trainable parameters: %.2fM; %d training examples (%s)", n_train / 1e6, len(train),
              ", ".join(f"{t} {len(v)}" for t, v in train.lengths.items()))

@@ -9,12 +9,17 @@ Batches are lists of ``(task, index)``. How one epoch is drawn:
   them by length and cut them into batches of at most ``max_tokens`` padded tokens
   (``batch size * longest``), in random order; take one;
 * ``mixed`` mode: the buffer is filled by drawing a task per example, so batches mix tasks;
-* an epoch ends once as many examples were drawn as the training data holds.
+* an epoch ends once as many examples were drawn as the training data holds;
+* an optional ``curriculum`` (phases of ``{steps, weights}``) sets the task weights of the first
+  optimizer steps, counted across epochs; after its last phase ``weights`` apply. A phase's
+  weights name the tasks it trains (a task it does not name is off). Example: the understanding
+  tasks alone first, so the model learns to listen before it learns to speak.
 
 Everything comes from ``numpy.random.default_rng([seed, epoch, ...])``: the same epoch always
 gives the same batches. Batches are generated lazily (start-up does not build the epoch), and
 ``state_dict(batches_done)`` / ``load_state_dict`` resume exactly without re-iterating: the
-state is the RNG state, two ints per task stream and the pending sort buffers. Under DDP,
+state is the RNG state, two ints per task stream, the pending sort buffers and the number of
+batch groups drawn before the epoch (where the curriculum stands). Under DDP,
 rank r takes global batches r, r+W, r+2W, ... (an epoch is cut to a multiple of W), so W ranks
 see the same batches as one process with W-step accumulation.
 """
@@ -37,15 +42,30 @@ class SamplerConfig:
     max_batch_size: int = 64
     buffer_batches: int = 16          # sort buffer, in batches (bigger: less padding)
     seed: int = 0
+    curriculum: list = field(default_factory=list)   # [{steps: N, weights: {task: w}}, ...]
 
     def __post_init__(self):
         if self.mode not in ("per_task", "mixed"):
             raise ValueError(f"data.sampler.mode={self.mode!r}; use per_task or mixed")
         if self.max_tokens < 1 or self.max_batch_size < 1 or self.buffer_batches < 1:
             raise ValueError("data.sampler.max_tokens, max_batch_size, buffer_batches must be >= 1")
-        bad = {k: v for k, v in self.weights.items() if not isinstance(v, (int, float)) or v < 0}
-        if bad:
-            raise ValueError(f"data.sampler.weights must be >= 0 numbers, got {bad}")
+        _check_weights(self.weights, "data.sampler.weights")
+        for k, phase in enumerate(self.curriculum):
+            where = f"data.sampler.curriculum[{k}]"
+            if not isinstance(phase, dict) or set(phase) != {"steps", "weights"}:
+                raise ValueError(f"{where} must be {{steps: N, weights: {{task: w, ...}}}}, "
+                                 f"got {phase!r}")
+            if not isinstance(phase["steps"], int) or phase["steps"] < 1:
+                raise ValueError(f"{where}.steps must be an integer >= 1, got {phase['steps']!r}")
+            _check_weights(phase["weights"], f"{where}.weights")
+
+
+def _check_weights(weights, where: str) -> None:
+    if not isinstance(weights, dict):
+        raise ValueError(f"{where} must be a mapping task -> weight, got {weights!r}")
+    bad = {k: v for k, v in weights.items() if not isinstance(v, (int, float)) or v < 0}
+    if bad:
+        raise ValueError(f"{where} must be >= 0 numbers, got {bad}")
 
 
 def make_batches(indices: list[int], lengths: np.ndarray, max_tokens: int,
@@ -102,6 +122,7 @@ class _Epoch:
     def __init__(self, sampler: "TaskBatchSampler", epoch: int):
         seed = sampler.cfg.seed
         self.epoch, self.group, self.drawn = epoch, 0, 0
+        self.offset = sampler.epoch_offset(epoch)   # batch groups drawn before this epoch
         self.rng = np.random.default_rng([seed, epoch])
         self.streams = {t: _Stream(len(sampler.lengths[t]), sampler.groups.get(t),
                                    [seed, epoch, k + 1]) for k, t in enumerate(sampler.tasks)}
@@ -109,12 +130,13 @@ class _Epoch:
 
     def snapshot(self) -> dict:
         return {"epoch": self.epoch, "group": self.group, "drawn": self.drawn,
-                "rng": self.rng.bit_generator.state,
+                "offset": self.offset, "rng": self.rng.bit_generator.state,
                 "streams": {t: [s.pass_, s.pos] for t, s in self.streams.items()},
                 "pending": {k: list(v) for k, v in self.pending.items()}}
 
     def restore(self, snap: dict) -> None:
         self.epoch, self.group, self.drawn = snap["epoch"], snap["group"], snap["drawn"]
+        self.offset = snap.get("offset", 0)     # states saved before curricula existed: 0
         self.rng.bit_generator.state = snap["rng"]
         for t, (p, pos) in snap["streams"].items():
             s = self.streams[t]
@@ -131,13 +153,15 @@ class TaskBatchSampler:
     LLM-token budget, and their resume fast-forwards through the epoch; here the state is a few
     ints plus the pending sort buffers, so ``load_state_dict`` continues without re-iterating.
 
-    ``groups``: {task: shard of every example} (streamed shards: see ``_Stream``)."""
+    ``groups``: {task: shard of every example} (streamed shards: see ``_Stream``).
+    ``batches_per_step``: batches per rank in one optimizer step (gradient accumulation), so
+    that the curriculum's ``steps`` are optimizer steps."""
 
     SNAPSHOTS = 256   # batch positions whose state stays available (> DataLoader prefetch)
 
     def __init__(self, lengths: dict[str, list[int]], cfg: SamplerConfig,
                  rank: int | None = None, world_size: int | None = None,
-                 groups: dict[str, np.ndarray] | None = None):
+                 groups: dict[str, np.ndarray] | None = None, batches_per_step: int = 1):
         self.cfg = cfg
         tasks = [t for t, ls in lengths.items() if len(ls)]
         self.lengths = {t: np.asarray(lengths[t], dtype=np.int64) for t in tasks}
@@ -146,17 +170,24 @@ class TaskBatchSampler:
         if unweighted:
             raise ValueError(f"data.sampler.weights has no weight for task(s) {unweighted}; "
                              "add them (0 to leave a task out)")
-        self.tasks = [t for t in tasks if cfg.weights[t] > 0]
-        if not self.tasks:
-            raise ValueError(f"no training examples for any task with a weight > 0 "
-                             f"(data has {tasks}, weights {cfg.weights})")
-        w = np.array([cfg.weights[t] for t in self.tasks], dtype=np.float64)
-        self.probs = w / w.sum()
+        phases = [(p["steps"], p["weights"], f"data.sampler.curriculum[{k}].weights")
+                  for k, p in enumerate(cfg.curriculum)] + [(0, cfg.weights, "data.sampler.weights")]
+        self.tasks = [t for t in tasks if any(w.get(t, 0) > 0 for _, w, _ in phases)]
+        self.phases = []     # (last global batch group + 1 of the phase, task probabilities)
+        end = 0
+        for steps, weights, where in phases:
+            w = np.array([weights.get(t, 0) for t in self.tasks], dtype=np.float64)
+            if w.sum() <= 0:
+                raise ValueError(f"no training examples for any task with a weight > 0 in {where} "
+                                 f"(data has {tasks}, weights {weights})")
+            end = end + steps * batches_per_step if steps else np.inf
+            self.phases.append((end, w / w.sum()))
         self.epoch_examples = sum(len(self.lengths[t]) for t in self.tasks)
         if rank is None or world_size is None:
             rank, world_size = _dist_rank_world()
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self._offsets = {0: 0}    # epoch -> batch groups drawn before it (known so far)
         self._resume: dict | None = None
         self._snapshots: dict[int, dict] = {}
         self._live: _Epoch | None = None
@@ -169,16 +200,32 @@ class TaskBatchSampler:
         self.epoch = epoch
 
     # -- generation ---------------------------------------------------------------------------
+    def probs_at(self, group: int) -> np.ndarray:
+        """Task probabilities (over ``self.tasks``) of global batch group ``group``."""
+        return next(p for end, p in self.phases if group < end)
+
+    def epoch_offset(self, epoch: int) -> int:
+        """Batch groups drawn in the epochs before ``epoch``. Known once an epoch was iterated to
+        its end or restored from a state; else drawn again (index work only, no data)."""
+        known = max(e for e in self._offsets if e <= epoch)
+        while known < epoch:
+            st = _Epoch(self, known)
+            while self._next_group(st) is not None:
+                pass
+            self._offsets[known + 1] = st.offset + st.group
+            known += 1
+        return self._offsets[epoch]
+
     def _next_group(self, st: _Epoch) -> list | None:
         """The next W global batches (one per rank), or None at the end of the epoch (an epoch
         ends once it drew as many examples as the data holds; a partial group is dropped)."""
-        group = []
+        group, probs = [], self.probs_at(st.offset + st.group)
         for _ in range(self.world_size):
             if st.drawn >= self.epoch_examples:
                 return None
-            key = str(st.rng.choice(self.tasks, p=self.probs)) if self.cfg.mode == "per_task" else "*"
+            key = str(st.rng.choice(self.tasks, p=probs)) if self.cfg.mode == "per_task" else "*"
             if not st.pending.get(key):
-                st.pending[key] = self._fill(key, st)
+                st.pending[key] = self._fill(key, st, probs)
             batch = st.pending[key].pop()
             group.append(batch)
             st.drawn += len(batch)
@@ -195,6 +242,7 @@ class TaskBatchSampler:
             snap = st.snapshot()
             group = self._next_group(st)
             if group is None:
+                self._offsets[epoch + 1] = st.offset + st.group
                 st.group = -1     # exhausted: no position to report
                 return
             yield snap, group
@@ -203,12 +251,12 @@ class TaskBatchSampler:
         """All batches of one epoch, for every rank together (rank r owns every W-th)."""
         return [b for _, g in self._groups(epoch) for b in g]
 
-    def _fill(self, key, st: _Epoch) -> list[list[tuple[str, int]]]:
+    def _fill(self, key, st: _Epoch, probs: np.ndarray) -> list[list[tuple[str, int]]]:
         """Pull one buffer of examples, bucket it into batches in random order."""
         items, total = [], 0
         budget = self.cfg.buffer_batches * self.cfg.max_tokens
         while total < budget:
-            task = key if key != "*" else str(st.rng.choice(self.tasks, p=self.probs))
+            task = key if key != "*" else str(st.rng.choice(self.tasks, p=probs))
             i = st.streams[task].take()
             items.append((task, i))
             total += int(self.lengths[task][i])
@@ -233,9 +281,12 @@ class TaskBatchSampler:
 
     # -- exact resume -------------------------------------------------------------------------
     def _signature(self) -> dict:
-        return {"tasks": self.tasks, "examples": self.epoch_examples, "seed": self.cfg.seed,
-                "mode": self.cfg.mode, "max_tokens": self.cfg.max_tokens,
-                "world_size": self.world_size}
+        sig = {"tasks": self.tasks, "examples": self.epoch_examples, "seed": self.cfg.seed,
+               "mode": self.cfg.mode, "max_tokens": self.cfg.max_tokens,
+               "world_size": self.world_size}
+        if self.cfg.curriculum:      # absent without one: older states stay loadable
+            sig["curriculum"] = [[float(end), p.tolist()] for end, p in self.phases[:-1]]
+        return sig
 
     def state_dict(self, batches_done: int | None = None) -> dict:
         """Where to continue after this rank consumed ``batches_done`` batches of the current
@@ -266,6 +317,7 @@ class TaskBatchSampler:
             raise ValueError(f"sampler state was saved for other data or settings "
                              f"({state.get('signature')}) than these ({self._signature()})")
         self.epoch = state["epoch"]
+        self._offsets[self.epoch] = state.get("offset", 0)
         self._resume = {k: v for k, v in state.items() if k != "signature"}
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dualspeech.data.tasks import TASKS
+
 STRATEGIES = ("sample", "greedy", "beam")
 CONTROLS = ("shuffled_speech", "untrained", "resynth", "ground_truth")   # inference/controls.py
 
@@ -57,6 +59,7 @@ class DecodeConfig:
     batch_size: int = 16
     seed: int = 0
     max_examples: int | None = None  # decode only the first N ids (sorted) of each test set
+    max_examples_by_task: dict = field(default_factory=dict)  # {task: N or null}: overrides it
     device: str = "cpu"
     text: TextDecoding = field(default_factory=TextDecoding)
     speech: SpeechDecoding = field(default_factory=SpeechDecoding)
@@ -71,6 +74,17 @@ class DecodeConfig:
         if self.control is not None and self.control not in CONTROLS:
             raise ValueError(f"decode.control={self.control!r}; use one of {CONTROLS} or null "
                              "(docs/metrics.md: controls)")
-        if self.max_examples is not None and self.max_examples < 1:
-            raise ValueError(f"decode.max_examples={self.max_examples}: use a positive count, "
-                             "or null for the whole test set")
+        for where, n in [("max_examples", self.max_examples),
+                         *((f"max_examples_by_task.{t}", n)
+                           for t, n in self.max_examples_by_task.items())]:
+            if n is not None and (not isinstance(n, int) or n < 1):
+                raise ValueError(f"decode.{where}={n!r}: use a positive count, "
+                                 "or null for the whole test set")
+        unknown = sorted(set(self.max_examples_by_task) - set(TASKS))
+        if unknown:
+            raise ValueError(f"decode.max_examples_by_task: unknown task(s) {unknown}; "
+                             f"tasks: {sorted(TASKS)}")
+
+    def examples_cap(self, task: str) -> int | None:
+        """How many test examples of ``task`` to decode (None: all)."""
+        return self.max_examples_by_task.get(task, self.max_examples)

@@ -102,10 +102,11 @@ class DecodeRunner:
         if not manifest.is_file():
             raise FileNotFoundError(f"task manifest {manifest} not found")
         all_ids, refs = manifest_ids(manifest)
-        if self.cfg.max_examples is not None and len(all_ids) > self.cfg.max_examples:
-            log.info("%s: decoding the first %d of %d examples (decode.max_examples)", name,
-                     self.cfg.max_examples, len(all_ids))
-            all_ids = all_ids[:self.cfg.max_examples]
+        cap = self.cfg.examples_cap(task)
+        if cap is not None and len(all_ids) > cap:
+            log.info("%s: decoding the first %d of %d examples (decode.max_examples)", name, cap,
+                     len(all_ids))
+            all_ids = all_ids[:cap]
         mine = set(all_ids[shard::num_shards])
         if resolved_config is not None:
             save_config(resolved_config, test_dir, "decode_config.yaml")

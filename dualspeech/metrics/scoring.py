@@ -42,6 +42,7 @@ class ScoreConfig:
     asr_model: str = "whisper:tiny.en"      # transcribes generated speech (paper: large-v3)
     asr_batch_size: int = 8
     asr_max_tokens: int = 224               # per 30 s window (Whisper's own limit)
+    asr_max_tokens_per_s: float | None = None   # cap by audio length (None: Whisper's 224)
     device: str = "cpu"
     # SIM: speaker-encoder section as dualspeech.tokenizers.speaker builds it (paper: wavlm_sv)
     speaker: dict = field(default_factory=lambda: {"name": "resemblyzer"})
@@ -64,7 +65,8 @@ class Resources:
         from dualspeech.metrics.transcribe import WhisperTranscriber
 
         return WhisperTranscriber(self.cfg.asr_model, self.cfg.device, self.cfg.asr_batch_size,
-                                  max_tokens=self.cfg.asr_max_tokens)
+                                  max_tokens=self.cfg.asr_max_tokens,
+                                  max_tokens_per_s=self.cfg.asr_max_tokens_per_s)
 
     @functools.cached_property
     def sim(self):
