@@ -171,7 +171,8 @@ class TaskBatchSampler:
             raise ValueError(f"data.sampler.weights has no weight for task(s) {unweighted}; "
                              "add them (0 to leave a task out)")
         phases = [(p["steps"], p["weights"], f"data.sampler.curriculum[{k}].weights")
-                  for k, p in enumerate(cfg.curriculum)] + [(0, cfg.weights, "data.sampler.weights")]
+                  for k, p in enumerate(cfg.curriculum)]
+        phases.append((0, cfg.weights, "data.sampler.weights"))      # 0: to the end
         self.tasks = [t for t in tasks if any(w.get(t, 0) > 0 for _, w, _ in phases)]
         self.phases = []     # (last global batch group + 1 of the phase, task probabilities)
         end = 0
