@@ -11,7 +11,8 @@ is seeded, so a score does not change between runs. ``max_tokens_per_s`` optiona
 transcript's length by its audio's (batches are formed from utterances of similar length): no
 speaker says 12 tokens a second, but a looping decode of a noise-like output would run to 224
 tokens at each of the 6 temperatures, which is where scoring time goes on an untrained model.
-On CUDA the decoder runs in fp16 (Whisper's default there); on CPU in fp32. Audio is read with soundfile, never ffmpeg.
+On CUDA the decoder runs in fp16 (Whisper's default there); on CPU in fp32. Audio is read
+with soundfile, never ffmpeg.
 """
 from __future__ import annotations
 
