@@ -93,6 +93,24 @@ def test_resume_equals_uninterrupted(trained):
     assert any(not torch.equal(first[k], a[k]) for k in a)   # it did train after resuming
 
 
+def test_curriculum_trains_the_named_tasks_first(trained):
+    """`data.sampler.curriculum` through bin.train: no generation loss while the understanding
+    phase lasts, all 8 tasks after it."""
+    from dualspeech.bin.train import main
+
+    exp = trained.root / "curriculum"
+    phase = "{steps: 8, weights: {asr: 1, s2tt: 1, ser: 1, sqa: 1}}"
+    main(train_args(trained.data, exp, "trainer.save_every=0", f"+data.sampler.curriculum=[{phase}]"))
+    has = {}
+    with open(exp / "log" / "metrics.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["split"] == "train" and r["name"] in ("has_semantic", "has_text"):
+                has[(int(r["step"]), r["name"])] = float(r["value"])
+    assert has[(4, "has_semantic")] == has[(8, "has_semantic")] == 0
+    assert has[(4, "has_text")] == has[(8, "has_text")] == 1
+    assert has[(12, "has_semantic")] + has[(16, "has_semantic")] > 0
+
+
 def test_merged_model_equals_trained_model(trained):
     from dualspeech.bin.merge import main as merge_main
     from dualspeech.config import build
