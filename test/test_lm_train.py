@@ -100,7 +100,8 @@ def test_curriculum_trains_the_named_tasks_first(trained):
 
     exp = trained.root / "curriculum"
     phase = "{steps: 8, weights: {asr: 1, s2tt: 1, ser: 1, sqa: 1}}"
-    main(train_args(trained.data, exp, "trainer.save_every=0", f"+data.sampler.curriculum=[{phase}]"))
+    main(train_args(trained.data, exp, "trainer.save_every=0",
+                    f"+data.sampler.curriculum=[{phase}]"))
     has = {}
     with open(exp / "log" / "metrics.csv", newline="") as f:
         for r in csv.DictReader(f):
