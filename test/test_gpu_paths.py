@@ -192,13 +192,14 @@ def test_temperature_fallback_redecodes_only_bad_utterances(monkeypatch, whisper
     def fake_decode(model, mel, options):
         ids = [int(m[0, 0]) for m in mel]                       # the test marks each mel with its index
         calls.append((options.temperature, ids))
+        assert options.sample_len == 50                         # the caller's length cap
         t = options.temperature
         return [SimpleNamespace(text=f" u{i} t{t}", compression_ratio=plan[i](t)[0],
                                 avg_logprob=plan[i](t)[1], no_speech_prob=plan[i](t)[2]) for i in ids]
 
     monkeypatch.setattr(whisper, "decode", fake_decode)
     mels = torch.stack([torch.full((80, 3000), float(i)) for i in range(3)])
-    assert asr._decode(mels) == ["u0 t0.0", "u1 t0.4", "u2 t0.0"]
+    assert asr._decode(mels, 50) == ["u0 t0.0", "u1 t0.4", "u2 t0.0"]
     assert calls == [(0.0, [0, 1, 2]), (0.2, [1]), (0.4, [1])]
 
 
