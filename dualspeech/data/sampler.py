@@ -15,7 +15,7 @@ Batches are lists of ``(task, index)``. How one epoch is drawn:
   weights name the tasks it trains (a task it does not name is off). Example: the understanding
   tasks alone first, so the model learns to listen before it learns to speak. In ``mixed``
   mode the sort buffer filled before a phase ends is used up first, so a boundary is soft by
-  at most ``buffer_batches`` batches; in ``per_task`` mode it is exact.
+  the rest of one buffer (about ``buffer_batches`` batches); in ``per_task`` mode it is exact.
 
 Everything comes from ``numpy.random.default_rng([seed, epoch, ...])``: the same epoch always
 gives the same batches. Batches are generated lazily (start-up does not build the epoch), and
