@@ -209,7 +209,10 @@ class TaskBatchSampler:
 
     def epoch_offset(self, epoch: int) -> int:
         """Batch groups drawn in the epochs before ``epoch``. Known once an epoch was iterated to
-        its end or restored from a state; else drawn again (index work only, no data)."""
+        its end or restored from a state; else drawn again (index work only, no data). Without a
+        curriculum nothing depends on it, and it is not drawn."""
+        if len(self.phases) == 1:
+            return 0
         known = max(e for e in self._offsets if e <= epoch)
         while known < epoch:
             st = _Epoch(self, known)
