@@ -2,9 +2,9 @@
 
 For each content slot of the mini grammar (name, number, colour, noun), a logistic regression on
 the bag of token ids (tf-idf of unigrams) of the training speech predicts which word the
-utterance says; it is scored on the test speech, whose voices training never heard. Next to it:
-the majority class (the control) and, with ``--field`` given twice, another token field (e.g.
-``ustokens`` vs ``acoustic_tokens``). It answers whether a model that fails to transcribe lacks
+utterance says; it is scored on the test speech, whose voices training never heard (bootstrap
+95 % intervals, as in RESULTS.md). Next to it: the majority class (the control) and, with
+``--field`` given twice, another token field (e.g. ``ustokens`` vs ``acoustic_tokens``). It answers whether a model that fails to transcribe lacks
 information in its input or steps to learn to read it. Last line:
 ``probe_over_majority=<mean probe accuracy / mean majority accuracy>`` of the first field.
 
@@ -14,13 +14,13 @@ information in its input or steps to learn to read it. Last line:
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 
 from dualspeech.bench import register
 from dualspeech.data.mini_grammar import COLORS, NAMES, NOUNS, NUMBERS
+from dualspeech.metrics.bootstrap import bootstrap, mean_metric
 
 SLOTS = {"name": NAMES, "number": [n[0] for n in NUMBERS], "color": [c[0] for c in COLORS],
          "noun": [n[0] for n in NOUNS]}
@@ -32,15 +32,9 @@ def slot_labels(text: str) -> dict[str, str | None]:
     return {slot: next((w for w in words if w in vocab), None) for slot, vocab in SLOTS.items()}
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson interval of a proportion k / n."""
-    p, d = k / n, 1 + z * z / n
-    mid, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return mid - half, mid + half
-
-
 def probe(train: list[tuple[np.ndarray, str]], test: list[tuple[np.ndarray, str]]) -> dict:
-    """{slot: (n, probe correct, majority correct)} over test utterances that say the slot."""
+    """{slot: (probe correct, majority correct)}: per-utterance booleans over the test
+    utterances that say the slot."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -58,7 +52,7 @@ def probe(train: list[tuple[np.ndarray, str]], test: list[tuple[np.ndarray, str]
         truth = np.array([lab for _, lab in te])
         labels, counts = np.unique([lab for _, lab in tr], return_counts=True)
         majority = labels[counts.argmax()]          # the training set's most frequent word
-        out[slot] = (len(te), int((pred == truth).sum()), int((truth == majority).sum()))
+        out[slot] = (pred == truth, truth == majority)
     return out
 
 
@@ -93,10 +87,14 @@ def main(argv: list[str]) -> None:
         train, test = (load_field(args.cuts_dir / f"mini_cuts_{part}.jsonl.gz", field)
                        for part in (args.train_part, args.test_part))
         result = probe(train, test)
-        for slot, (n, hit, maj) in result.items():
-            lo, hi = wilson(hit, n)
-            print(f"{field:16s} {slot:7s} {n:4d} {hit / n:8.3f} [{lo:.3f}, {hi:.3f}] {maj / n:9.3f}")
-        if headline is None and result:
-            headline = (np.mean([h / n for n, h, _ in result.values()])
-                        / max(np.mean([m / n for n, _, m in result.values()]), 1e-9))
+        if not result:
+            raise SystemExit(f"{args.cuts_dir}: no test utterance says a mini slot word "
+                             f"({', '.join(SLOTS)}); this probe reads the mini corpus only")
+        for slot, (correct, majority) in result.items():
+            acc = bootstrap(correct, mean_metric)      # the results table's intervals
+            print(f"{field:16s} {slot:7s} {acc.n:4d} {acc.value:8.3f} "
+                  f"[{acc.ci_low:.3f}, {acc.ci_high:.3f}] {majority.mean():9.3f}")
+        if headline is None:
+            headline = (np.mean([c.mean() for c, _ in result.values()])
+                        / max(np.mean([m.mean() for _, m in result.values()]), 1e-9))
     print(f"probe_over_majority={headline:.3f}")
