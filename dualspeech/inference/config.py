@@ -74,9 +74,9 @@ class DecodeConfig:
         if self.control is not None and self.control not in CONTROLS:
             raise ValueError(f"decode.control={self.control!r}; use one of {CONTROLS} or null "
                              "(docs/metrics.md: controls)")
-        for where, n in [("max_examples", self.max_examples),
-                         *((f"max_examples_by_task.{t}", n)
-                           for t, n in self.max_examples_by_task.items())]:
+        caps = {"max_examples": self.max_examples,
+                **{f"max_examples_by_task.{t}": n for t, n in self.max_examples_by_task.items()}}
+        for where, n in caps.items():
             if n is not None and (not isinstance(n, int) or n < 1):
                 raise ValueError(f"decode.{where}={n!r}: use a positive count, "
                                  "or null for the whole test set")

@@ -104,8 +104,8 @@ class DecodeRunner:
         all_ids, refs = manifest_ids(manifest)
         cap = self.cfg.examples_cap(task)
         if cap is not None and len(all_ids) > cap:
-            log.info("%s: decoding the first %d of %d examples (decode.max_examples)", name, cap,
-                     len(all_ids))
+            log.info("%s: decoding the first %d of %d examples (decode.max_examples[_by_task])",
+                     name, cap, len(all_ids))
             all_ids = all_ids[:cap]
         mine = set(all_ids[shard::num_shards])
         if resolved_config is not None:
