@@ -190,3 +190,22 @@ def test_reference_weight_decay_groups_exempt_biases_only():
     assert [len(g["params"]) for g in ref] == [2, 2]       # weight, ln weight | both biases
     with pytest.raises(ValueError, match="no_decay"):
         param_groups(net, 0.1, "norms")
+
+
+def test_all_reference_options_train_and_export(toy, tmp_path):
+    """The paper configs' AcousticGPT / CoC options together: a training step on a mixed batch
+    reaches the untied head, and export + load keeps them."""
+    from dualspeech.models.io import export_model, load_model
+
+    _, cfg, examples = toy
+    model, cfg = toy_model(DEBUG, [
+        "model.lora.rank=0", "+model.coc_draw=batch", "+model.acoustic_understanding=true",
+        "+model.acoustic_gpt.gelu=tanh", "+model.acoustic_gpt.spk_bias=false",
+        "+model.acoustic_gpt.head=untied"])
+    model.train()
+    out = model(_batch(model, cfg, examples, ["tts", "asr", "vc"]))
+    out["loss"].backward()
+    assert model.acoustic_gpt.head.grad.abs().sum() > 0 and torch.isfinite(out["loss"])
+    loaded = load_model(export_model(model.eval(), tmp_path / "m"))
+    assert torch.equal(loaded.acoustic_gpt.head, model.acoustic_gpt.head)
+    assert loaded.acoustic_gpt.spk_proj.bias is None and loaded.cfg.acoustic_understanding
