@@ -1,7 +1,7 @@
 """AcousticGPT: LLM hidden states + speaker embedding -> codec (acoustic) tokens.
 
 nanoGPT-style decoder (pre-LayerNorm blocks, MHSA + GELU MLP, final LayerNorm, head tied to
-the token embedding). The condition is a prefix: one projected speaker-embedding frame, then
+the token embedding or, ``head: untied``, a separate matrix starting equal to it). The condition is a prefix: one projected speaker-embedding frame, then
 the LLM hidden states passed through an Adapter (Linear-ReLU-Linear). The prefix attends
 bidirectionally within itself; acoustic tokens attend causally to the prefix and earlier tokens.
 
@@ -12,7 +12,10 @@ serves training and KV-cache decoding (new tokens are appended at one shared col
 Positions: the prefix has its own table (``cpe``, ``cond_block_size`` rows) and the acoustic
 tokens theirs (``wpe``, ``block_size`` rows, counted from the start token), as in the reference
 code: ``block_size`` limits the acoustic tokens only, so a long condition (a long VC source)
-does not eat into the speech that can be generated.
+does not eat into the speech that can be generated. A condition frame's position is the index
+of its hidden state in the LLM sequence + 1 (``cond_pos``, from ``models/coc.py``): the
+reference adds positions over the whole sequence and masks the frames it leaves out, so an
+answer-only condition continues after the question instead of restarting at 1.
 
 Vocabulary: ``dualspeech.data.token_layout.AcousticLayout`` (``n_codes`` codec ids, then pad,
 no-speech, start, end). Sampling: ``dualspeech.models.sampling.sample_logits``.
@@ -20,7 +23,7 @@ no-speech, start, end). Sampling: ``dualspeech.models.sampling.sample_logits``.
 API::
 
     gpt = AcousticGPT(AcousticGPTConfig(n_codes=4096, cond_dim=3072, spk_dim=512))
-    loss, logits = gpt(cond, cond_mask, spk, tokens, tokens_mask)      # training
+    loss, logits = gpt(cond, cond_mask, spk, tokens, tokens_mask, cond_pos=None)   # training
     codes = gpt.generate(cond, cond_mask, spk, max_len=1000, top_k=10, temperature=1.0)
     # -> list of 1-D LongTensors of codec ids (end token stripped); use_cache=False recomputes
     #    the whole sequence every step (the reference decoder; for benchmarks only)
@@ -51,6 +54,16 @@ class AcousticGPTConfig:
     spk_dim: int = 512
     cond_dim: int | None = None       # LLM hidden size; DualSpeechLM fills it in
     field: str = "acoustic_tokens"    # cut custom field with the codec ids
+    gelu: str = "erf"                 # erf (torch default) | tanh (the reference's new_gelu)
+    spk_bias: bool = True             # speaker projection bias (the reference has none)
+    head: str = "tied"                # tied to wte | untied: own weight, initialised = wte
+                                      # (the reference's checkpoints: peft unties gpt_head)
+
+    def __post_init__(self):
+        if self.gelu not in ("erf", "tanh"):
+            raise ValueError(f"acoustic_gpt.gelu={self.gelu!r}; use erf or tanh")
+        if self.head not in ("tied", "untied"):
+            raise ValueError(f"acoustic_gpt.head={self.head!r}; use tied or untied")
 
     def spec(self) -> AcousticSpec:
         """The part of this config the dataset needs."""
@@ -85,7 +98,8 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1, self.ln_2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
         self.attn = SelfAttention(cfg)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
+                                 nn.GELU(approximate="tanh" if cfg.gelu == "tanh" else "none"),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
     def forward(self, x, mask, past=None):
@@ -106,7 +120,7 @@ class AcousticGPT(nn.Module):
         self.vocab_size = layout.vocab_size
         self.adapter = nn.Sequential(nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.ReLU(),
                                      nn.Linear(cfg.cond_dim, cfg.n_embd))
-        self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd)
+        self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd, bias=cfg.spk_bias)
         self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
@@ -117,6 +131,8 @@ class AcousticGPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.head == "untied":
+            self.head = nn.Parameter(self.wte.weight.detach().clone())
 
     @staticmethod
     def _init(m):
@@ -126,8 +142,12 @@ class AcousticGPT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # -- shared pieces --------------------------------------------------------------------------
-    def _prefix(self, cond, cond_mask, spk):
-        """Prefix embeddings with their positions (B, 1+Lc, C) and validity (B, 1+Lc)."""
+    def _prefix(self, cond, cond_mask, spk, cond_pos=None):
+        """Prefix embeddings with their positions (B, 1+Lc, C) and validity (B, 1+Lc).
+
+        ``cond_pos`` (B, Lc): the position of each condition frame (the speaker frame is 0);
+        DualSpeechLM passes each hidden state's index in the LLM sequence + 1, as the reference
+        counts them. ``None`` counts the valid frames (1, 2, ...)."""
         if spk.shape[-1] != self.cfg.spk_dim:
             raise ValueError(f"speaker embedding has {spk.shape[-1]} dims, acoustic_gpt.spk_dim "
                              f"is {self.cfg.spk_dim}")
@@ -135,11 +155,19 @@ class AcousticGPT(nn.Module):
         x = torch.cat([self.spk_proj(spk.to(w.dtype)).unsqueeze(1),
                        self.adapter(cond.to(w.dtype))], 1)
         valid = torch.cat([cond_mask.new_ones(cond_mask.shape[0], 1), cond_mask.bool()], 1)
-        n = int(valid.sum(1).max())
+        if cond_pos is None:
+            pos = _positions(valid)
+        else:
+            if cond_pos.shape != cond_mask.shape:
+                raise ValueError(f"cond_pos has shape {tuple(cond_pos.shape)}, the condition "
+                                 f"mask {tuple(cond_mask.shape)}")
+            pos = torch.cat([cond_pos.new_zeros(cond_pos.shape[0], 1),
+                             cond_pos.long().masked_fill(~cond_mask.bool(), 0)], 1)
+        n = int(pos.max()) + 1 if pos.numel() else 1
         if n > self.cfg.cond_block_size:
-            raise ValueError(f"AcousticGPT condition of {n} frames (speaker + LLM states) exceeds "
-                             f"acoustic_gpt.cond_block_size={self.cfg.cond_block_size}")
-        return x + self.cpe(_positions(valid)), valid
+            raise ValueError(f"AcousticGPT condition reaches position {n - 1} (speaker + LLM "
+                             f"states), acoustic_gpt.cond_block_size={self.cfg.cond_block_size}")
+        return x + self.cpe(pos), valid
 
     def _tokens(self, tokens, pos):
         """Token embeddings plus their positions (counted from the start token)."""
@@ -157,7 +185,7 @@ class AcousticGPT(nn.Module):
         return self.ln_f(x), new_past
 
     def _logits(self, h):
-        return F.linear(h, self.wte.weight)  # head tied to the token embedding
+        return F.linear(h, self.head if self.cfg.head == "untied" else self.wte.weight)
 
     @staticmethod
     def _full_mask(valid, is_prefix):
@@ -168,8 +196,8 @@ class AcousticGPT(nn.Module):
         tok = ~is_prefix[:, :, None] & causal
         return ((pp | tok) & valid[:, None, :]).unsqueeze(1)
 
-    def _layout(self, cond, cond_mask, spk, tokens, tokens_mask):
-        px, pvalid = self._prefix(cond, cond_mask, spk)
+    def _layout(self, cond, cond_mask, spk, tokens, tokens_mask, cond_pos=None):
+        px, pvalid = self._prefix(cond, cond_mask, spk, cond_pos)
         x = torch.cat([px, self._tokens(tokens, _positions(tokens_mask.bool()))], 1)
         valid = torch.cat([pvalid, tokens_mask.bool()], 1)
         is_prefix = torch.zeros_like(valid)
@@ -177,11 +205,12 @@ class AcousticGPT(nn.Module):
         return x, self._full_mask(valid, is_prefix), px.shape[1], valid
 
     # -- training -----------------------------------------------------------------------------
-    def forward(self, cond, cond_mask, spk, tokens, tokens_mask):
-        """Teacher-forced CE. ``tokens`` = [start, codes..., end] right padded with pad_id.
+    def forward(self, cond, cond_mask, spk, tokens, tokens_mask, cond_pos=None):
+        """Teacher-forced CE. ``tokens`` = [start, codes..., end] right padded with pad_id;
+        ``cond_pos``: see ``_prefix``.
 
         Returns (mean CE over predicted tokens, logits (B, La, V))."""
-        x, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask)
+        x, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask, cond_pos)
         h, _ = self._run(x, mask)
         logits = self._logits(h[:, P:])
         target = tokens[:, 1:].masked_fill(~tokens_mask[:, 1:].bool(), -100)
@@ -208,15 +237,17 @@ class AcousticGPT(nn.Module):
     @torch.no_grad()
     def generate(self, cond, cond_mask, spk, max_len: int | torch.Tensor = 1000, top_k: int = 10,
                  temperature: float = 1.0, use_cache: bool = True,
-                 generator: torch.Generator | None = None, min_len: int = 0) -> list[torch.Tensor]:
+                 generator: torch.Generator | None = None, min_len: int = 0,
+                 cond_pos: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Sample up to ``max_len`` codec ids per example (batched; stops at end tokens).
 
         ``cond`` (B, Lc, cond_dim) right padded with ``cond_mask`` (B, Lc); ``spk`` (B, spk_dim).
         ``max_len`` is one limit or a (B,) tensor of per-example limits (an example at its limit
         ends there while the others go on); ``use_cache=False`` recomputes every step from
-        scratch (reference behaviour); ``min_len`` forbids the end token before that many codes."""
+        scratch (reference behaviour); ``min_len`` forbids the end token before that many codes;
+        ``cond_pos``: see ``_prefix``."""
         B = cond.shape[0]
-        px, pvalid = self._prefix(cond, cond_mask, spk)
+        px, pvalid = self._prefix(cond, cond_mask, spk, cond_pos)
         P = px.shape[1]
         limits = torch.as_tensor(max_len, device=cond.device).expand(B).clamp(
             max=self.max_new_tokens)
