@@ -63,12 +63,12 @@ def llm_identity(model_dir: Path, cfg: dict) -> str | None:
 
 def _copy_files(section: dict, name: str, model_dir: Path) -> tuple[dict, dict]:
     """The section with every option that names a local file or dir copied under
-    ``<model_dir>/<name>/`` and pointing there (relative); returns (section, {key: relpath})."""
+    ``<model_dir>/<name>/<key>/`` and pointing there (relative); returns (section, {key: relpath})."""
     out, copied = dict(section), {}
     for key, value in section.items():
         if key == "name" or not isinstance(value, str) or not value or not Path(value).exists():
             continue
-        rel = f"{name}/{key}-{Path(value).name}"
+        rel = f"{name}/{key}/{Path(value).name}"   # the file name stays: identities hold it
         target = model_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if Path(value).resolve() != target.resolve():
