@@ -207,7 +207,8 @@ class DualSpeechLM(nn.Module):
                                  [batch["tasks"][i] for i in idx.tolist()])
         cond, cond_mask = coc.gather_rows(h[idx], mask)
         loss, _ = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"],
-                                    batch["acoustic_tokens"], batch["acoustic_mask"])
+                                    batch["acoustic_tokens"], batch["acoustic_mask"],
+                                    cond_pos=coc.gather_positions(mask))
         return loss, loss.new_ones(())
 
     @classmethod
