@@ -110,16 +110,23 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters; weight decay on matrices / conv kernels only (not biases, norms)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+def param_groups(model: torch.nn.Module, weight_decay: float,
+                 no_decay: str = "ndim1") -> list[dict]:
+    """Trainable parameters in a decayed and an undecayed group. ``no_decay``: ``ndim1`` leaves
+    biases and norm weights (every 1-d tensor) undecayed; ``bias`` only tensors named ``bias``
+    (the reference code: the HF Trainer exempts biases and ``nn.LayerNorm``, which its model
+    does not use, so its norms are decayed)."""
+    if no_decay not in ("ndim1", "bias"):
+        raise ValueError(f"trainer.no_decay={no_decay!r}; use ndim1 or bias")
+    decay, keep = [], []
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    if not decay and not no_decay:
+            exempt = p.dim() < 2 if no_decay == "ndim1" else "bias" in name.rsplit(".", 1)[-1]
+            (keep if exempt else decay).append(p)
+    if not decay and not keep:
         raise ValueError("the model has no trainable parameters")
     return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            {"params": keep, "weight_decay": 0.0}]
 
 
 class MetricsLog:
@@ -225,7 +232,7 @@ class Trainer:
         model.to(self.device)
         if self.engine == "fsdp":
             model = engines.fsdp_wrap(model, self.device)
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.no_decay), lr=cfg.lr,
                                       betas=tuple(cfg.betas), eps=cfg.eps)
         scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
                                    cfg.warmup_init_lr, cfg.min_lr)
