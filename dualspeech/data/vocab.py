@@ -91,6 +91,14 @@ class SpeechVocab:
     def is_speech(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids >= self.first_id) & (ids < self.first_id + self.cfg.num_tokens)
 
+    def speech_output_mask(self, device=None) -> torch.Tensor:
+        """(size,) bool: the ids a speech-token step may produce, the speech codes and
+        end-of-audio. Decoding samples from these; the semantic loss can be taken over them."""
+        mask = torch.zeros(self.size, dtype=torch.bool, device=device)
+        mask[self.first_id:self.first_id + self.cfg.num_tokens] = True
+        mask[self.end_audio_id] = True
+        return mask
+
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids -> speech codes, dropping everything that is not a speech token."""
         ids = torch.as_tensor(ids)

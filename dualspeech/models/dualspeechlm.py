@@ -3,7 +3,9 @@ AcousticGPT conditioned through Chain-of-Condition.
 
 Training (``forward(batch)``, see ``dualspeech.data.dataset`` for the batch) returns named
 losses: ``text_ce`` (understanding answers), ``semantic_ce`` (target speech tokens of
-generation tasks), ``acoustic_ce`` (AcousticGPT), their weighted sum ``loss``, and
+generation tasks), ``acoustic_ce`` (AcousticGPT), their weighted sum ``loss``, the
+teacher-forced top-1 accuracies ``semantic_acc`` (argmax over the ids decoding may produce) and
+``acoustic_acc``, and
 ``has_text``/``has_semantic``/``has_acoustic`` (1 when the batch holds that kind of target, 0
 otherwise; a loss absent from a batch is reported as 0, so a logged mean over batches divided
 by the mean of its ``has_*`` is the mean over the batches that had it).
@@ -36,6 +38,7 @@ from dualspeech.models.speech_init import SpeechInitConfig, init_new_rows, speec
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SEMANTIC_VOCABS = ("full", "speech")
 
 
 @dataclass
@@ -63,6 +66,8 @@ class ModelConfig:
     acoustic_gpt: AcousticGPTConfig | None = None   # null: no acoustic stage (baselines)
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    semantic_vocab: str = "full"      # semantic CE over: full (paper) | speech (the ids decoding
+                                      # samples from: speech codes + end-of-audio)
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
     speech_init: SpeechInitConfig = field(default_factory=SpeechInitConfig)  # speech_init.py
     train_norms: bool = True          # also train the backbone's norm weights (reference code)
@@ -73,6 +78,9 @@ class ModelConfig:
             raise ValueError(f"model.condition={self.condition!r}; use one of {coc.CONDITIONS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
+        if self.semantic_vocab not in SEMANTIC_VOCABS:
+            raise ValueError(f"model.semantic_vocab={self.semantic_vocab!r}; use one of "
+                             f"{SEMANTIC_VOCABS}")
 
 
 class DualSpeechLM(nn.Module):
@@ -180,19 +188,34 @@ class DualSpeechLM(nn.Module):
         h, _ = self.hidden(batch["input_ids"], batch["attention_mask"])
         target = batch["labels"][:, 1:]
         sel = target != IGNORE
-        logits = self.logits(h[:, :-1][sel]).float()
-        ce = F.cross_entropy(logits, target[sel], reduction="none")
+        h_sel, y = h[:, :-1][sel], target[sel]
         is_gen = batch["is_generation"][:, None].expand_as(target)[sel]
+        # speech-token steps over the ids decoding may produce (codes + end-of-audio): their
+        # accuracy always, their CE with semantic_vocab=speech (no text head there: cheaper)
+        text_vocab = self.vocab.text_vocab_size
+        allowed = self.vocab.speech_output_mask(h.device)[text_vocab:]
+        gen_logits = F.linear(h_sel[is_gen], self._speech_head().to(h.dtype)).float()
+        gen_logits = gen_logits.masked_fill(~allowed, float("-inf"))
+        gen_y = y[is_gen] - text_vocab
+        if self.cfg.semantic_vocab == "speech":
+            text_ce_all = F.cross_entropy(self.logits(h_sel[~is_gen]).float(), y[~is_gen],
+                                          reduction="none")
+            sem_ce_all = F.cross_entropy(gen_logits, gen_y, reduction="none")
+        else:
+            ce = F.cross_entropy(self.logits(h_sel).float(), y, reduction="none")
+            text_ce_all, sem_ce_all = ce[~is_gen], ce[is_gen]
         zero = h.sum() * 0.0   # keeps every loss in the graph (DDP) when a kind is absent
-        text_ce = ce[~is_gen].mean() if bool((~is_gen).any()) else zero
-        sem_ce = ce[is_gen].mean() if bool(is_gen.any()) else zero
+        text_ce = text_ce_all.mean() if text_ce_all.numel() else zero
+        sem_ce = sem_ce_all.mean() if sem_ce_all.numel() else zero
+        hits = (gen_logits.argmax(-1) == gen_y).float()
         out = {"text_ce": text_ce, "semantic_ce": sem_ce,
+               "semantic_acc": hits.mean().detach() if hits.numel() else zero.detach(),
                "has_text": (~is_gen).any().float(), "has_semantic": is_gen.any().float()}
         w = self.cfg.loss_weights
         loss = w.text * text_ce + w.semantic * sem_ce
         if self.acoustic_gpt is not None:
-            ac_ce, has = self._acoustic_loss(h, batch)
-            out.update(acoustic_ce=ac_ce, has_acoustic=has)
+            ac_ce, has, ac_acc = self._acoustic_loss(h, batch)
+            out.update(acoustic_ce=ac_ce, acoustic_acc=ac_acc, has_acoustic=has)
             loss = loss + w.acoustic * ac_ce
         out["loss"] = loss
         return out
@@ -201,14 +224,18 @@ class DualSpeechLM(nn.Module):
         idx = batch["acoustic_index"]
         if idx.numel() == 0:
             zero = sum(p.sum() for p in self.acoustic_gpt.parameters()) * 0.0 + h.sum() * 0.0
-            return zero, zero.detach()
+            return zero, zero.detach(), zero.detach()
         mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][idx],
                                  batch["target_mask"][idx], self.training,
                                  [batch["tasks"][i] for i in idx.tolist()])
         cond, cond_mask = coc.gather_rows(h[idx], mask)
-        loss, _ = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"],
-                                    batch["acoustic_tokens"], batch["acoustic_mask"])
-        return loss, loss.new_ones(())
+        tokens, tokens_mask = batch["acoustic_tokens"], batch["acoustic_mask"]
+        loss, logits = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"], tokens,
+                                         tokens_mask)
+        with torch.no_grad():   # teacher-forced top-1 accuracy of the next codec id (and end)
+            valid = tokens_mask[:, 1:].bool()
+            acc = (logits[:, :-1].argmax(-1) == tokens[:, 1:])[valid].float().mean()
+        return loss, loss.new_ones(()), acc
 
     @classmethod
     def from_config(cls, cfg: dict, vocab: SpeechVocab | None = None,

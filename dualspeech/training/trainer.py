@@ -110,16 +110,30 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters; weight decay on matrices / conv kernels only (not biases, norms)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    if not decay and not no_decay:
+def param_groups(model: torch.nn.Module, weight_decay: float,
+                 lr_scales: dict[str, float] | None = None, lr: float = 1.0) -> list[dict]:
+    """Trainable parameters; weight decay on matrices / conv kernels only (not biases, norms).
+
+    ``lr_scales`` (parameter-name prefix -> factor) gives a part its own peak lr, ``lr *
+    factor`` (the longest matching prefix wins); the schedule scales every group alike. Why: a
+    fresh AcousticGPT and the LoRA / speech rows of a backbone learn best at different rates."""
+    scales = dict(lr_scales or {})
+    groups: dict[tuple[float, bool], list] = {(1.0, True): [], (1.0, False): []}
+    used = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        prefix = max((k for k in scales if name.startswith(k)), key=len, default=None)
+        used.add(prefix)
+        groups.setdefault((scales.get(prefix, 1.0), p.dim() >= 2), []).append(p)
+    if not any(groups.values()):
         raise ValueError("the model has no trainable parameters")
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    unused = sorted(set(scales) - used)
+    if unused:
+        raise ValueError(f"trainer.lr_scales prefixes {unused} match no trainable parameter")
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * scale}
+            for (scale, decay), params in sorted(groups.items(),   # the base groups first
+                                                 key=lambda kv: (kv[0][0] != 1.0, kv[0][0], not kv[0][1]))]
 
 
 class MetricsLog:
@@ -225,7 +239,8 @@ class Trainer:
         model.to(self.device)
         if self.engine == "fsdp":
             model = engines.fsdp_wrap(model, self.device)
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr_scales, cfg.lr),
+                                      lr=cfg.lr,
                                       betas=tuple(cfg.betas), eps=cfg.eps)
         scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
                                    cfg.warmup_init_lr, cfg.min_lr)
