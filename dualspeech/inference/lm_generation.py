@@ -133,7 +133,8 @@ def generate_acoustic(model, out: SpeechTokens, speaker_embedding: torch.Tensor,
     if model.acoustic_gpt is None:
         raise ValueError("this model has no AcousticGPT (model.acoustic_gpt: null): its "
                          "speech tokens go to a unit vocoder / codec decoder directly")
-    cond, cond_mask = coc.inference_rows(model.cfg.condition, out.prompt_hidden,
-                                         out.token_hidden, out.tasks)
+    cond, cond_mask, cond_pos = coc.inference_condition(model.cfg.condition, out.prompt_hidden,
+                                                        out.token_hidden, out.tasks)
     return model.acoustic_gpt.generate(cond, cond_mask, speaker_embedding.to(cond.device),
-                                       max_len, top_k, temperature, generator=generator)
+                                       max_len, top_k, temperature, generator=generator,
+                                       cond_pos=cond_pos)

@@ -12,7 +12,10 @@ serves training and KV-cache decoding (new tokens are appended at one shared col
 Positions: the prefix has its own table (``cpe``, ``cond_block_size`` rows) and the acoustic
 tokens theirs (``wpe``, ``block_size`` rows, counted from the start token), as in the reference
 code: ``block_size`` limits the acoustic tokens only, so a long condition (a long VC source)
-does not eat into the speech that can be generated.
+does not eat into the speech that can be generated. A condition frame's position is the index
+of its hidden state in the LLM sequence + 1 (``cond_pos``, from ``models/coc.py``): the
+reference adds positions over the whole sequence and masks the frames it leaves out, so an
+answer-only condition continues after the question instead of restarting at 1.
 
 Vocabulary: ``dualspeech.data.token_layout.AcousticLayout`` (``n_codes`` codec ids, then pad,
 no-speech, start, end). Sampling: ``dualspeech.models.sampling.sample_logits``.
@@ -20,7 +23,7 @@ no-speech, start, end). Sampling: ``dualspeech.models.sampling.sample_logits``.
 API::
 
     gpt = AcousticGPT(AcousticGPTConfig(n_codes=4096, cond_dim=3072, spk_dim=512))
-    loss, logits = gpt(cond, cond_mask, spk, tokens, tokens_mask)      # training
+    loss, logits = gpt(cond, cond_mask, spk, tokens, tokens_mask, cond_pos=None)   # training
     codes = gpt.generate(cond, cond_mask, spk, max_len=1000, top_k=10, temperature=1.0)
     # -> list of 1-D LongTensors of codec ids (end token stripped); use_cache=False recomputes
     #    the whole sequence every step (the reference decoder; for benchmarks only)
@@ -126,8 +129,12 @@ class AcousticGPT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # -- shared pieces --------------------------------------------------------------------------
-    def _prefix(self, cond, cond_mask, spk):
-        """Prefix embeddings with their positions (B, 1+Lc, C) and validity (B, 1+Lc)."""
+    def _prefix(self, cond, cond_mask, spk, cond_pos=None):
+        """Prefix embeddings with their positions (B, 1+Lc, C) and validity (B, 1+Lc).
+
+        ``cond_pos`` (B, Lc): the position of each condition frame (the speaker frame is 0);
+        DualSpeechLM passes each hidden state's index in the LLM sequence + 1, as the reference
+        counts them. ``None`` counts the valid frames (1, 2, ...)."""
         if spk.shape[-1] != self.cfg.spk_dim:
             raise ValueError(f"speaker embedding has {spk.shape[-1]} dims, acoustic_gpt.spk_dim "
                              f"is {self.cfg.spk_dim}")
@@ -135,11 +142,19 @@ class AcousticGPT(nn.Module):
         x = torch.cat([self.spk_proj(spk.to(w.dtype)).unsqueeze(1),
                        self.adapter(cond.to(w.dtype))], 1)
         valid = torch.cat([cond_mask.new_ones(cond_mask.shape[0], 1), cond_mask.bool()], 1)
-        n = int(valid.sum(1).max())
+        if cond_pos is None:
+            pos = _positions(valid)
+        else:
+            if cond_pos.shape != cond_mask.shape:
+                raise ValueError(f"cond_pos has shape {tuple(cond_pos.shape)}, the condition "
+                                 f"mask {tuple(cond_mask.shape)}")
+            pos = torch.cat([cond_pos.new_zeros(cond_pos.shape[0], 1),
+                             cond_pos.long().masked_fill(~cond_mask.bool(), 0)], 1)
+        n = int(pos.max()) + 1 if pos.numel() else 1
         if n > self.cfg.cond_block_size:
-            raise ValueError(f"AcousticGPT condition of {n} frames (speaker + LLM states) exceeds "
-                             f"acoustic_gpt.cond_block_size={self.cfg.cond_block_size}")
-        return x + self.cpe(_positions(valid)), valid
+            raise ValueError(f"AcousticGPT condition reaches position {n - 1} (speaker + LLM "
+                             f"states), acoustic_gpt.cond_block_size={self.cfg.cond_block_size}")
+        return x + self.cpe(pos), valid
 
     def _tokens(self, tokens, pos):
         """Token embeddings plus their positions (counted from the start token)."""
@@ -168,8 +183,8 @@ class AcousticGPT(nn.Module):
         tok = ~is_prefix[:, :, None] & causal
         return ((pp | tok) & valid[:, None, :]).unsqueeze(1)
 
-    def _layout(self, cond, cond_mask, spk, tokens, tokens_mask):
-        px, pvalid = self._prefix(cond, cond_mask, spk)
+    def _layout(self, cond, cond_mask, spk, tokens, tokens_mask, cond_pos=None):
+        px, pvalid = self._prefix(cond, cond_mask, spk, cond_pos)
         x = torch.cat([px, self._tokens(tokens, _positions(tokens_mask.bool()))], 1)
         valid = torch.cat([pvalid, tokens_mask.bool()], 1)
         is_prefix = torch.zeros_like(valid)
@@ -177,11 +192,12 @@ class AcousticGPT(nn.Module):
         return x, self._full_mask(valid, is_prefix), px.shape[1], valid
 
     # -- training -----------------------------------------------------------------------------
-    def forward(self, cond, cond_mask, spk, tokens, tokens_mask):
-        """Teacher-forced CE. ``tokens`` = [start, codes..., end] right padded with pad_id.
+    def forward(self, cond, cond_mask, spk, tokens, tokens_mask, cond_pos=None):
+        """Teacher-forced CE. ``tokens`` = [start, codes..., end] right padded with pad_id;
+        ``cond_pos``: see ``_prefix``.
 
         Returns (mean CE over predicted tokens, logits (B, La, V))."""
-        x, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask)
+        x, mask, P, _ = self._layout(cond, cond_mask, spk, tokens, tokens_mask, cond_pos)
         h, _ = self._run(x, mask)
         logits = self._logits(h[:, P:])
         target = tokens[:, 1:].masked_fill(~tokens_mask[:, 1:].bool(), -100)
@@ -208,15 +224,17 @@ class AcousticGPT(nn.Module):
     @torch.no_grad()
     def generate(self, cond, cond_mask, spk, max_len: int | torch.Tensor = 1000, top_k: int = 10,
                  temperature: float = 1.0, use_cache: bool = True,
-                 generator: torch.Generator | None = None, min_len: int = 0) -> list[torch.Tensor]:
+                 generator: torch.Generator | None = None, min_len: int = 0,
+                 cond_pos: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Sample up to ``max_len`` codec ids per example (batched; stops at end tokens).
 
         ``cond`` (B, Lc, cond_dim) right padded with ``cond_mask`` (B, Lc); ``spk`` (B, spk_dim).
         ``max_len`` is one limit or a (B,) tensor of per-example limits (an example at its limit
         ends there while the others go on); ``use_cache=False`` recomputes every step from
-        scratch (reference behaviour); ``min_len`` forbids the end token before that many codes."""
+        scratch (reference behaviour); ``min_len`` forbids the end token before that many codes;
+        ``cond_pos``: see ``_prefix``."""
         B = cond.shape[0]
-        px, pvalid = self._prefix(cond, cond_mask, spk)
+        px, pvalid = self._prefix(cond, cond_mask, spk, cond_pos)
         P = px.shape[1]
         limits = torch.as_tensor(max_len, device=cond.device).expand(B).clamp(
             max=self.max_new_tokens)

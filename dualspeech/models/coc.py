@@ -8,6 +8,8 @@ Both halves live here so the rule is read in one place:
 * inference: ``coc`` always uses the concatenation ``[prompt; generated speech tokens]``.
 
 The fixed modes (``prompt`` | ``target`` | ``concat``, ablations) use the same rows in both.
+Each row keeps its position in the LLM sequence (``gather_positions`` / ``inference_condition``)
+so AcousticGPT sees where in the sequence a condition frame sat, as in the reference.
 The rule (CoC or a fixed ablation mode) applies to ``COC_TASKS`` (TTS and VC, as in the
 paper) only; every other generation task (T2ST, SC) always conditions on the concatenation.
 """
@@ -39,25 +41,53 @@ def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor, trainin
     return torch.where(rule[:, None], drawn, concat)
 
 
+def inference_condition(mode: str, prompt_hidden: list[torch.Tensor],
+                        token_hidden: list[torch.Tensor], tasks: list[str]):
+    """Condition at inference: (B, L, H) rows zero padded, validity mask (B, L) and condition
+    positions (B, L): each row's index in the LLM sequence (prompt, then generated tokens) + 1,
+    as in training (``gather_positions``)."""
+    rows, positions = [], []
+    for p, t, rule in zip(prompt_hidden, token_hidden, _follows_rule(mode, tasks)):
+        pos = torch.arange(1, len(p) + len(t) + 1, device=p.device)
+        part = {"prompt": slice(0, len(p)), "target": slice(len(p), None)}.get(
+            mode if rule else "concat", slice(None))
+        rows.append(torch.cat([p, t])[part])
+        positions.append(pos[part, None])
+    cond, valid = pad_rows(rows)
+    pos, _ = pad_rows(positions)
+    return cond, valid, pos[..., 0].long()
+
+
 def inference_rows(mode: str, prompt_hidden: list[torch.Tensor],
                    token_hidden: list[torch.Tensor],
                    tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Condition at inference: (B, L, H) rows zero padded + validity mask (B, L)."""
-    fixed = {"prompt": prompt_hidden, "target": token_hidden}.get(mode)
-    rows = [fixed[i] if (fixed is not None and rule) else torch.cat([p, t])
-            for i, (p, t, rule) in enumerate(zip(prompt_hidden, token_hidden,
-                                                 _follows_rule(mode, tasks)))]
-    return pad_rows(rows)
+    """The rows and validity of ``inference_condition`` (without positions)."""
+    return inference_condition(mode, prompt_hidden, token_hidden, tasks)[:2]
+
+
+def _packed(mask: torch.Tensor):
+    """Sequence indices of the set positions of ``mask`` (B, T), packed left, + validity."""
+    lengths = mask.sum(1)
+    width = max(int(lengths.max()), 1) if len(lengths) else 1
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=mask.device)[None, :] < lengths[:, None]
+    return order, valid
 
 
 def gather_rows(h: torch.Tensor, mask: torch.Tensor):
     """Rows of ``h`` (B, T, H) where ``mask`` (B, T) is set, packed left: (B, L, H), (B, L)."""
-    lengths = mask.sum(1)
-    width = max(int(lengths.max()), 1) if len(lengths) else 1
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    order, valid = _packed(mask)
     rows = h.gather(1, order.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-    valid = torch.arange(width, device=h.device)[None, :] < lengths[:, None]
     return rows * valid.unsqueeze(-1).to(rows.dtype), valid
+
+
+def gather_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Condition positions of the rows ``gather_rows`` packs (B, L): their index in the
+    (right padded) LLM sequence + 1, the speaker frame being 0. The reference adds positions
+    over the whole sequence and masks the rest, so a target-only condition starts after the
+    prompt, not at 1; padding gets 0."""
+    order, valid = _packed(mask)
+    return (order + 1) * valid
 
 
 def pad_rows(rows: list[torch.Tensor]):

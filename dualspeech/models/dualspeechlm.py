@@ -231,7 +231,7 @@ class DualSpeechLM(nn.Module):
         cond, cond_mask = coc.gather_rows(h[idx], mask)
         tokens, tokens_mask = batch["acoustic_tokens"], batch["acoustic_mask"]
         loss, logits = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"], tokens,
-                                         tokens_mask)
+                                         tokens_mask, cond_pos=coc.gather_positions(mask))
         with torch.no_grad():   # teacher-forced top-1 accuracy of the next codec id (and end)
             valid = tokens_mask[:, 1:].bool()
             acc = (logits[:, :-1].argmax(-1) == tokens[:, 1:])[valid].float().mean()

@@ -149,14 +149,15 @@ extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one s
     $python -m "dualspeech.bin.$entry" "$@" --cuts "$in" --out-cuts "$out" \
     --storage-dir "$storage/${set/:/.}" --nj "$nj" --job JOB --device "$device"
 }
-same_config_or_die() {  # same_config_or_die DIR CONFIG: DIR resumes only from the config files it began with
+same_config_or_die() {  # same_config_or_die DIR CONFIG [--check]: DIR resumes only from the config files it began with
   local dir=$1 now f
   now=$(for f in $(config_files "$2"); do printf '%s sha256:%s\n' "$f" "$(sha256sum < "$f" | cut -c1-16)"; done)
   if [ -s "$dir/config_files.txt" ] && [ "$(cat "$dir/config_files.txt")" != "$now" ]; then
     die "$dir holds a run of other config files, and its checkpoints would resume under the new ones:
 $(diff "$dir/config_files.txt" <(echo "$now") | sed -n 's/^< /  before: /p; s/^> /  now:    /p')
-Move or delete $dir to start over, or keep it and pass --lm-exp NEW_DIR."
+Move or delete $dir to start over (--force true moves it aside), or keep it and pass --lm-exp NEW_DIR."
   fi
+  [ "${3:-}" = --check ] && return 0
   mkdir -p "$dir"; echo "$now" > "$dir/config_files.txt"
 }
 need() {  # need VAR: a setting the selected stages cannot run without
@@ -242,7 +243,7 @@ if in_stage 3; then
     [ -n "$ust_sets" ] || die "--ustokenizer-parts / --train-parts are empty: nothing to train the USTokenizer on"
     # shellcheck disable=SC2046,SC2086
     if stage_begin 3 ustokenizer --inputs $(config_files "$ustokenizer_config") "$datadir/tasks" "$datadir/cuts" \
-         --args "$ust_sets|$dev_sets|$ustokenizer_args|$(launcher_for)"; then
+         --args "$ust_sets|$dev_sets|$ustokenizer_args|$(launcher_for)" --move-aside "$(dirname "$ustokenizer_ckpt")"; then
       # shellcheck disable=SC2086
       $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage3_ustokenizer.log" $(launcher_for) -m dualspeech.bin.train_ustokenizer \
         --conf "$ustokenizer_config" --exp-dir "$(dirname "$ustokenizer_ckpt")" --data-dir "$datadir" \
@@ -269,7 +270,7 @@ if in_stage 4; then
   need codec_config; need speaker_config
   # shellcheck disable=SC2046,SC2086
   if stage_begin 4 codec --inputs $(config_files "$codec_config") $(for s in $train_sets; do speech_cuts "$s"; done) \
-       --args "$train_sets|$codec_args"; then
+       --args "$train_sets|$codec_args" --move-aside "$codec_exp"; then
     # trains a trainable codec (melvq, vqmel) into $codec_exp, or checks a pretrained one's files
     # (e.g. WavTokenizer: stops here, naming the files and how to get them); writes $codec_resolved
     # shellcheck disable=SC2046,SC2086
@@ -327,9 +328,11 @@ elif in_stage 6; then
   if [ "$($python -m dualspeech.bin.resolve_config "$train_config" --get model.speech_init.method)" = ustokenizer ]; then
     init_ckpt=$ustokenizer_ckpt
   fi
+  # an edited config stops here; other changed inputs (or --force) move the old experiment aside
+  [ "$force" = true ] || same_config_or_die "$lm_exp" "$train_config" --check
   # shellcheck disable=SC2046,SC2086
   if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" ${init_ckpt:+"$init_ckpt"} \
-       --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora"; then
+       --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora" --move-aside "$lm_exp"; then
     same_config_or_die "$lm_exp" "$train_config"     # --train-args are in the dir name (args_tag)
     token_meta=()    # token sizes recorded by stages 3-4 size the model (and check the config)
     for set in $train_sets; do
