@@ -39,27 +39,41 @@ def test_inference_positions_follow_the_same_rule():
 
 
 @pytest.fixture(scope="module")
-def tts_batch(tmp_path_factory):
+def toy(tmp_path_factory):
     model, cfg = toy_model(DEBUG, ["model.lora.rank=0", "model.condition=target"])
     root = toy_data(tmp_path_factory.mktemp("ref") / "data", cfg, n_per_task=3)
-    examples = load_examples(root, ["toy:test"])
-    ds = TaskDataset({"tts": examples["tts"]}, model.templates,
-                     build(DataConfig, cfg["data"], "data"), model.acoustic_spec())
-    return model, ds.collate(examples["tts"])
+    return model, cfg, load_examples(root, ["toy:test"])
 
 
-def _reference_acoustic_ce(model, batch, cond_mask):
+def _batch(model, cfg, examples, tasks):
+    chosen = {t: examples[t] for t in tasks}
+    ds = TaskDataset(chosen, model.templates, build(DataConfig, cfg["data"], "data"),
+                     model.acoustic_spec())
+    return ds.collate([ex for t in tasks for ex in chosen[t]])
+
+
+@pytest.fixture(scope="module")
+def tts_batch(toy):
+    model, cfg, examples = toy
+    return model, _batch(model, cfg, examples, ["tts"])
+
+
+def _reference_acoustic_ce(model, batch, cond_mask, idx=None, tokens=None, spk=None):
     """The reference's AcousticGPT loss: the adapter over EVERY LLM hidden state, the speaker
     frame in front, condition positions 0..T over that whole sequence, and the frames outside
     the condition mask left out of attention only."""
     gpt = model.acoustic_gpt
     h, _ = model.hidden(batch["input_ids"], batch["attention_mask"])
-    idx = batch["acoustic_index"]
+    idx = batch["acoustic_index"] if idx is None else idx
     h, cond_mask = h[idx], cond_mask[idx]
     B, T = cond_mask.shape
-    prefix = torch.cat([gpt.spk_proj(batch["speaker_embedding"]).unsqueeze(1), gpt.adapter(h)], 1)
+    spk = batch["speaker_embedding"] if spk is None else spk
+    prefix = torch.cat([gpt.spk_proj(spk).unsqueeze(1), gpt.adapter(h)], 1)
     prefix = prefix + gpt.cpe(torch.arange(T + 1))[None]
-    tokens, tmask = batch["acoustic_tokens"], batch["acoustic_mask"].bool()
+    if tokens is None:
+        tokens, tmask = batch["acoustic_tokens"], batch["acoustic_mask"].bool()
+    else:
+        tmask = torch.ones_like(tokens, dtype=torch.bool)
     x = torch.cat([prefix, gpt._tokens(tokens, (tmask.long().cumsum(1) - 1).clamp(min=0))], 1)
     valid = torch.cat([torch.ones(B, 1, dtype=torch.bool), cond_mask, tmask], 1)
     is_prefix = torch.zeros_like(valid)
@@ -82,3 +96,116 @@ def test_target_only_condition_matches_the_full_sequence_computation(tts_batch):
         concat = _reference_acoustic_ce(model, batch, batch["target_mask"] | batch["prompt_mask"])
     assert abs(float(ours) - float(ref)) < 1e-5, (float(ours), float(ref))
     assert abs(float(ours) - float(concat)) > 1e-4      # the masks do differ
+
+
+def test_understanding_examples_train_acoustic_gpt_on_no_speech(toy):
+    """``model.acoustic_understanding`` (paper configs): an ASR example's AcousticGPT target is
+    [start, no-speech, end] with a zero speaker vector, conditioned on its whole sequence."""
+    model, cfg, examples = toy
+    batch = _batch(model, cfg, examples, ["asr"])
+    with torch.no_grad():
+        assert float(model(batch)["has_acoustic"]) == 0.0      # today's default: no target
+        model.cfg.acoustic_understanding = True
+        try:
+            out = model(batch)
+        finally:
+            model.cfg.acoustic_understanding = False
+        lay = model.acoustic_gpt.layout
+        n = len(batch["tasks"])
+        ref = _reference_acoustic_ce(
+            model, batch, batch["attention_mask"].bool(), idx=torch.arange(n),
+            tokens=torch.tensor([[lay.start_id, lay.no_speech_id, lay.end_id]] * n),
+            spk=torch.zeros(n, model.acoustic_gpt.cfg.spk_dim))
+    assert float(out["has_acoustic"]) == 1.0
+    assert abs(float(out["acoustic_ce"]) - float(ref)) < 1e-5
+
+
+def test_mixed_batch_joins_generation_and_understanding_rows(toy):
+    model, cfg, examples = toy
+    batch = _batch(model, cfg, examples, ["tts", "asr"])
+    model.cfg.acoustic_understanding = True
+    try:
+        idx, mask, tokens, tmask, spk = model._acoustic_rows(batch, torch.device("cpu"))
+    finally:
+        model.cfg.acoustic_understanding = False
+    n_tts = len(examples["tts"])
+    assert sorted(idx.tolist()) == list(range(len(batch["tasks"])))
+    assert tokens.shape[0] == mask.shape[0] == spk.shape[0] == len(idx)
+    assert tmask[n_tts:].sum(1).tolist() == [3] * (len(idx) - n_tts)
+    assert (tokens[n_tts:, 3:] == model.acoustic_gpt.pad_id).all()
+    assert spk[n_tts:].abs().sum() == 0 and spk[:n_tts].abs().sum() > 0
+
+
+def test_per_batch_coc_draw_gives_every_row_the_same_choice():
+    torch.manual_seed(0)
+    prompt = torch.tensor([[True, True, False, False]]).repeat(8, 1)
+    target = torch.tensor([[False, False, True, True]]).repeat(8, 1)
+    seen = set()
+    for _ in range(30):
+        m = coc.training_mask("coc", prompt, target, True, ["tts", "vc"] * 4, per_batch=True)
+        assert len({tuple(r.tolist()) for r in m}) == 1
+        seen.add(tuple(m[0].tolist()))
+    assert len(seen) == 3
+
+
+def _gpt(**kw):
+    from dualspeech.models.acoustic_gpt import AcousticGPT, AcousticGPTConfig
+
+    torch.manual_seed(0)
+    return AcousticGPT(AcousticGPTConfig(n_codes=20, n_layer=1, n_embd=16, n_head=2,
+                                         block_size=50, cond_block_size=50, spk_dim=5,
+                                         cond_dim=8, **kw)).eval()
+
+
+def test_tanh_gelu_is_the_reference_formula():
+    x = torch.linspace(-4, 4, 101)
+    ref = 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x ** 3)))
+    act = _gpt(gelu="tanh").blocks[0].mlp[1]
+    assert torch.allclose(act(x), ref, atol=1e-6)
+    assert not torch.allclose(_gpt().blocks[0].mlp[1](x), ref, atol=1e-5)
+
+
+def test_speaker_bias_and_untied_head():
+    assert _gpt(spk_bias=False).spk_proj.bias is None and _gpt().spk_proj.bias is not None
+    gpt = _gpt(head="untied")
+    assert torch.equal(gpt.head, gpt.wte.weight) and gpt.head is not gpt.wte.weight
+    cond, spk = torch.randn(2, 4, 8), torch.randn(2, 5)
+    tokens, tmask = gpt.make_tokens([torch.tensor([1, 2, 3]), torch.tensor([4])])
+    _, before = gpt(cond, torch.ones(2, 4, dtype=torch.bool), spk, tokens, tmask)
+    with torch.no_grad():
+        gpt.head.mul_(2.0)                     # the logits come from the untied head
+    _, after = gpt(cond, torch.ones(2, 4, dtype=torch.bool), spk, tokens, tmask)
+    assert torch.allclose(after, 2 * before, atol=1e-5)
+    with pytest.raises(ValueError, match="gelu"):
+        _gpt(gelu="fast")
+
+
+def test_reference_weight_decay_groups_exempt_biases_only():
+    from dualspeech.training.trainer import param_groups
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    ours = param_groups(net, 0.1)
+    ref = param_groups(net, 0.1, "bias")
+    assert [len(g["params"]) for g in ours] == [1, 3]      # weight | bias, ln weight, ln bias
+    assert [len(g["params"]) for g in ref] == [2, 2]       # weight, ln weight | both biases
+    with pytest.raises(ValueError, match="no_decay"):
+        param_groups(net, 0.1, "norms")
+
+
+def test_all_reference_options_train_and_export(toy, tmp_path):
+    """The paper configs' AcousticGPT / CoC options together: a training step on a mixed batch
+    reaches the untied head, and export + load keeps them."""
+    from dualspeech.models.io import export_model, load_model
+
+    _, cfg, examples = toy
+    model, cfg = toy_model(DEBUG, [
+        "model.lora.rank=0", "+model.coc_draw=batch", "+model.acoustic_understanding=true",
+        "+model.acoustic_gpt.gelu=tanh", "+model.acoustic_gpt.spk_bias=false",
+        "+model.acoustic_gpt.head=untied"])
+    model.train()
+    out = model(_batch(model, cfg, examples, ["tts", "asr", "vc"]))
+    out["loss"].backward()
+    assert model.acoustic_gpt.head.grad.abs().sum() > 0 and torch.isfinite(out["loss"])
+    loaded = load_model(export_model(model.eval(), tmp_path / "m"))
+    assert torch.equal(loaded.acoustic_gpt.head, model.acoustic_gpt.head)
+    assert loaded.acoustic_gpt.spk_proj.bias is None and loaded.cfg.acoustic_understanding

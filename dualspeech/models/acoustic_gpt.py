@@ -1,7 +1,7 @@
 """AcousticGPT: LLM hidden states + speaker embedding -> codec (acoustic) tokens.
 
 nanoGPT-style decoder (pre-LayerNorm blocks, MHSA + GELU MLP, final LayerNorm, head tied to
-the token embedding). The condition is a prefix: one projected speaker-embedding frame, then
+the token embedding or, ``head: untied``, a separate matrix starting equal to it). The condition is a prefix: one projected speaker-embedding frame, then
 the LLM hidden states passed through an Adapter (Linear-ReLU-Linear). The prefix attends
 bidirectionally within itself; acoustic tokens attend causally to the prefix and earlier tokens.
 
@@ -54,6 +54,16 @@ class AcousticGPTConfig:
     spk_dim: int = 512
     cond_dim: int | None = None       # LLM hidden size; DualSpeechLM fills it in
     field: str = "acoustic_tokens"    # cut custom field with the codec ids
+    gelu: str = "erf"                 # erf (torch default) | tanh (the reference's new_gelu)
+    spk_bias: bool = True             # speaker projection bias (the reference has none)
+    head: str = "tied"                # tied to wte | untied: own weight, initialised = wte
+                                      # (the reference's checkpoints: peft unties gpt_head)
+
+    def __post_init__(self):
+        if self.gelu not in ("erf", "tanh"):
+            raise ValueError(f"acoustic_gpt.gelu={self.gelu!r}; use erf or tanh")
+        if self.head not in ("tied", "untied"):
+            raise ValueError(f"acoustic_gpt.head={self.head!r}; use tied or untied")
 
     def spec(self) -> AcousticSpec:
         """The part of this config the dataset needs."""
@@ -88,7 +98,8 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1, self.ln_2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
         self.attn = SelfAttention(cfg)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
+                                 nn.GELU(approximate="tanh" if cfg.gelu == "tanh" else "none"),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
     def forward(self, x, mask, past=None):
@@ -109,7 +120,7 @@ class AcousticGPT(nn.Module):
         self.vocab_size = layout.vocab_size
         self.adapter = nn.Sequential(nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.ReLU(),
                                      nn.Linear(cfg.cond_dim, cfg.n_embd))
-        self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd)
+        self.spk_proj = nn.Linear(cfg.spk_dim, cfg.n_embd, bias=cfg.spk_bias)
         self.wte = nn.Embedding(self.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
@@ -120,6 +131,8 @@ class AcousticGPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.head == "untied":
+            self.head = nn.Parameter(self.wte.weight.detach().clone())
 
     @staticmethod
     def _init(m):
@@ -172,7 +185,7 @@ class AcousticGPT(nn.Module):
         return self.ln_f(x), new_past
 
     def _logits(self, h):
-        return F.linear(h, self.wte.weight)  # head tied to the token embedding
+        return F.linear(h, self.head if self.cfg.head == "untied" else self.wte.weight)
 
     @staticmethod
     def _full_mask(valid, is_prefix):

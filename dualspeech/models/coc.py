@@ -2,9 +2,9 @@
 
 Both halves live here so the rule is read in one place:
 
-* training (``model.condition: coc``): per example, a uniform random choice of the prompt
-  states, the target speech-token states, or their concatenation; outside training mode the
-  concatenation;
+* training (``model.condition: coc``): per example (``model.coc_draw: example``) or per batch
+  (``batch``, the reference code), a uniform random choice of the prompt states, the target
+  speech-token states, or their concatenation; outside training mode the concatenation;
 * inference: ``coc`` always uses the concatenation ``[prompt; generated speech tokens]``.
 
 The fixed modes (``prompt`` | ``target`` | ``concat``, ablations) use the same rows in both.
@@ -26,14 +26,15 @@ def _follows_rule(mode: str, tasks: list[str]) -> list[bool]:
 
 
 def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor, training: bool,
-                  tasks: list[str]) -> torch.Tensor:
+                  tasks: list[str], per_batch: bool = False) -> torch.Tensor:
     """(B, T) mask of the conditioning positions from the prompt / target masks (B, T) of
-    examples of ``tasks`` (B,)."""
+    examples of ``tasks`` (B,). ``per_batch``: one CoC draw for the whole batch (the reference
+    code, ``model.coc_draw: batch``) instead of one per example."""
     concat = prompt | target
     if mode == "coc":
         if not training:
             return concat
-        choice = torch.randint(0, 3, (len(prompt), 1), device=prompt.device)
+        choice = torch.randint(0, 3, (1 if per_batch else len(prompt), 1), device=prompt.device)
         drawn = torch.where(choice == 0, prompt, torch.where(choice == 1, target, concat))
     else:
         drawn = {"prompt": prompt, "target": target, "concat": concat}[mode]

@@ -65,6 +65,9 @@ class ModelConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     acoustic_gpt: AcousticGPTConfig | None = None   # null: no acoustic stage (baselines)
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
+    coc_draw: str = "example"         # example | batch (reference code: one draw per batch)
+    acoustic_understanding: bool = False   # understanding examples train AcousticGPT too, on
+                                      # [start, no-speech, end] with a zero speaker (reference)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     semantic_vocab: str = "full"      # semantic CE over: full (paper) | speech (the ids decoding
                                       # samples from: speech codes + end-of-audio)
@@ -76,6 +79,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.condition not in coc.CONDITIONS:
             raise ValueError(f"model.condition={self.condition!r}; use one of {coc.CONDITIONS}")
+        if self.coc_draw not in ("example", "batch"):
+            raise ValueError(f"model.coc_draw={self.coc_draw!r}; use example or batch")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
         if self.semantic_vocab not in SEMANTIC_VOCABS:
@@ -221,21 +226,51 @@ class DualSpeechLM(nn.Module):
         return out
 
     def _acoustic_loss(self, h, batch):
-        idx = batch["acoustic_index"]
-        if idx.numel() == 0:
+        rows = self._acoustic_rows(batch, h.device)
+        if rows is None:
             zero = sum(p.sum() for p in self.acoustic_gpt.parameters()) * 0.0 + h.sum() * 0.0
             return zero, zero.detach(), zero.detach()
-        mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][idx],
-                                 batch["target_mask"][idx], self.training,
-                                 [batch["tasks"][i] for i in idx.tolist()])
+        idx, mask, tokens, tokens_mask, spk = rows
         cond, cond_mask = coc.gather_rows(h[idx], mask)
-        tokens, tokens_mask = batch["acoustic_tokens"], batch["acoustic_mask"]
-        loss, logits = self.acoustic_gpt(cond, cond_mask, batch["speaker_embedding"], tokens,
-                                         tokens_mask, cond_pos=coc.gather_positions(mask))
+        loss, logits = self.acoustic_gpt(cond, cond_mask, spk, tokens, tokens_mask,
+                                         cond_pos=coc.gather_positions(mask))
         with torch.no_grad():   # teacher-forced top-1 accuracy of the next codec id (and end)
             valid = tokens_mask[:, 1:].bool()
             acc = (logits[:, :-1].argmax(-1) == tokens[:, 1:])[valid].float().mean()
         return loss, loss.new_ones(()), acc
+
+    def _acoustic_rows(self, batch, device):
+        """Rows that train AcousticGPT: (batch index, condition mask, [start, codes, end] targets
+        + mask, speaker embeddings), or None. Generation examples use their codec ids, speaker
+        prompt and Chain-of-Condition mask; with ``model.acoustic_understanding`` (reference
+        code) understanding examples add the target [start, no-speech, end], a zero speaker
+        vector and their whole sequence as condition."""
+        parts = []
+        gen = batch["acoustic_index"]
+        if gen.numel():
+            mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][gen],
+                                     batch["target_mask"][gen], self.training,
+                                     [batch["tasks"][i] for i in gen.tolist()],
+                                     per_batch=self.cfg.coc_draw == "batch")
+            parts.append((gen, mask, batch["acoustic_tokens"], batch["acoustic_mask"].bool(),
+                          batch["speaker_embedding"]))
+        und = (~batch["is_generation"].bool()).nonzero()[:, 0]
+        if self.cfg.acoustic_understanding and und.numel():
+            lay = self.acoustic_gpt.layout
+            tokens = torch.tensor([lay.start_id, lay.no_speech_id, lay.end_id]).expand(len(und), 3)
+            parts.append((und, batch["attention_mask"][und].bool(), tokens,
+                          torch.ones(len(und), 3, dtype=torch.bool),
+                          torch.zeros(len(und), self.acoustic_gpt.cfg.spk_dim)))
+        if not parts:
+            return None
+        width = max(p[2].shape[1] for p in parts)
+        pad = self.acoustic_gpt.pad_id
+
+        def cat(i, fill):
+            return torch.cat([F.pad(p[i], (0, width - p[i].shape[1]), value=fill) if fill is not None
+                              else p[i] for p in parts]).to(device)
+        return (cat(0, None), cat(1, None), cat(2, pad), cat(3, False),
+                torch.cat([p[4].to(device, torch.float32) for p in parts]))
 
     @classmethod
     def from_config(cls, cfg: dict, vocab: SpeechVocab | None = None,

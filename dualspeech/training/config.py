@@ -15,7 +15,8 @@ class TrainerConfig:
                                      # {acoustic_gpt.: 0.3}; the longest matching prefix wins
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    weight_decay: float = 0.05       # applied to >= 2-d weights only (not biases / norms)
+    weight_decay: float = 0.05
+    no_decay: str = "ndim1"          # undecayed: ndim1 = biases + norms | bias (reference code)
     warmup_steps: int = 0            # linear warmup from warmup_init_lr to lr
     warmup_init_lr: float = 0.0
     min_lr: float = 0.0              # cosine decay from lr to min_lr at max_steps
