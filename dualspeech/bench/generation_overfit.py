@@ -212,6 +212,13 @@ def _value(scored: dict, metric: str) -> float:
     return float("nan") if est is None else est["value"]
 
 
+def _utt_wer(row: dict) -> float:
+    """One utterance's WER (%) from the scorer's per-utterance edit counts."""
+    if not row.get("wer_ref_len"):
+        return float("nan")
+    return 100.0 * row["wer_errors"] / row["wer_ref_len"]
+
+
 def report(scores: dict, seconds: dict, backbone: str) -> tuple[float, int, int]:
     """Per-utterance and total tables; returns (ratio, ended, n) over TTS + VC."""
     nan = float("nan")
@@ -222,8 +229,8 @@ def report(scores: dict, seconds: dict, backbone: str) -> tuple[float, int, int]
               f"{'len g/r':>9}{'SIM':>7}")
         for uid, rec in model["records"].items():
             row = model["rows"][uid]
-            print(f"      {uid:<22}{rec['status']:<18}{row.get('wer', nan):>8.1f}"
-                  f"{resynth['rows'][uid].get('wer', nan):>7.1f}{truth['rows'][uid].get('wer', nan):>7.1f}"
+            print(f"      {uid:<22}{rec['status']:<18}{_utt_wer(row):>8.1f}"
+                  f"{_utt_wer(resynth['rows'][uid]):>7.1f}{_utt_wer(truth['rows'][uid]):>7.1f}"
                   f"{row.get('length_ratio', nan):>9.2f}{row.get('sim', nan):>7.3f}")
         other = model["controls"].get("sim", {}).get("other_speaker", {}).get("value", nan)
         n = len(model["records"])

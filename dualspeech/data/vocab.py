@@ -71,7 +71,8 @@ class SpeechVocab:
         text_vocab_size = len(tokenizer)
         probe = cls.__new__(cls)
         probe.cfg = cfg
-        clash = [t for t in probe.token_strings() if t in tokenizer.get_vocab()]
+        known = tokenizer.get_vocab()   # built anew on every call: once, not per token
+        clash = [t for t in probe.token_strings() if t in known]
         if clash:
             raise ValueError(f"the tokenizer already has {clash[:3]}...; choose another "
                              "model.speech.prefix / marker strings")
