@@ -24,7 +24,8 @@ class USTokenizerConfig:
     whisper: str = "whisper:medium"  # dualspeech.pretrained spec of the frozen Whisper encoder
     pad_to_30s: bool = True          # reference behaviour; false = trimmed input (faster)
     channels: int | None = None      # encoder/decoder width; None = the Whisper width
-    dilations: list[int] = field(default_factory=lambda: [1, 3])  # one residual block each
+    arch: str = "compact"            # compact | repcodec (the reference code's encoder/decoder)
+    dilations: list[int] = field(default_factory=lambda: [1, 3])  # compact: one unit each
     vq: VQConfig = field(default_factory=VQConfig)
 
 
