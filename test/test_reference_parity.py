@@ -7,14 +7,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import torch.nn.functional as F
+from lhotse import CutSet, Recording
+from transformers import AutoTokenizer
 
-from dualspeech.config import build
+from dualspeech.config import build, load_yaml
 from dualspeech.data.dataset import DataConfig, TaskDataset, load_examples
+from dualspeech.data.manifest_io import speech_cut, task_example
 from dualspeech.models import coc
+from dualspeech.pretrained import resolve
 from dualspeech.testing.toy import toy_data, toy_model
+from dualspeech.tokenizers.ustokenizer import config as tok_config
+from dualspeech.tokenizers.ustokenizer.config import PromptConfig, USTokenizerConfig
+from dualspeech.tokenizers.ustokenizer.data import UnderstandingDataset
+from dualspeech.tokenizers.ustokenizer.modules import build_codec
+from dualspeech.tokenizers.ustokenizer.prompts import PromptBuilder
 
 DEBUG = Path(__file__).resolve().parents[1] / "egs/mini/conf/dualspeechlm_debug.yaml"
 
@@ -209,3 +220,127 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     loaded = load_model(export_model(model.eval(), tmp_path / "m"))
     assert torch.equal(loaded.acoustic_gpt.head, model.acoustic_gpt.head)
     assert loaded.acoustic_gpt.spk_proj.bias is None and loaded.cfg.acoustic_understanding
+
+
+
+def _reference_codec(enc_params, dec_params, feats):
+    """The reference's RepCodec stacks written out from its rules (modules3/, USTokenizer.py):
+    conv k3 padding 1; a unit is x + conv1x1(ELU(conv k3(ELU(x)))), no biases; encoder: down
+    conv k3 s2 (bias), conv (no bias), 2 x [unit, unit, conv (bias)], projection conv (no
+    bias); decoder: conv (no bias), 2 x [conv (bias), unit, unit], conv (no bias), transposed
+    conv k3 s2 p1 output_padding 0 (bias). Weights are consumed in that order."""
+    def conv(x, p, bias, stride=1):
+        w = next(p)
+        return F.conv1d(x, w, next(p) if bias else None, stride=stride, padding=w.shape[-1] // 2)
+
+    def unit(x, p):
+        return x + conv(F.elu(conv(F.elu(x), p, False)), p, False)
+
+    p = iter(enc_params)
+    x = conv(conv(feats.transpose(1, 2), p, True, stride=2), p, False)
+    for _ in range(2):
+        x = conv(unit(unit(x, p), p), p, True)
+    z = conv(x, p, False)
+    assert next(p, None) is None                       # no parameter the reference lacks
+    p = iter(dec_params)
+    y = conv(z, p, False)
+    for _ in range(2):
+        y = unit(unit(conv(y, p, True), p), p)
+    y = conv(y, p, False)
+    y = F.conv_transpose1d(y, next(p), next(p), stride=2, padding=1)
+    assert next(p, None) is None
+    return z.transpose(1, 2), y.transpose(1, 2)
+
+
+def test_repcodec_matches_the_reference_formulas_and_size():
+    """``ustokenizer.arch: repcodec``: the reference's encoder / decoder computation, T50
+    Whisper frames -> ceil(T50 / 2) codes -> 2T - 1 frames; the reference's parameter count
+    (31 C^2 + 3 C per side: ~32.5 M at 1024 channels); a padded batch row equals the row alone."""
+    torch.manual_seed(0)
+    enc, dec = build_codec("repcodec", 12, 16, 8, [1, 3])
+    feats, lengths = torch.randn(2, 10, 12), torch.tensor([10, 6])
+    with torch.no_grad():
+        z, n25 = enc(feats, lengths)
+        rec = dec(z, n25)
+        ref_z, ref_rec = _reference_codec(enc.parameters(), dec.parameters(), feats[:1])
+        alone, _ = enc(feats[1:, :6], lengths[1:])
+    assert z.shape == (2, 5, 8) and n25.tolist() == [5, 3] and rec.shape == (2, 9, 12)
+    torch.testing.assert_close(z[:1], ref_z, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rec[:1], ref_rec, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, z[1:, :3], atol=1e-6, rtol=1e-6)
+    assert dec.frames(n25).tolist() == [9, 5]
+    with torch.device("meta"):
+        sides = build_codec("repcodec", 1024, 1024, 1024, [1, 3])
+    C = 1024
+    assert [sum(p.numel() for p in m.parameters()) for m in sides] == [31 * C * C + 3 * C] * 2
+
+
+@pytest.mark.parametrize("conf, arch", [("multitask/conf/ustokenizer_paper.yaml", "repcodec"),
+                                        ("mini/conf/ustokenizer_mini.yaml", "compact"),
+                                        ("mini/conf/ustokenizer_debug.yaml", "compact")])
+def test_configs_select_the_tokenizer_arch(conf, arch):
+    cfg = load_yaml(Path(__file__).resolve().parents[1] / "egs" / conf)["ustokenizer"]
+    assert build(USTokenizerConfig, cfg, "ustokenizer").arch == arch
+
+
+PAPER_TOK = Path(__file__).resolve().parents[1] / "egs/multitask/conf/ustokenizer_paper.yaml"
+
+
+@pytest.fixture(scope="module")
+def text_tokenizer():
+    return AutoTokenizer.from_pretrained(resolve("random:llama-debug"), local_files_only=True)
+
+
+def _prompt_builder(text_tokenizer, overrides=None):
+    cfg = load_yaml(PAPER_TOK)["prompts"] if overrides is None else overrides
+    return PromptBuilder(build(PromptConfig, cfg, "prompts"), text_tokenizer)
+
+
+@pytest.mark.parametrize("task, fields, instruction", [
+    ("asr", {"text": "Tom lost his old red hat."},
+     "Recognize the speech and give me the transcription."),
+    ("ser", {"text": "x", "emotion": "sad"},
+     "Please describe the emotion of the speaker in this speech. "),
+    ("sqa", {"text": "x", "question": "What did Tom lose?", "answer": "His old red hat."},
+     "Based on the speech content, provide a text-based answer to the question. "
+     "The question is: What did Tom lose? ")])
+def test_paper_prompts_are_the_reference_text(text_tokenizer, task, fields, instruction):
+    """The reference's understanding input (USTokenizer.py prompt_wrap / forward, multi_prompt:
+    the last train_prompt.json entry of asr / ser / stqa): bos, "USER: <Speech>", speech,
+    "</Speech> {instruction}\\nASSISTANT:", then the answer text right after the colon + eos,
+    text + eos cut at 300 tokens."""
+    tok = text_tokenizer
+    prefix, suffix, answer = _prompt_builder(tok).build(task, fields, variant=7)
+    assert prefix == tok("USER: <Speech>").input_ids
+    assert suffix == tok(f"</Speech> {instruction}\nASSISTANT:", add_special_tokens=False).input_ids
+    gold = {"asr": fields["text"], "ser": fields.get("emotion"), "sqa": fields.get("answer")}[task]
+    assert answer == tok(gold, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    ours = _prompt_builder(tok, {})                       # defaults: a space before the answer
+    assert ours.build(task, fields, 0)[2] == tok(" " + gold, add_special_tokens=False).input_ids \
+        + [tok.eos_token_id] != answer
+
+
+def test_paper_answer_cap_is_300_tokens(text_tokenizer):
+    long = " ".join(["lamp"] * 400)
+    _, _, answer = _prompt_builder(text_tokenizer).build("asr", {"text": long}, 0)
+    assert len(answer) == 300 + 1 and answer[-1] == text_tokenizer.eos_token_id
+    assert len(_prompt_builder(text_tokenizer, {}).build("asr", {"text": long}, 0)[2]) == 96 + 1
+
+
+def test_short_clips_are_padded_to_one_second(tmp_path):
+    """``data.min_seconds: 1.0`` (paper): the reference pads clips under 1 s with zeros to 1 s
+    (dataset.py), so each gives >= 25 tokens; longer clips are untouched; default: no padding."""
+    cuts = []
+    for i, n in enumerate([8000, 24000]):
+        path = tmp_path / f"c{i}.wav"
+        sf.write(path, 0.1 * np.random.default_rng(i).standard_normal(n), 16000, subtype="FLOAT")
+        cut = speech_cut(Recording.from_file(path, recording_id=f"c{i}"), "a b", "spk")
+        cuts.append(task_example(cut, "asr", text="a b"))
+    cuts = CutSet.from_cuts(cuts)
+    paper = build(tok_config.DataConfig, load_yaml(PAPER_TOK)["data"], "data")
+    batch = UnderstandingDataset(None, train=True, min_seconds=paper.min_seconds)[cuts]
+    assert batch["audio_lens"].tolist() == [16000, 24000]
+    plain = UnderstandingDataset(None, train=True)[cuts]
+    assert plain["audio_lens"].tolist() == [8000, 24000]
+    assert torch.equal(batch["audio"][0, :8000], plain["audio"][0, :8000])
+    assert batch["audio"][0, 8000:].abs().sum() == 0

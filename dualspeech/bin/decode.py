@@ -19,12 +19,32 @@ from pathlib import Path
 import torch
 
 from dualspeech.config import add_config_args, build, config_from_args, load_yaml
-from dualspeech.data.tasks import TASKS, parse_set, task_manifest_name
+from dualspeech.data import token_identity
+from dualspeech.data.tasks import TASKS, parse_set, speech_manifest_name, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.controls import control_tasks
 from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.decode")
+
+
+def check_test_tokens(model_path: str, root: Path, sets: list[tuple[str, str]]) -> None:
+    """The test cuts' ids must come from the tokenizers the model was trained on."""
+    trained, where = token_identity.read_for_model(model_path)
+    if where is None:
+        log.warning("%s records no token identities (trained before they were recorded): the "
+                    "test tokens cannot be checked against it", model_path)
+        return
+    from lhotse import CutSet
+
+    for corpus, part in sets:
+        path = root / "cuts" / speech_manifest_name(corpus, part)
+        if path.is_file():
+            token_identity.check(
+                trained, f"the model ({where})",
+                token_identity.cut_identities(CutSet.from_file(path), str(path)), str(path),
+                "re-extract the test tokens with the model's checkpoints, or retrain on these: "
+                "./run.sh --stage 3 (stages 4-6 follow)")
 
 
 def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = None):
@@ -37,6 +57,7 @@ def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = 
     from dualspeech.models.io import load_model
 
     model = load_model(model_path, device=cfg.device)
+    from_model = not cfg.codec and bool(model.full_config.get("codec"))
     codec_cfg = cfg.codec or model.full_config.get("codec") \
         or (load_yaml(codec_conf).get("codec") if codec_conf else None)
     codec = None
@@ -47,7 +68,14 @@ def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = 
             codec = build_codec(codec_cfg)
         except (OSError, ValueError, KeyError, RuntimeError) as e:   # e.g. an untrained vocoder
             log.error("codec %r cannot be built (%s)", codec_cfg.get("name"), e)
-    # without a usable codec the generation test sets fail alone (status no_output_path)
+    if codec is not None and not from_model and model.acoustic_spec() is not None:
+        # the codec turns the model's generated acoustic ids into speech: it must be theirs
+        trained, where = token_identity.read_for_model(model_path)
+        token_identity.check(
+            trained, f"the model ({where})", {"acoustic_tokens": codec.identity},
+            f"the codec of {codec_conf or 'decode.codec'}",
+            "decode with the codec the model was trained on (point --codec-conf at it), or "
+            "retrain on this codec's ids: ./run.sh --stage 4 (re-extracts; stages 5-6 follow)")    # without a usable codec the generation test sets fail alone (status no_output_path)
     data_cfg = build(DataConfig, model.full_config.get("data"), "data")
     if cfg.max_len is not None:
         data_cfg.max_len = cfg.max_len
@@ -95,8 +123,15 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if not jobs:
         parser.error(f"no task manifests for {args.sources} under {args.data_root}/tasks")
-    decoder = build_decoder(args.model, cfg, args.codec_conf)
-    resolved = {**raw, "model_path": str(args.model), "num_shards": args.num_shards}
+    try:
+        check_test_tokens(args.model, args.data_root, sorted({(c, p) for c, p, _ in jobs}))
+        decoder = build_decoder(args.model, cfg, args.codec_conf)
+    except token_identity.TokenIdentityError as e:
+        raise SystemExit(f"error: {e}") from e
+    codec = decoder.generator.codec
+    resolved = {**raw, "model_path": str(args.model), "num_shards": args.num_shards,
+                "codec_conf": str(args.codec_conf) if args.codec_conf else None,
+                "codec_identity": codec.identity if codec is not None else None}
     summary = {}
     for corpus, part, task in jobs:
         counts = decoder.decode(args.data_root, corpus, part, task, args.out_dir, args.shard,

@@ -10,7 +10,9 @@ Training and validation data are the shards recipe stage 5 writes
 The exp dir gets config.yaml, tokenizer/ (the extended vocabulary), checkpoints/step-N/
 (trainable weights, optimizer, scheduler, data position, RNG: an interrupted run resumes
 exactly), log/metrics.csv + tensorboard/, model/ (LoRA adapter + extra modules + tokenizer +
-config, for decoding) and loss_curves.png.
+config, for decoding) and loss_curves.png. ``token_identities.json`` (in the exp dir and in
+model/) records the tokenizers that made the training ids, from the shards' index; decoding
+refuses test data or a codec of other tokenizers (``dualspeech.data.token_identity``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 
 from dualspeech.config import add_config_args, build, config_from_args, save_config
+from dualspeech.data import token_identity
 from dualspeech.data.dataset import DataConfig
 from dualspeech.data.sampler import TaskBatchSampler
 from dualspeech.data.streaming import ShardDataset
@@ -118,6 +121,36 @@ def plot_losses(exp_dir: Path) -> Path | None:
     return out
 
 
+def shard_identities(*datasets) -> dict[str, str]:
+    """The tokenizers that made the training ids (recorded by stage 5 in each set's index.json);
+    the train and valid sets must agree."""
+    named = {str(s.path): s.index.get("token_identities") or {}
+             for ds in datasets if ds is not None for s in ds.sets}
+    try:
+        return token_identity.merge(named, "re-extract the tokens of every set with the same "
+                                    "checkpoints (./run.sh --stage 3 --force true)")
+    except token_identity.TokenIdentityError as e:
+        raise SystemExit(f"error: {e}") from e
+
+
+def check_speech_init(cfg: dict, identities: dict[str, str]) -> None:
+    """Speech rows initialised from a USTokenizer must come from the one that made the ids."""
+    init = (cfg.get("model") or {}).get("speech_init") or {}
+    if init.get("method") != "ustokenizer" or not init.get("ustokenizer_ckpt") \
+            or not Path(init["ustokenizer_ckpt"]).is_file():
+        return
+    from dualspeech.utils.io import short_hash
+
+    try:
+        token_identity.check(
+            {"ustokens": f"ustokenizer:{short_hash(init['ustokenizer_ckpt'])}"},
+            f"model.speech_init.ustokenizer_ckpt={init['ustokenizer_ckpt']}", identities,
+            "the training shards' index", "initialise from the USTokenizer that extracted the tokens, or "
+            "re-extract with this one (./run.sh --stage 3 --force true)")
+    except token_identity.TokenIdentityError as e:
+        raise SystemExit(f"error: {e}") from e
+
+
 def build_model(cfg: dict, exp_dir: Path, is_main: bool) -> DualSpeechLM:
     """The model; the extended tokenizer is saved once and reused on resume (same ids)."""
     tok_dir = exp_dir / "tokenizer"
@@ -165,6 +198,8 @@ def main(argv=None) -> None:
     train, valid = (ShardDataset(data_cfg.root, sources, model.templates, data_cfg.max_len,
                                  model.acoustic_spec()) if sources else None
                     for sources in (data_cfg.train, data_cfg.valid))
+    identities = shard_identities(train, valid)
+    check_speech_init(cfg, identities)
     acc = trainer.accelerator
     sampler = TaskBatchSampler(train.lengths, data_cfg.sampler, rank=acc.process_index,
                                world_size=acc.num_processes, groups=train.groups,
@@ -179,6 +214,8 @@ def main(argv=None) -> None:
                         make_valid_fn(valid, data_cfg) if valid is not None else None)
     if trainer.is_main:
         export_model(model, args.exp_dir / "model")
+        for d in (args.exp_dir, args.exp_dir / "model"):   # what decoding checks its inputs against
+            token_identity.write(d, identities)
         png = plot_losses(args.exp_dir)
         log.info("exported %s; loss curves %s", args.exp_dir / "model", png)
     trainer.accelerator.wait_for_everyone()

@@ -10,7 +10,9 @@ tokens, speaker embeddings), rendered with the prompt templates and the backbone
 (layout: ``dualspeech.data.shards``). Training then reads only what a batch needs; the
 fingerprint of the tokenizer and templates is recorded, so training with another tokenizer stops
 with an error. A killed run resumes at the first unfinished shard; changed inputs or settings
-are an error unless ``--force``. Examples whose speech lacks a needed field are dropped and
+are an error unless ``--force``. Each set's ``index.json`` records the identities of the
+tokenizers that made its ids (``token_identities``); sets that disagree are refused
+(``dualspeech.data.token_identity``). Examples whose speech lacks a needed field are dropped and
 counted (stage 5 runs check_task_data first, so normally none are).
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dualspeech.config import add_config_args, build, config_from_args
+from dualspeech.data import token_identity
 from dualspeech.data.dataset import load_tokens
 from dualspeech.data.shards import ShardWriter, encoding_fingerprint, set_dir
 from dualspeech.data.streaming import shard_root
@@ -100,8 +103,10 @@ def render_record(templates, task: str, cut, inputs: dict, target=None, codes=No
 
 
 def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part: str,
-              out_root: Path, shard_size: int, force: bool, nj: int = 1) -> dict[str, int]:
-    """Write one set's shards; returns {task: examples written}."""
+              out_root: Path, shard_size: int, force: bool, nj: int = 1,
+              identities: dict[str, str] | None = None) -> dict[str, int]:
+    """Write one set's shards; returns {task: examples written}. ``identities``: the token
+    identities of the sets written before ({} at first): this set's must agree, and are added."""
     from lhotse import CutSet
     from lhotse.features.io import close_cached_file_handles
 
@@ -118,6 +123,12 @@ def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part
                          {"encoding": fingerprint, "inputs": inputs, "acoustic_field": acoustic_field},
                          shard_size, force)
     speech = {c.id: c for c in CutSet.from_file(cuts_path)}
+    mine = token_identity.cut_identities(speech.values(), str(cuts_path))
+    if identities is not None:       # every set of one model must come from the same tokenizers
+        identities.update(token_identity.merge(
+            {"the sets before": identities, f"{corpus}:{part} ({cuts_path})": mine},
+            "re-extract the tokens of every set with the same checkpoints "
+            "(./run.sh --stage 3 --force true)"))
     sources = sorted({str(c.custom.get(f"{f}_source")) for c in speech.values() if c.custom
                       for f in (templates.vocab.cfg.field, acoustic_field)
                       if c.custom.get(f"{f}_source")})
@@ -146,7 +157,7 @@ def write_set(templates, acoustic_field: str, data_root: Path, corpus: str, part
     log.info("%s:%s: wrote %d of %d shards (the others were complete)", corpus, part, n, len(units))
     for reason, n in sorted(dropped.items()):
         log.warning("%s:%s: dropped %d examples (%s)", corpus, part, n, reason)
-    writer.finish(counts, fingerprint, {"speech_token_sources": sources,
+    writer.finish(counts, fingerprint, {"speech_token_sources": sources, "token_identities": mine,
                                         "dropped": dict(dropped)})
     return counts
 
@@ -175,13 +186,16 @@ def main(argv: list[str] | None = None) -> dict:
         apply_token_sizes(cfg, sizes_from_meta(args.token_meta))
     templates, acoustic_field = build_templates(cfg)
     out = args.out or shard_root(args.data_root)
-    result = {}
+    result, identities = {}, {}
     for name in args.sets:
         corpus, sep, part = name.partition(":")
         if not sep or not corpus or not part:
             raise SystemExit(f"--sets entries look like corpus:part, got {name!r}")
-        result[name] = write_set(templates, acoustic_field, args.data_root, corpus, part, out,
-                                 args.shard_size, args.force, args.nj)
+        try:
+            result[name] = write_set(templates, acoustic_field, args.data_root, corpus, part, out,
+                                     args.shard_size, args.force, args.nj, identities)
+        except token_identity.TokenIdentityError as e:
+            raise SystemExit(f"error: {e}") from e
         log.info("%s: %s", name, ", ".join(f"{t} {n}" for t, n in result[name].items()))
     return result
 

@@ -32,7 +32,7 @@ import torch
 from dualspeech.data.sampler import SamplerConfig
 from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
                                    task_manifest_name, validate_example)
-from dualspeech.data.templates import IGNORE, TaskTemplates, pad_batch
+from dualspeech.data.templates import IGNORE, TaskTemplates, pad_batch, prompt_batch
 from dualspeech.data.token_layout import AcousticSpec
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,7 @@ class TaskDataset(torch.utils.data.Dataset):
     def collate_prompts(self, examples: list[Example]) -> dict:
         """Inference batch: prompts only, left padded (generation prompts end with <boa>)."""
         enc = [self.encode(ex, with_answer=False) for ex in examples]
-        batch = {"input_ids": pad_batch([e.input_ids for e in enc], self._pad_id(), left=True),
-                 "attention_mask": pad_batch([[1] * len(e.input_ids) for e in enc], 0, left=True),
+        batch = {**prompt_batch(enc, self._pad_id()),
                  "tasks": [ex.task for ex in examples], "ids": [ex.id for ex in examples]}
         if self.acoustic and all(TASKS[ex.task].kind == "generation" for ex in examples):
             batch["speaker_embedding"] = self.speaker_embeddings(examples)

@@ -180,6 +180,13 @@ class TaskTemplates:
         return n + 1 + target_len + 1
 
 
+def prompt_batch(encoded: list[Encoded], pad_id: int) -> dict:
+    """Inference inputs of encoded prompts: ``input_ids`` and ``attention_mask``, left padded
+    (a batch then gives the same greedy output as one prompt at a time)."""
+    return {"input_ids": pad_batch([e.input_ids for e in encoded], pad_id, left=True),
+            "attention_mask": pad_batch([[1] * len(e.input_ids) for e in encoded], 0, left=True)}
+
+
 def pad_batch(seqs: list[list[int]], pad: int, left: bool = False) -> torch.Tensor:
     """Pad lists of ids into a (B, T) LongTensor on the right (training) or left (inference)."""
     width = max(len(s) for s in seqs)

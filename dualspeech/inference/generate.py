@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import traceback
 import zlib
 from dataclasses import dataclass
 
@@ -162,3 +163,17 @@ class BatchGenerator:
 
     def __call__(self, kind: str, batch: dict) -> list[Output]:
         return self.speech(batch) if kind == "generation" else self.text(batch)
+
+
+def decode_isolated(generator: BatchGenerator, collate, kind: str, chunk: list) -> list[Output]:
+    """``generator(kind, collate(chunk))``; a failing batch is retried one example at a time,
+    so only the bad example (``.id``) gets status ``error`` with the message."""
+    try:
+        return generator(kind, collate(chunk))
+    except Exception as e:  # noqa: BLE001 - any failure is recorded per example, never fatal
+        if len(chunk) == 1:
+            log.error("example %s failed: %s\n%s", chunk[0].id, e, traceback.format_exc(limit=3))
+            return [Output("error", text="" if kind == "understanding" else None,
+                           error=f"{type(e).__name__}: {e}"[:500])]
+        log.warning("batch of %d failed (%s); retrying one at a time", len(chunk), e)
+        return [decode_isolated(generator, collate, kind, [ex])[0] for ex in chunk]

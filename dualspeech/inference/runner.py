@@ -18,7 +18,6 @@ test sets decode.
 from __future__ import annotations
 
 import logging
-import traceback
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,7 +26,7 @@ from dualspeech.audio import load_cut_audio, save_wav
 from dualspeech.config import save_config
 from dualspeech.data.tasks import TASKS, TEXT_FIELDS, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
-from dualspeech.inference.generate import BatchGenerator, Output
+from dualspeech.inference.generate import BatchGenerator, Output, decode_isolated
 from dualspeech.inference.outputs import ShardWriter, merge_shards, shard_path
 
 log = logging.getLogger(__name__)
@@ -169,16 +168,7 @@ class DecodeRunner:
         return counts
 
     def _safe_batch(self, ds, kind: str, chunk: list) -> list[Output]:
-        """A failing batch is retried one example at a time, isolating the bad example."""
-        try:
-            return self.generator(kind, ds.collate_prompts(chunk))
-        except Exception as e:  # noqa: BLE001 - any failure is recorded per example, never fatal
-            if len(chunk) == 1:
-                log.error("example %s failed: %s\n%s", chunk[0].id, e, traceback.format_exc(limit=3))
-                return [Output("error", text="" if kind == "understanding" else None,
-                               error=f"{type(e).__name__}: {e}"[:500])]
-            log.warning("batch of %d failed (%s); retrying one at a time", len(chunk), e)
-            return [self._safe_batch(ds, kind, [ex])[0] for ex in chunk]
+        return decode_isolated(self.generator, ds.collate_prompts, kind, chunk)
 
     def _save_audio(self, ex, out: Output, test_dir: Path) -> dict:
         # the reference speech's duration: scoring reports generated / reference length

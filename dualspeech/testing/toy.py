@@ -43,3 +43,45 @@ def toy_codec(path: Path, n_codes: int, griffin_lim_iters: int = 32):
              for i in range(int(np.ceil(1.2 * n_codes / 40)))]
     train_melvq(waves, MelVQTrainConfig(codebook_size=n_codes, kmeans_iters=5), path)
     return MelVQCodec(path, griffin_lim_iters=griffin_lim_iters)
+
+
+def toy_ustokenizer(path: Path, codebook_size: int, seed: int = 0) -> Path:
+    """A USTokenizer file (random tiny Whisper, random codebook) that tokenizes real audio."""
+    from dualspeech.pretrained import load_whisper
+    from dualspeech.tokenizers.ustokenizer.checkpoint import save_tokenizer
+    from dualspeech.tokenizers.ustokenizer.config import USTokenizerConfig, VQConfig
+    from dualspeech.tokenizers.ustokenizer.model import USTokenizer
+
+    torch.manual_seed(seed)
+    cfg = USTokenizerConfig(whisper="random:whisper-debug", pad_to_30s=False, channels=16,
+                            vq=VQConfig(codebook_size=codebook_size, dim=8))
+    tok = USTokenizer(cfg, load_whisper(cfg.whisper))
+    tok.vq.initialized.fill_(True)
+    state = {f"tokenizer.{k}": v for k, v in tok.state_dict().items()
+             if not k.startswith("frontend.")}
+    return save_tokenizer(path, cfg, state, {}, step=0)
+
+
+TOY_DECODE = {"batch_size": 8, "text": {"strategy": "greedy", "max_new_tokens": 6},
+              "speech": {"max_new_tokens": 8, "do_sample": False},
+              "acoustic": {"max_len": 16, "top_k": 1}}
+
+
+def toy_model_dir(root: Path, conf: str = "egs/mini/conf/dualspeechlm_debug.yaml",
+                  n_codes: int = 64, decode: dict | None = None) -> Path:
+    """A self-contained model dir (``inference.model_dir``) of a random debug model: USTokenizer,
+    MelVQ codec and Resemblyzer speaker encoder whose sizes fit it; short greedy decode
+    defaults. What the inference, API and server tests and ``bench serve`` load."""
+    from dualspeech.inference.model_dir import write_parts
+    from dualspeech.models.io import export_model
+
+    root = Path(root)
+    model, cfg = toy_model(conf, [f"model.acoustic_gpt.n_codes={n_codes}"])
+    out = export_model(model, root / "model")
+    toy_codec(root / "melvq.pt", n_codes, griffin_lim_iters=2)
+    write_parts(out, ustokenizer=toy_ustokenizer(root / "ustokenizer.pt",
+                                                 cfg["model"]["speech"]["num_tokens"]),
+                codec={"name": "melvq", "checkpoint": str(root / "melvq.pt"),
+                       "griffin_lim_iters": 2},
+                speaker={"name": "resemblyzer"}, decode=decode or TOY_DECODE)
+    return out

@@ -349,6 +349,18 @@ elif in_stage 6; then
       $cpu_cmd "$logdir/stage6_merge.log" $python -m dualspeech.bin.merge --exp-dir "$lm_exp" --out "$lm_exp/merged"
     fi
     merged=(); [ "$merge_lora" = true ] && merged=("$lm_exp/merged")
+    # self-contained model dirs for infer / serve (docs/inference.md): the USTokenizer, codec,
+    # speaker encoder and decode defaults, checked against the tokens the model was trained on
+    parts=()
+    [ ! -f "$ustokenizer_ckpt" ] || parts+=(--ustokenizer "$ustokenizer_ckpt")
+    [ ! -f "$codec_resolved" ] || parts+=(--codec-conf "$codec_resolved")
+    [ -z "$speaker_config" ] || parts+=(--speaker-conf "$speaker_config")
+    [ -z "$decode_config" ] || parts+=(--decode-conf "$decode_config")
+    for dir in "$lm_exp/model" ${merged[@]+"${merged[@]}"}; do
+      [ ${#parts[@]} -gt 0 ] || break
+      $cpu_cmd "$logdir/stage6_export_$(basename "$dir").log" $python -m dualspeech.bin.export \
+        --model "$dir" --out "$dir" "${parts[@]}" ${token_meta[@]+--token-meta "${token_meta[@]}"}
+    done
     stage_end 6 train "$lm_exp/model" ${merged[@]+"${merged[@]}"}
   fi
 fi

@@ -148,13 +148,18 @@ def mp3_source(path: Path, cache_dir: Path) -> Path:
 
 
 def read_lines(path: Path, skips: SkipLog, bad_ids: set[str] | None = None) -> list[tuple[int, str]]:
-    """(line number, text) of a UTF-8 text file; a line that does not decode is a counted skip
+    """(line number, text) of a UTF-8 text file, lines ending in ``\n`` or ``\r\n`` (a ``\r``
+    inside a line is kept, not a line break: a transcript is never cut short); a line that does not decode is a counted skip
     naming file and line, and every other line is kept. ``bad_ids`` collects the first field of
     such lines (an utterance id in transcript files), so that their audio is not counted again
     as "audio without transcript"."""
     skips.read(path)
     out = []
-    for n, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+    raw_lines = Path(path).read_bytes().split(b"\n")   # \n and \r\n only: a lone \r is text
+    if raw_lines[-1] == b"":
+        raw_lines.pop()
+    for n, raw in enumerate(raw_lines, 1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
         try:
             out.append((n, raw.decode("utf-8")))
         except UnicodeDecodeError:
@@ -164,6 +169,39 @@ def read_lines(path: Path, skips: SkipLog, bad_ids: set[str] | None = None) -> l
     if out and out[0][1].startswith("\ufeff"):
         out[0] = (out[0][0], out[0][1][1:])
     return out
+
+
+class FirstOfEachId:
+    """The first utterance of each id is kept; a later one is a counted skip that names its
+    file and line and where the kept one is, and the rest of the corpus is prepared."""
+
+    def __init__(self, skips: SkipLog):
+        self.skips, self.where = skips, {}
+
+    def __call__(self, utt: str, where: str) -> bool:
+        if utt in self.where:
+            self.skips.add(f"{where} (id {utt}; kept the one at {self.where[utt]})", "duplicate id")
+            return False
+        self.where[utt] = where
+        return True
+
+
+def drop_duplicates(corpus: str, part: str, data: PartData, skips: SkipLog) -> None:
+    """A part never holds one id twice (a preparer that did not catch it at the line): the first
+    cut / example of each id is kept, later ones are counted skips naming their audio file."""
+    for name in ("recordings", "supervisions", "cuts"):
+        items, seen = [], set()
+        for item in getattr(data, name):
+            if item.id not in seen:
+                seen.add(item.id)
+                items.append(item)
+            elif name == "cuts":
+                where = f"{corpus} {part}: {item.recording.sources[0].source} (id {item.id})"
+                skips.add(where, "duplicate id")
+        setattr(data, name, items)
+    for task, examples in data.tasks.items():
+        seen = set()
+        data.tasks[task] = [e for e in examples if not (e.id in seen or seen.add(e.id))]
 
 
 def read_text(path: Path, skips: SkipLog) -> str | None:
@@ -218,6 +256,8 @@ def run_preparation(corpus: str, output_dir: str | Path, params: dict, inputs: I
     for part in [p for p, data in parts.items() if not data.cuts]:  # lhotse reads empty files as None
         log.warning("%s: part %s has no usable utterance; no manifests written for it", corpus, part)
         del parts[part]
+    for part, data in parts.items():
+        drop_duplicates(corpus, part, data, skips)
     previous = stamp.previous_outputs()
     outputs = [p for part, data in sorted(parts.items()) for p in write_part(out, corpus, part, data)]
     outputs.append(skips.write(out))

@@ -27,13 +27,22 @@ LABEL_RE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(\S+)\s+(\S+)")
 TEXT_RE = re.compile(r"^(Ses\S+)\s+\[[^\]]*\]:\s*(.*)$")
 
 
-def read_labels(session_dir: Path, skips: SkipLog) -> dict[str, str]:
-    labels = {}
+def read_labels(session_dir: Path, skips: SkipLog) -> dict[str, str | None]:
+    """{utterance: label}; an utterance labelled differently in two files is a counted skip
+    naming both (its label None, so it is not counted again as unlabelled)."""
+    labels, where = {}, {}
     for path in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt")):
-        for _, line in read_lines(path, skips):
+        for n, line in read_lines(path, skips):
             m = LABEL_RE.match(line)
-            if m:
-                labels[m.group(1)] = m.group(2)
+            if not m:
+                continue
+            utt, label = m.groups()
+            if utt in labels and labels[utt] not in (label, None):
+                both = f"{utt}: {labels[utt]} at {where[utt]}, {label} at {path}:{n}"
+                skips.add(both, "conflicting emotion labels")
+                labels[utt] = None
+            elif utt not in labels:
+                labels[utt], where[utt] = label, f"{path}:{n}"
     return labels
 
 
@@ -68,6 +77,8 @@ def prepare_iemocap(corpus_dir: str | Path, output_dir: str | Path, num_jobs: in
                         continue
                     if utt not in labels:
                         skips.add(wav, "missing emotion label")
+                        continue
+                    if labels[utt] is None:      # conflicting labels: counted when read
                         continue
                     emotion = EMOTION_MAP.get(labels[utt])
                     if emotion is None:

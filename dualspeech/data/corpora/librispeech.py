@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dualspeech.data.corpora.common import (Preparer, check_layout, common_args, load_recordings,
-                                            read_lines, register_preparer, run_preparation,
+from dualspeech.data.corpora.common import (FirstOfEachId, Preparer, check_layout, common_args,
+                                            load_recordings, read_lines, register_preparer, run_preparation,
                                             untranscribed_audio)
 from dualspeech.data.corpora.sqa import (LIBRISPEECH_PARTS, annotation_files,
                                          first_question_per_utterance, read_sqa_annotations)
@@ -30,15 +30,17 @@ def librispeech_utterances(corpus_dir: Path, part: str, skips: SkipLog,
                            bad_ids: set[str] | None = None) -> list[tuple[Path, str, str]]:
     """(audio path, utterance id, transcript) for one part; empty transcripts are skipped, ids
     of undecodable lines go to ``bad_ids``."""
-    out = []
+    out, first = [], FirstOfEachId(skips)
     for trans in sorted((corpus_dir / part).rglob("*.trans.txt")):
-        for _, line in read_lines(trans, skips, bad_ids):
+        for n, line in read_lines(trans, skips, bad_ids):
             fields = line.strip().split(maxsplit=1)
             if not fields:
                 continue
             utt = fields[0]
             if len(fields) < 2 or not fields[1].strip():
                 skips.add(f"{trans}:{utt}", "empty transcript")
+                continue
+            if not first(utt, f"{trans}:{n}"):
                 continue
             out.append((trans.parent / f"{utt}.flac", utt, fields[1].strip()))
     return out

@@ -12,8 +12,8 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from dualspeech.data.corpora.common import (Preparer, check_layout, common_args, load_recordings,
-                                            other_utterance, read_lines, register_preparer,
+from dualspeech.data.corpora.common import (FirstOfEachId, Preparer, check_layout, common_args,
+                                            load_recordings, other_utterance, read_lines, register_preparer,
                                             run_preparation, untranscribed_audio)
 from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 
@@ -49,14 +49,16 @@ def prepare_libritts_r(corpus_dir: str | Path, output_dir: str | Path, parts=Non
         result = {}
         for part in parts:
             rng = random.Random(f"{seed}-{part}")
-            utts, bad_ids = [], set()
+            utts, bad_ids, first = [], set(), FirstOfEachId(skips)
             for trans in sorted((corpus_dir / part).rglob("*.trans.tsv")):
                 if trans.name.startswith("._"):
                     continue
-                for _, line in read_lines(trans, skips, bad_ids):
+                for n, line in read_lines(trans, skips, bad_ids):
                     fields = line.split("\t")
                     if len(fields) < 3 or not fields[2].strip():
                         skips.add(f"{trans}:{fields[0]}", "empty transcript")
+                        continue
+                    if not first(fields[0], f"{trans}:{n}"):
                         continue
                     utts.append((trans.parent / f"{fields[0]}.wav", fields[0], fields[2].strip()))
             untranscribed_audio((corpus_dir / part).rglob("*.wav"),
