@@ -223,33 +223,40 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
 
 
 
-def _reference_codec(enc_params, dec_params, feats):
-    """The reference's RepCodec stacks written out from its rules (modules3/, USTokenizer.py):
-    conv k3 padding 1; a unit is x + conv1x1(ELU(conv k3(ELU(x)))), no biases; encoder: down
-    conv k3 s2 (bias), conv (no bias), 2 x [unit, unit, conv (bias)], projection conv (no
-    bias); decoder: conv (no bias), 2 x [conv (bias), unit, unit], conv (no bias), transposed
-    conv k3 s2 p1 output_padding 0 (bias). Weights are consumed in that order."""
-    def conv(x, p, bias, stride=1):
-        w = next(p)
-        return F.conv1d(x, w, next(p) if bias else None, stride=stride, padding=w.shape[-1] // 2)
+def _conv(x, p, bias, stride=1):
+    w = next(p)
+    return F.conv1d(x, w, next(p) if bias else None, stride=stride, padding=w.shape[-1] // 2)
 
-    def unit(x, p):
-        return x + conv(F.elu(conv(F.elu(x), p, False)), p, False)
 
-    p = iter(enc_params)
-    x = conv(conv(feats.transpose(1, 2), p, True, stride=2), p, False)
+def _unit(x, p):
+    return x + _conv(F.elu(_conv(F.elu(x), p, False)), p, False)
+
+
+def _reference_encoder(params, feats):
+    """The reference's RepCodec encoder written out from its rules (modules3/, USTokenizer.py):
+    conv k3 padding 1; a unit is x + conv1x1(ELU(conv k3(ELU(x)))), no biases; down conv k3 s2
+    (bias), conv (no bias), 2 x [unit, unit, conv (bias)], projection conv (no bias).
+    Weights are consumed in that order. [B, T, W] -> [B, ceil(T / 2), D]."""
+    p = iter(params)
+    x = _conv(_conv(feats.transpose(1, 2), p, True, stride=2), p, False)
     for _ in range(2):
-        x = conv(unit(unit(x, p), p), p, True)
-    z = conv(x, p, False)
+        x = _conv(_unit(_unit(x, p), p), p, True)
+    z = _conv(x, p, False)
     assert next(p, None) is None                       # no parameter the reference lacks
-    p = iter(dec_params)
-    y = conv(z, p, False)
+    return z.transpose(1, 2)
+
+
+def _reference_decoder(params, z):
+    """Its decoder: conv (no bias), 2 x [conv (bias), unit, unit], conv (no bias), transposed
+    conv k3 s2 p1 output_padding 0 (bias). [B, T, D] -> [B, 2T - 1, W]."""
+    p = iter(params)
+    y = _conv(z.transpose(1, 2), p, False)
     for _ in range(2):
-        y = unit(unit(conv(y, p, True), p), p)
-    y = conv(y, p, False)
+        y = _unit(_unit(_conv(y, p, True), p), p)
+    y = _conv(y, p, False)
     y = F.conv_transpose1d(y, next(p), next(p), stride=2, padding=1)
     assert next(p, None) is None
-    return z.transpose(1, 2), y.transpose(1, 2)
+    return y.transpose(1, 2)
 
 
 def test_repcodec_matches_the_reference_formulas_and_size():
@@ -262,7 +269,8 @@ def test_repcodec_matches_the_reference_formulas_and_size():
     with torch.no_grad():
         z, n25 = enc(feats, lengths)
         rec = dec(z, n25)
-        ref_z, ref_rec = _reference_codec(enc.parameters(), dec.parameters(), feats[:1])
+        ref_z = _reference_encoder(enc.parameters(), feats[:1])
+        ref_rec = _reference_decoder(dec.parameters(), ref_z)
         alone, _ = enc(feats[1:, :6], lengths[1:])
     assert z.shape == (2, 5, 8) and n25.tolist() == [5, 3] and rec.shape == (2, 9, 12)
     torch.testing.assert_close(z[:1], ref_z, atol=1e-5, rtol=1e-5)
@@ -344,3 +352,132 @@ def test_short_clips_are_padded_to_one_second(tmp_path):
     assert plain["audio_lens"].tolist() == [8000, 24000]
     assert torch.equal(batch["audio"][0, :8000], plain["audio"][0, :8000])
     assert batch["audio"][0, 8000:].abs().sum() == 0
+
+
+def _reference_tokenizer_state(W=64, C=32, K=8, H=24, seed=0):
+    """A reference USTokenizer ``model`` state, key by key with the names and shapes of its
+    modules (USTokenizer.py, modules3/): Conv1d wrappers hold ``.conv``, Conv1d1x1 is bare,
+    ConvTranspose1d holds ``.deconv``, the EMA codebook is [dim, K]. Its adapter's Linear takes
+    output_channels = code_dim = W (it only runs with them equal)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"downsampling_conv.conv.weight": (W, W, 3), "downsampling_conv.conv.bias": (W,),
+              "codec_encoder.conv.conv.weight": (C, W, 3)}
+    for b in range(2):
+        for u in range(2):
+            shapes[f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight"] = (C, C, 3)
+            shapes[f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv2.weight"] = (C, C, 1)
+        shapes[f"codec_encoder.conv_blocks.{b}.conv.conv.weight"] = (C, C, 3)
+        shapes[f"codec_encoder.conv_blocks.{b}.conv.conv.bias"] = (C,)
+    shapes["speech_llama_conv_proj.conv.weight"] = (W, C, 3)
+    shapes["codec_decoder.conv1.conv.weight"] = (C, W, 3)
+    for b in range(2):
+        shapes[f"codec_decoder.conv_blocks.{b}.conv.conv.weight"] = (C, C, 3)
+        shapes[f"codec_decoder.conv_blocks.{b}.conv.conv.bias"] = (C,)
+        for u in range(2):
+            shapes[f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight"] = (C, C, 3)
+            shapes[f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv2.weight"] = (C, C, 1)
+    shapes.update({"codec_decoder.conv2.conv.weight": (W, C, 3),
+                   "upsampling_conv.deconv.weight": (W, W, 3), "upsampling_conv.deconv.bias": (W,),
+                   "vq.codebook.layers.0.embed": (W, K), "vq.codebook.layers.0.cluster_size": (K,),
+                   "vq.codebook.layers.0.embed_avg": (W, K),
+                   "llama_linear.weight": (H, W), "llama_linear.bias": (H,),
+                   "llama_conv.conv.weight": (H, H, 3), "llama_conv.conv.bias": (H,)})
+    state = {k: 0.2 * torch.randn(s, generator=g) for k, s in shapes.items()}
+    state["vq.codebook.layers.0.cluster_size"] = torch.rand(K, generator=g) * 5
+    return state
+
+
+def _reference_order(state, side):
+    """The reference's weights of one side in its computation order (for ``_reference_encoder`` / ``_reference_decoder``)."""
+    if side == "enc":
+        keys = ["downsampling_conv.conv.weight", "downsampling_conv.conv.bias",
+                "codec_encoder.conv.conv.weight"]
+        for b in range(2):
+            for u in range(2):
+                keys += [f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight",
+                         f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv2.weight"]
+            keys += [f"codec_encoder.conv_blocks.{b}.conv.conv.weight",
+                     f"codec_encoder.conv_blocks.{b}.conv.conv.bias"]
+        return [state[k] for k in keys + ["speech_llama_conv_proj.conv.weight"]]
+    keys = ["codec_decoder.conv1.conv.weight"]
+    for b in range(2):
+        keys += [f"codec_decoder.conv_blocks.{b}.conv.conv.weight",
+                 f"codec_decoder.conv_blocks.{b}.conv.conv.bias"]
+        for u in range(2):
+            keys += [f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight",
+                     f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv2.weight"]
+    keys += ["codec_decoder.conv2.conv.weight", "upsampling_conv.deconv.weight",
+             "upsampling_conv.deconv.bias"]
+    return [state[k] for k in keys]
+
+
+def test_import_reference_ustokenizer_computes_the_reference(tmp_path):
+    """``import_reference ustokenizer``: a reference checkpoint (plus a frozen Whisper key it
+    drops) -> our tokenizer file whose encoder, codes and 2T-1-frame reconstruction equal the
+    reference's computation on its own weights; the adapter lands as is."""
+    from dualspeech.bin import import_reference
+    from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
+
+    state = _reference_tokenizer_state()
+    state["speech_encoder.conv1.weight"] = torch.zeros(2)
+    codec = {"enc_strides": [1, 1], "enc_block_dilations": [1, 1], "bias": True, "codebook_num": 1}
+    ckpt = tmp_path / "checkpoint_best.pth"
+    torch.save({"model": state, "config": {"model": {"codec_config": codec}}, "epoch": 3}, ckpt)
+    out = tmp_path / "tok" / "final.pt"
+    import_reference.main(["ustokenizer", "--checkpoint", str(ckpt),
+                           "--whisper", "random:whisper-debug", "--out", str(out)])
+    tok = load_tokenizer(out)
+    assert tok.cfg.arch == "repcodec" and tok.cfg.pad_to_30s and tok.vq.codebook_size == 8
+    feats = torch.randn(1, 10, 64)
+    with torch.no_grad():
+        h, n25 = tok.encoder(feats, torch.tensor([10]))
+        torch.testing.assert_close(h, _reference_encoder(_reference_order(state, "enc"), feats),
+                                   atol=1e-5, rtol=1e-5)
+        embed = state["vq.codebook.layers.0.embed"]                 # [dim, K]
+        dist = h[0].pow(2).sum(1, keepdim=True) - 2 * h[0] @ embed + embed.pow(2).sum(0)[None]
+        ids = dist.argmin(1)                                        # its forward_index
+        assert torch.equal(tok.vq.codes(h[0]), ids) and len(ids.unique()) > 1
+        zq = embed.t()[ids][None]
+        rec = tok.decoder(zq, n25)
+        torch.testing.assert_close(rec, _reference_decoder(_reference_order(state, "dec"), zq),
+                                   atol=1e-5, rtol=1e-5)
+    assert rec.shape[1] == 2 * int(n25[0]) - 1 == 9
+    saved = torch.load(out, weights_only=True)["state_dict"]
+    assert torch.equal(saved["adapter.proj.weight"], state["llama_linear.weight"])
+    assert torch.equal(saved["adapter.conv.weight"], state["llama_conv.conv.weight"])
+    assert torch.equal(saved["adapter.conv.bias"], state["llama_conv.conv.bias"])
+    assert torch.equal(saved["tokenizer.vq.embed_sum"], state["vq.codebook.layers.0.embed_avg"].t())
+    assert torch.equal(tok.vq.cluster_size, state["vq.codebook.layers.0.cluster_size"])
+    assert not any(k.startswith(("speech_encoder", "tokenizer.frontend")) for k in saved)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s, c: s.pop("codec_decoder.conv2.conv.weight"), r"missing \['codec_decoder.conv2"),
+    (lambda s, c: s.update({"vq.codebook.layers.1.embed": torch.zeros(64, 8)}),
+     r"unexpected \['vq.codebook.layers.1.embed'\]"),
+    (lambda s, c: s.update({"llama_conv.conv.bias": torch.zeros(5)}),
+     r"mis-shaped \['llama_conv.conv.bias \(5,\) \(for adapter.conv.bias \(24,\)"),
+    (lambda s, c: c.update({"enc_block_dilations": [1, 3]}), r"codec_config .*enc_block_dilations"),
+    (lambda s, c: s.pop("llama_linear.weight"), r"not a reference USTokenizer state"),
+])
+def test_import_reference_ustokenizer_rejects_what_does_not_fit(tmp_path, damage, message):
+    from dualspeech.bin import import_reference
+
+    state, codec = _reference_tokenizer_state(), {"bias": True}
+    damage(state, codec)
+    ckpt = tmp_path / "checkpoint_3.pth"
+    torch.save({"model": state, "config": {"model": {"codec_config": codec}}}, ckpt)
+    with pytest.raises(ValueError, match=message):
+        import_reference.main(["ustokenizer", "--checkpoint", str(ckpt), "--whisper",
+                               "random:whisper-debug", "--out", str(tmp_path / "final.pt")])
+    assert not (tmp_path / "final.pt").exists()
+
+
+def test_import_reference_ustokenizer_needs_the_training_whisper(tmp_path):
+    from dualspeech.bin import import_reference
+
+    ckpt = tmp_path / "checkpoint_3.pth"
+    torch.save({"model": _reference_tokenizer_state(W=80)}, ckpt)
+    with pytest.raises(ValueError, match="Whisper encoder of width 80"):
+        import_reference.main(["ustokenizer", "--checkpoint", str(ckpt), "--whisper",
+                               "random:whisper-debug", "--out", str(tmp_path / "final.pt")])
