@@ -23,7 +23,6 @@ and a changed argument never reuses a stale output.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from dualspeech.bench import register
+from dualspeech.data.manifest_io import params_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ VOICES = ("spk01", "spk04")  # two seen mini voices: festival slt (f), flite rms
 
 
 def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """A step's key: the project's parameter hash over everything it is made from."""
+    return params_digest({"inputs": parts})
 
 
 class Steps:

@@ -223,7 +223,7 @@ def _endings(records, per_utt, cfg) -> dict[str, Estimate]:
     stopped by themselves (status ok: no length guard, not empty); ``length_ratio`` = generated
     / reference duration (records written before decoding recorded durations have none)."""
     ended = np.asarray([r["status"] == "ok" for r in records], dtype=float)
-    out = {"eoa": bootstrap(ended, lambda s: 100.0 * s.mean(), cfg.n_bootstrap, cfg.seed)}
+    out = {"eoa": _mean(100.0 * ended, cfg)}
     ratios = []
     for row, r in zip(per_utt, records):
         if r.get("duration") is not None and r.get("ref_duration"):

@@ -199,16 +199,18 @@ class DualSpeechLM(nn.Module):
         # accuracy always, their CE with semantic_vocab=speech (no text head there: cheaper)
         text_vocab = self.vocab.text_vocab_size
         allowed = self.vocab.speech_output_mask(h.device)[text_vocab:]
-        gen_logits = F.linear(h_sel[is_gen], self._speech_head().to(h.dtype)).float()
-        gen_logits = gen_logits.masked_fill(~allowed, float("-inf"))
         gen_y = y[is_gen] - text_vocab
         if self.cfg.semantic_vocab == "speech":
             text_ce_all = F.cross_entropy(self.logits(h_sel[~is_gen]).float(), y[~is_gen],
                                           reduction="none")
+            gen_logits = F.linear(h_sel[is_gen], self._speech_head().to(h.dtype)).float()
+            gen_logits = gen_logits.masked_fill(~allowed, float("-inf"))
             sem_ce_all = F.cross_entropy(gen_logits, gen_y, reduction="none")
         else:
-            ce = F.cross_entropy(self.logits(h_sel).float(), y, reduction="none")
+            logits = self.logits(h_sel).float()
+            ce = F.cross_entropy(logits, y, reduction="none")
             text_ce_all, sem_ce_all = ce[~is_gen], ce[is_gen]
+            gen_logits = logits[is_gen, text_vocab:].detach().masked_fill(~allowed, float("-inf"))
         zero = h.sum() * 0.0   # keeps every loss in the graph (DDP) when a kind is absent
         text_ce = text_ce_all.mean() if text_ce_all.numel() else zero
         sem_ce = sem_ce_all.mean() if sem_ce_all.numel() else zero
