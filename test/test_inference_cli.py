@@ -44,6 +44,8 @@ def test_decode_then_score_all_tasks(setup):
     want = {"toy_asr_test": {"wer"}, "toy_s2tt_test": {"bleu"}, "toy_ser_test": {"accuracy", "uar"},
             "toy_sqa_test": {"bleu"}, "toy_tts_test": {"wer"}, "toy_vc_test": {"wer"}, "toy_t2st_test:es": {"bleu"},
             "toy_sc_test": {"bleu"}}
+    for name in ("toy_tts_test", "toy_vc_test", "toy_t2st_test:es", "toy_sc_test"):
+        want[name] |= {"eoa", "length_ratio"}   # how generation ended, generated / reference length
     assert {k: set(v["metrics"]) for k, v in results.items()} == want
     # the toy corpus has no audio: no speaker prompt to compare with, counted, not hidden
     assert results["toy_tts_test"]["counts"]["sim_skipped"] == 2

@@ -109,12 +109,18 @@ def test_score_tts_records_on_real_speech(make_speech, tmp_path):
         shutil.copy(make_speech("i would like a cup of coffee", f"p{i}", voice="en-us+m1"),
                     tmp_path / "prompt" / f"u{i}.wav")
         recs.append({"id": f"u{i}", "task": "tts", "status": "ok", "wav": f"wav/u{i}.wav",
-                     "prompt_wav": f"prompt/u{i}.wav", "ref": {"text": text}})
-    recs.append({"id": "u2", "task": "tts", "status": "empty", "ref": {"text": "good morning"}})
+                     "prompt_wav": f"prompt/u{i}.wav", "ref": {"text": text},
+                     "duration": 2.0 + i, "ref_duration": 2.0})
+    recs.append({"id": "u2", "task": "tts", "status": "empty", "ref": {"text": "good morning"},
+                 "ref_duration": 1.0})
     cfg = build(ScoreConfig, {"n_bootstrap": 50}, "score")
     res = score_records(recs, tmp_path, cfg, Resources(cfg))
     m = res["metrics"]
-    assert set(m) == {"wer", "sim", "dnsmos_ovrl", "dnsmos_p808"}
+    assert set(m) == {"wer", "sim", "dnsmos_ovrl", "dnsmos_p808", "eoa", "length_ratio"}
+    # 2 of 3 ended by themselves; generated / reference length 1.0 and 1.5 (no wav: no ratio)
+    assert m["eoa"]["value"] == pytest.approx(200 / 3) and m["eoa"]["n"] == 3
+    assert m["length_ratio"]["value"] == pytest.approx(1.25) and m["length_ratio"]["n"] == 2
+    assert [r.get("length_ratio") for r in res["per_utt"]] == [1.0, 1.5, None]
     # ok outputs are near-perfect; the missing one adds 2 deletions to the 19 reference words
     assert m["wer"]["value"] < 40 and res["per_utt"][2]["wer_errors"] == 2
     assert m["sim"]["value"] > 0.7 and m["sim"]["n"] == 2

@@ -7,14 +7,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import torch.nn.functional as F
+from lhotse import CutSet, Recording
+from transformers import AutoTokenizer
 
-from dualspeech.config import build
+from dualspeech.config import build, load_yaml
 from dualspeech.data.dataset import DataConfig, TaskDataset, load_examples
+from dualspeech.data.manifest_io import speech_cut, task_example
 from dualspeech.models import coc
+from dualspeech.pretrained import resolve
 from dualspeech.testing.toy import toy_data, toy_model
+from dualspeech.tokenizers.ustokenizer import config as tok_config
+from dualspeech.tokenizers.ustokenizer.config import PromptConfig, USTokenizerConfig
+from dualspeech.tokenizers.ustokenizer.data import UnderstandingDataset
+from dualspeech.tokenizers.ustokenizer.modules import build_codec
+from dualspeech.tokenizers.ustokenizer.prompts import PromptBuilder
 
 DEBUG = Path(__file__).resolve().parents[1] / "egs/mini/conf/dualspeechlm_debug.yaml"
 
@@ -209,3 +220,264 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     loaded = load_model(export_model(model.eval(), tmp_path / "m"))
     assert torch.equal(loaded.acoustic_gpt.head, model.acoustic_gpt.head)
     assert loaded.acoustic_gpt.spk_proj.bias is None and loaded.cfg.acoustic_understanding
+
+
+
+def _conv(x, p, bias, stride=1):
+    w = next(p)
+    return F.conv1d(x, w, next(p) if bias else None, stride=stride, padding=w.shape[-1] // 2)
+
+
+def _unit(x, p):
+    return x + _conv(F.elu(_conv(F.elu(x), p, False)), p, False)
+
+
+def _reference_encoder(params, feats):
+    """The reference's RepCodec encoder written out from its rules (modules3/, USTokenizer.py):
+    conv k3 padding 1; a unit is x + conv1x1(ELU(conv k3(ELU(x)))), no biases; down conv k3 s2
+    (bias), conv (no bias), 2 x [unit, unit, conv (bias)], projection conv (no bias).
+    Weights are consumed in that order. [B, T, W] -> [B, ceil(T / 2), D]."""
+    p = iter(params)
+    x = _conv(_conv(feats.transpose(1, 2), p, True, stride=2), p, False)
+    for _ in range(2):
+        x = _conv(_unit(_unit(x, p), p), p, True)
+    z = _conv(x, p, False)
+    assert next(p, None) is None                       # no parameter the reference lacks
+    return z.transpose(1, 2)
+
+
+def _reference_decoder(params, z):
+    """Its decoder: conv (no bias), 2 x [conv (bias), unit, unit], conv (no bias), transposed
+    conv k3 s2 p1 output_padding 0 (bias). [B, T, D] -> [B, 2T - 1, W]."""
+    p = iter(params)
+    y = _conv(z.transpose(1, 2), p, False)
+    for _ in range(2):
+        y = _unit(_unit(_conv(y, p, True), p), p)
+    y = _conv(y, p, False)
+    y = F.conv_transpose1d(y, next(p), next(p), stride=2, padding=1)
+    assert next(p, None) is None
+    return y.transpose(1, 2)
+
+
+def test_repcodec_matches_the_reference_formulas_and_size():
+    """``ustokenizer.arch: repcodec``: the reference's encoder / decoder computation, T50
+    Whisper frames -> ceil(T50 / 2) codes -> 2T - 1 frames; the reference's parameter count
+    (31 C^2 + 3 C per side: ~32.5 M at 1024 channels); a padded batch row equals the row alone."""
+    torch.manual_seed(0)
+    enc, dec = build_codec("repcodec", 12, 16, 8, [1, 3])
+    feats, lengths = torch.randn(2, 10, 12), torch.tensor([10, 6])
+    with torch.no_grad():
+        z, n25 = enc(feats, lengths)
+        rec = dec(z, n25)
+        ref_z = _reference_encoder(enc.parameters(), feats[:1])
+        ref_rec = _reference_decoder(dec.parameters(), ref_z)
+        alone, _ = enc(feats[1:, :6], lengths[1:])
+    assert z.shape == (2, 5, 8) and n25.tolist() == [5, 3] and rec.shape == (2, 9, 12)
+    torch.testing.assert_close(z[:1], ref_z, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rec[:1], ref_rec, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, z[1:, :3], atol=1e-6, rtol=1e-6)
+    assert dec.frames(n25).tolist() == [9, 5]
+    with torch.device("meta"):
+        sides = build_codec("repcodec", 1024, 1024, 1024, [1, 3])
+    C = 1024
+    assert [sum(p.numel() for p in m.parameters()) for m in sides] == [31 * C * C + 3 * C] * 2
+
+
+@pytest.mark.parametrize("conf, arch", [("multitask/conf/ustokenizer_paper.yaml", "repcodec"),
+                                        ("mini/conf/ustokenizer_mini.yaml", "compact"),
+                                        ("mini/conf/ustokenizer_debug.yaml", "compact")])
+def test_configs_select_the_tokenizer_arch(conf, arch):
+    cfg = load_yaml(Path(__file__).resolve().parents[1] / "egs" / conf)["ustokenizer"]
+    assert build(USTokenizerConfig, cfg, "ustokenizer").arch == arch
+
+
+PAPER_TOK = Path(__file__).resolve().parents[1] / "egs/multitask/conf/ustokenizer_paper.yaml"
+
+
+@pytest.fixture(scope="module")
+def text_tokenizer():
+    return AutoTokenizer.from_pretrained(resolve("random:llama-debug"), local_files_only=True)
+
+
+def _prompt_builder(text_tokenizer, overrides=None):
+    cfg = load_yaml(PAPER_TOK)["prompts"] if overrides is None else overrides
+    return PromptBuilder(build(PromptConfig, cfg, "prompts"), text_tokenizer)
+
+
+@pytest.mark.parametrize("task, fields, instruction", [
+    ("asr", {"text": "Tom lost his old red hat."},
+     "Recognize the speech and give me the transcription."),
+    ("ser", {"text": "x", "emotion": "sad"},
+     "Please describe the emotion of the speaker in this speech. "),
+    ("sqa", {"text": "x", "question": "What did Tom lose?", "answer": "His old red hat."},
+     "Based on the speech content, provide a text-based answer to the question. "
+     "The question is: What did Tom lose? ")])
+def test_paper_prompts_are_the_reference_text(text_tokenizer, task, fields, instruction):
+    """The reference's understanding input (USTokenizer.py prompt_wrap / forward, multi_prompt:
+    the last train_prompt.json entry of asr / ser / stqa): bos, "USER: <Speech>", speech,
+    "</Speech> {instruction}\\nASSISTANT:", then the answer text right after the colon + eos,
+    text + eos cut at 300 tokens."""
+    tok = text_tokenizer
+    prefix, suffix, answer = _prompt_builder(tok).build(task, fields, variant=7)
+    assert prefix == tok("USER: <Speech>").input_ids
+    assert suffix == tok(f"</Speech> {instruction}\nASSISTANT:", add_special_tokens=False).input_ids
+    gold = {"asr": fields["text"], "ser": fields.get("emotion"), "sqa": fields.get("answer")}[task]
+    assert answer == tok(gold, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    ours = _prompt_builder(tok, {})                       # defaults: a space before the answer
+    assert ours.build(task, fields, 0)[2] == tok(" " + gold, add_special_tokens=False).input_ids \
+        + [tok.eos_token_id] != answer
+
+
+def test_paper_answer_cap_is_300_tokens(text_tokenizer):
+    long = " ".join(["lamp"] * 400)
+    _, _, answer = _prompt_builder(text_tokenizer).build("asr", {"text": long}, 0)
+    assert len(answer) == 300 + 1 and answer[-1] == text_tokenizer.eos_token_id
+    assert len(_prompt_builder(text_tokenizer, {}).build("asr", {"text": long}, 0)[2]) == 96 + 1
+
+
+def test_short_clips_are_padded_to_one_second(tmp_path):
+    """``data.min_seconds: 1.0`` (paper): the reference pads clips under 1 s with zeros to 1 s
+    (dataset.py), so each gives >= 25 tokens; longer clips are untouched; default: no padding."""
+    cuts = []
+    for i, n in enumerate([8000, 24000]):
+        path = tmp_path / f"c{i}.wav"
+        sf.write(path, 0.1 * np.random.default_rng(i).standard_normal(n), 16000, subtype="FLOAT")
+        cut = speech_cut(Recording.from_file(path, recording_id=f"c{i}"), "a b", "spk")
+        cuts.append(task_example(cut, "asr", text="a b"))
+    cuts = CutSet.from_cuts(cuts)
+    paper = build(tok_config.DataConfig, load_yaml(PAPER_TOK)["data"], "data")
+    batch = UnderstandingDataset(None, train=True, min_seconds=paper.min_seconds)[cuts]
+    assert batch["audio_lens"].tolist() == [16000, 24000]
+    plain = UnderstandingDataset(None, train=True)[cuts]
+    assert plain["audio_lens"].tolist() == [8000, 24000]
+    assert torch.equal(batch["audio"][0, :8000], plain["audio"][0, :8000])
+    assert batch["audio"][0, 8000:].abs().sum() == 0
+
+
+def _reference_tokenizer_state(W=64, C=32, K=8, H=24, seed=0):
+    """A reference USTokenizer ``model`` state, key by key with the names and shapes of its
+    modules (USTokenizer.py, modules3/): Conv1d wrappers hold ``.conv``, Conv1d1x1 is bare,
+    ConvTranspose1d holds ``.deconv``, the EMA codebook is [dim, K]. Its adapter's Linear takes
+    output_channels = code_dim = W (it only runs with them equal)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"downsampling_conv.conv.weight": (W, W, 3), "downsampling_conv.conv.bias": (W,),
+              "codec_encoder.conv.conv.weight": (C, W, 3)}
+    for b in range(2):
+        for u in range(2):
+            shapes[f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight"] = (C, C, 3)
+            shapes[f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv2.weight"] = (C, C, 1)
+        shapes[f"codec_encoder.conv_blocks.{b}.conv.conv.weight"] = (C, C, 3)
+        shapes[f"codec_encoder.conv_blocks.{b}.conv.conv.bias"] = (C,)
+    shapes["speech_llama_conv_proj.conv.weight"] = (W, C, 3)
+    shapes["codec_decoder.conv1.conv.weight"] = (C, W, 3)
+    for b in range(2):
+        shapes[f"codec_decoder.conv_blocks.{b}.conv.conv.weight"] = (C, C, 3)
+        shapes[f"codec_decoder.conv_blocks.{b}.conv.conv.bias"] = (C,)
+        for u in range(2):
+            shapes[f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight"] = (C, C, 3)
+            shapes[f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv2.weight"] = (C, C, 1)
+    shapes.update({"codec_decoder.conv2.conv.weight": (W, C, 3),
+                   "upsampling_conv.deconv.weight": (W, W, 3), "upsampling_conv.deconv.bias": (W,),
+                   "vq.codebook.layers.0.embed": (W, K), "vq.codebook.layers.0.cluster_size": (K,),
+                   "vq.codebook.layers.0.embed_avg": (W, K),
+                   "llama_linear.weight": (H, W), "llama_linear.bias": (H,),
+                   "llama_conv.conv.weight": (H, H, 3), "llama_conv.conv.bias": (H,)})
+    state = {k: 0.2 * torch.randn(s, generator=g) for k, s in shapes.items()}
+    state["vq.codebook.layers.0.cluster_size"] = torch.rand(K, generator=g) * 5
+    return state
+
+
+def _reference_order(state, side):
+    """The reference's weights of one side in its computation order (for ``_reference_encoder`` / ``_reference_decoder``)."""
+    if side == "enc":
+        keys = ["downsampling_conv.conv.weight", "downsampling_conv.conv.bias",
+                "codec_encoder.conv.conv.weight"]
+        for b in range(2):
+            for u in range(2):
+                keys += [f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight",
+                         f"codec_encoder.conv_blocks.{b}.res_units.{u}.conv2.weight"]
+            keys += [f"codec_encoder.conv_blocks.{b}.conv.conv.weight",
+                     f"codec_encoder.conv_blocks.{b}.conv.conv.bias"]
+        return [state[k] for k in keys + ["speech_llama_conv_proj.conv.weight"]]
+    keys = ["codec_decoder.conv1.conv.weight"]
+    for b in range(2):
+        keys += [f"codec_decoder.conv_blocks.{b}.conv.conv.weight",
+                 f"codec_decoder.conv_blocks.{b}.conv.conv.bias"]
+        for u in range(2):
+            keys += [f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv1.conv.weight",
+                     f"codec_decoder.conv_blocks.{b}.res_units.{u}.conv2.weight"]
+    keys += ["codec_decoder.conv2.conv.weight", "upsampling_conv.deconv.weight",
+             "upsampling_conv.deconv.bias"]
+    return [state[k] for k in keys]
+
+
+def test_import_reference_ustokenizer_computes_the_reference(tmp_path):
+    """``import_reference ustokenizer``: a reference checkpoint (plus a frozen Whisper key it
+    drops) -> our tokenizer file whose encoder, codes and 2T-1-frame reconstruction equal the
+    reference's computation on its own weights; the adapter lands as is."""
+    from dualspeech.bin import import_reference
+    from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
+
+    state = _reference_tokenizer_state()
+    state["speech_encoder.conv1.weight"] = torch.zeros(2)
+    codec = {"enc_strides": [1, 1], "enc_block_dilations": [1, 1], "bias": True, "codebook_num": 1}
+    ckpt = tmp_path / "checkpoint_best.pth"
+    torch.save({"model": state, "config": {"model": {"codec_config": codec}}, "epoch": 3}, ckpt)
+    out = tmp_path / "tok" / "final.pt"
+    import_reference.main(["ustokenizer", "--checkpoint", str(ckpt),
+                           "--whisper", "random:whisper-debug", "--out", str(out)])
+    tok = load_tokenizer(out)
+    assert tok.cfg.arch == "repcodec" and tok.cfg.pad_to_30s and tok.vq.codebook_size == 8
+    feats = torch.randn(1, 10, 64)
+    with torch.no_grad():
+        h, n25 = tok.encoder(feats, torch.tensor([10]))
+        torch.testing.assert_close(h, _reference_encoder(_reference_order(state, "enc"), feats),
+                                   atol=1e-5, rtol=1e-5)
+        embed = state["vq.codebook.layers.0.embed"]                 # [dim, K]
+        dist = h[0].pow(2).sum(1, keepdim=True) - 2 * h[0] @ embed + embed.pow(2).sum(0)[None]
+        ids = dist.argmin(1)                                        # its forward_index
+        assert torch.equal(tok.vq.codes(h[0]), ids) and len(ids.unique()) > 1
+        zq = embed.t()[ids][None]
+        rec = tok.decoder(zq, n25)
+        torch.testing.assert_close(rec, _reference_decoder(_reference_order(state, "dec"), zq),
+                                   atol=1e-5, rtol=1e-5)
+    assert rec.shape[1] == 2 * int(n25[0]) - 1 == 9
+    saved = torch.load(out, weights_only=True)["state_dict"]
+    assert torch.equal(saved["adapter.proj.weight"], state["llama_linear.weight"])
+    assert torch.equal(saved["adapter.conv.weight"], state["llama_conv.conv.weight"])
+    assert torch.equal(saved["adapter.conv.bias"], state["llama_conv.conv.bias"])
+    assert torch.equal(saved["tokenizer.vq.embed_sum"], state["vq.codebook.layers.0.embed_avg"].t())
+    assert torch.equal(tok.vq.cluster_size, state["vq.codebook.layers.0.cluster_size"])
+    assert not any(k.startswith(("speech_encoder", "tokenizer.frontend")) for k in saved)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s, c: s.pop("codec_decoder.conv2.conv.weight"), r"missing \['codec_decoder.conv2"),
+    (lambda s, c: s.update({"vq.codebook.layers.1.embed": torch.zeros(64, 8)}),
+     r"unexpected \['vq.codebook.layers.1.embed'\]"),
+    (lambda s, c: s.update({"llama_conv.conv.bias": torch.zeros(5)}),
+     r"mis-shaped \['llama_conv.conv.bias \(5,\) \(for adapter.conv.bias \(24,\)"),
+    (lambda s, c: c.update({"enc_block_dilations": [1, 3]}), r"codec_config .*enc_block_dilations"),
+    (lambda s, c: s.pop("llama_linear.weight"), r"not a reference USTokenizer state"),
+])
+def test_import_reference_ustokenizer_rejects_what_does_not_fit(tmp_path, damage, message):
+    from dualspeech.bin import import_reference
+
+    state, codec = _reference_tokenizer_state(), {"bias": True}
+    damage(state, codec)
+    ckpt = tmp_path / "checkpoint_3.pth"
+    torch.save({"model": state, "config": {"model": {"codec_config": codec}}}, ckpt)
+    with pytest.raises(ValueError, match=message):
+        import_reference.main(["ustokenizer", "--checkpoint", str(ckpt), "--whisper",
+                               "random:whisper-debug", "--out", str(tmp_path / "final.pt")])
+    assert not (tmp_path / "final.pt").exists()
+
+
+def test_import_reference_ustokenizer_needs_the_training_whisper(tmp_path):
+    from dualspeech.bin import import_reference
+
+    ckpt = tmp_path / "checkpoint_3.pth"
+    torch.save({"model": _reference_tokenizer_state(W=80)}, ckpt)
+    with pytest.raises(ValueError, match="Whisper encoder of width 80"):
+        import_reference.main(["ustokenizer", "--checkpoint", str(ckpt), "--whisper",
+                               "random:whisper-debug", "--out", str(tmp_path / "final.pt")])

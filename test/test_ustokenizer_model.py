@@ -89,10 +89,11 @@ def test_too_short_audio_is_an_error(whisper_model):
         frontend(whisper_model, False)([torch.zeros(600)])
 
 
-def test_tokenizer_shapes_and_batch_invariance(whisper_model):
+@pytest.mark.parametrize("arch, extra", [("compact", 0), ("repcodec", -1)])
+def test_tokenizer_shapes_and_batch_invariance(whisper_model, arch, extra):
     torch.manual_seed(0)
     cfg = USTokenizerConfig(whisper="random:whisper-debug", pad_to_30s=False, channels=32,
-                            vq=VQConfig(codebook_size=16, dim=8, kmeans_init_batches=1))
+                            arch=arch, vq=VQConfig(codebook_size=16, dim=8, kmeans_init_batches=1))
     tok = USTokenizer(cfg, whisper_model)
     waves = [speechlike(n, i) for i, n in enumerate([16000, 9000, 30000])]
     tok.train()
@@ -101,12 +102,16 @@ def test_tokenizer_shapes_and_batch_invariance(whisper_model):
     assert out["h"].shape == (3, num_tokens(30000), 8)
     assert out["n25"].tolist() == [num_tokens(len(w)) for w in waves]
     rec = tok.decoder(out["z"], out["n25"])
-    assert rec.shape[1] == 2 * out["z"].shape[1] and rec.shape[2] == tok.frontend.width
+    assert rec.shape[1] == 2 * out["z"].shape[1] + extra and rec.shape[2] == tok.frontend.width
     tok.eval()
     batched = tok.tokenize(waves)
     for w, ids in zip(waves, batched):
         assert torch.equal(tok.tokenize([w])[0], ids)
         assert ids.max() < 16 and len(ids) == num_tokens(len(w))
+    with torch.no_grad():   # the reconstruction loss of a padded row = the row alone (50 frames)
+        padded = {k: v[:1] for k, v in tok.encode(waves).items() if torch.is_tensor(v) and v.dim()}
+        alone = tok.encode(waves[:1])
+        torch.testing.assert_close(tok.reconstruction_loss(padded), tok.reconstruction_loss(alone))
 
 
 def test_vq_kmeans_init_straight_through_and_commit():

@@ -39,6 +39,7 @@ from dualspeech.utils.logs import setup_logging
 log = logging.getLogger("dualspeech.train")
 LOSS_KEYS = (("text_ce", "has_text"), ("semantic_ce", "has_semantic"),
              ("acoustic_ce", "has_acoustic"))
+VALID_METRICS = ("text_ce", "semantic_ce", "semantic_acc", "acoustic_ce", "acoustic_acc")
 
 
 def valid_keys(dataset, has_acoustic: bool) -> list[str]:
@@ -46,8 +47,9 @@ def valid_keys(dataset, has_acoustic: bool) -> list[str]:
     for task in sorted(dataset.lengths):
         if TASKS[task].kind == "understanding":
             keys.append(f"{task}/text_ce")
-        else:
-            keys += [f"{task}/semantic_ce"] + ([f"{task}/acoustic_ce"] if has_acoustic else [])
+        else:   # teacher-forced accuracies tell a user whether generation learns at all
+            keys += [f"{task}/semantic_ce", f"{task}/semantic_acc"]
+            keys += [f"{task}/acoustic_ce", f"{task}/acoustic_acc"] if has_acoustic else []
     return keys
 
 
@@ -66,7 +68,7 @@ def make_valid_fn(dataset, cfg: DataConfig):
             for i in range(0, len(shard), cfg.valid_batch_size):
                 chunk = [(task, j) for j in shard[i:i + cfg.valid_batch_size]]
                 out = model(to_device(dataset[chunk], accelerator.device))
-                for name, _ in LOSS_KEYS:
+                for name in VALID_METRICS:
                     key = f"{task}/{name}"
                     if key in keys:
                         sums[keys.index(key)] += torch.tensor(
@@ -79,7 +81,8 @@ def make_valid_fn(dataset, cfg: DataConfig):
 
 
 def plot_losses(exp_dir: Path) -> Path | None:
-    """loss_curves.png from log/metrics.csv: train losses (per kind) and per-task valid losses."""
+    """loss_curves.png from log/metrics.csv: train losses (per kind), per-task valid losses and
+    the generation tasks' teacher-forced accuracies."""
     path = exp_dir / "log" / "metrics.csv"
     if not path.exists():
         return None
@@ -92,7 +95,7 @@ def plot_losses(exp_dir: Path) -> Path | None:
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             rows[(r["split"], int(r["step"]))][r["name"]] = float(r["value"])
-    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_t, ax_v, ax_a) = plt.subplots(1, 3, figsize=(17, 4.5))
     train = sorted((s, v) for (split, s), v in rows.items() if split == "train")
     for name, has in LOSS_KEYS:   # a mean over batches that had this kind of target
         pts = [(s, v[name] / v[has]) for s, v in train if v.get(has, 0) > 0 and name in v]
@@ -102,11 +105,13 @@ def plot_losses(exp_dir: Path) -> Path | None:
     valid = sorted((s, v) for (split, s), v in rows.items() if split == "valid")
     for key in sorted({k for _, v in valid for k in v}):
         pts = [(s, v[key]) for s, v in valid if key in v]
-        ax_v.plot(*zip(*pts), marker="o", label=key)
-    for ax, title in ((ax_t, "train"), (ax_v, "valid (per task)")):
+        (ax_a if key.endswith("_acc") else ax_v).plot(*zip(*pts), marker="o", label=key)
+    for ax, title, ylabel in ((ax_t, "train", "cross-entropy"),
+                              (ax_v, "valid (per task)", "cross-entropy"),
+                              (ax_a, "valid teacher-forced accuracy", "top-1 accuracy")):
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.set_ylabel("cross-entropy")
+        ax.set_ylabel(ylabel)
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()

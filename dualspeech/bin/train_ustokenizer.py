@@ -87,12 +87,13 @@ def main(argv=None) -> None:
     if args.valid_sets:
         valid_cuts = load_examples(task_manifests(args.data_dir, args.valid_sets, data_cfg.tasks),
                                    data_cfg, max_per_task=data_cfg.valid_max_cuts)
-        valid_data = UnderstandingDataset(prompts, train=False)
+        valid_data = UnderstandingDataset(prompts, train=False, min_seconds=data_cfg.min_seconds)
 
         def valid_fn(m, accelerator):
             return evaluate(m, valid_cuts, valid_data, data_cfg.max_duration)
 
-    model = trainer.fit(model, UnderstandingDataset(prompts, train=True), sampler, valid_fn)
+    train_data = UnderstandingDataset(prompts, train=True, min_seconds=data_cfg.min_seconds)
+    model = trainer.fit(model, train_data, sampler, valid_fn)
     if trainer.is_main:
         path = save_tokenizer(f"{args.exp_dir}/final.pt", s["ustokenizer"],
                               model.trainable_state_dict(), cfg, trainer.step)

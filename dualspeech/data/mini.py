@@ -193,6 +193,10 @@ def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, 
         log.info("mini corpus in %s is up to date (size=%s seed=%d); nothing to do", out, size, seed)
         return counts
     audio = out / "audio"
+    for damaged in stamp.damaged():   # resynthesised below (a damaged manifest is rewritten anyway)
+        if damaged.suffix == ".wav" and damaged.is_file():
+            log.warning("%s changed since it was written; synthesising it again", damaged)
+            damaged.unlink()
     claim_audio_dir(audio, stamp.digest, force)
     jobs = [SynthJob(str(audio / part / f"{u.id}.wav"), u.text, u.voice)
             for part in PARTS for u in plans[part].utts]

@@ -71,7 +71,8 @@ class SpeechVocab:
         text_vocab_size = len(tokenizer)
         probe = cls.__new__(cls)
         probe.cfg = cfg
-        clash = [t for t in probe.token_strings() if t in tokenizer.get_vocab()]
+        known = tokenizer.get_vocab()   # built anew on every call: once, not per token
+        clash = [t for t in probe.token_strings() if t in known]
         if clash:
             raise ValueError(f"the tokenizer already has {clash[:3]}...; choose another "
                              "model.speech.prefix / marker strings")
@@ -90,6 +91,14 @@ class SpeechVocab:
 
     def is_speech(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids >= self.first_id) & (ids < self.first_id + self.cfg.num_tokens)
+
+    def speech_output_mask(self, device=None) -> torch.Tensor:
+        """(size,) bool: the ids a speech-token step may produce, the speech codes and
+        end-of-audio. Decoding samples from these; the semantic loss can be taken over them."""
+        mask = torch.zeros(self.size, dtype=torch.bool, device=device)
+        mask[self.first_id:self.first_id + self.cfg.num_tokens] = True
+        mask[self.end_audio_id] = True
+        return mask
 
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids -> speech codes, dropping everything that is not a speech token."""

@@ -80,12 +80,10 @@ def _decode(model, batch, allowed: torch.Tensor, stop_ids: list[int], max_new_to
 
 def _allowed(vocab, speech: bool, device) -> torch.Tensor:
     """Ids the loop may produce: speech tokens + end-of-audio, or the text vocabulary."""
-    allowed = torch.zeros(vocab.size, dtype=torch.bool, device=device)
     if speech:
-        allowed[vocab.first_id:vocab.first_id + vocab.cfg.num_tokens] = True
-        allowed[vocab.end_audio_id] = True
-    else:
-        allowed[:vocab.text_vocab_size] = True
+        return vocab.speech_output_mask(device)
+    allowed = torch.zeros(vocab.size, dtype=torch.bool, device=device)
+    allowed[:vocab.text_vocab_size] = True
     return allowed
 
 

@@ -171,11 +171,13 @@ class DecodeRunner:
         return decode_isolated(self.generator, ds.collate_prompts, kind, chunk)
 
     def _save_audio(self, ex, out: Output, test_dir: Path) -> dict:
-        rec = {}
+        # the reference speech's duration: scoring reports generated / reference length
+        rec = {"ref_duration": float(ex.speech[TASKS[ex.task].output_speech].duration)}
         codec = self.generator.codec
         if out.wave is not None:
             save_wav(test_dir / "wav" / f"{ex.id}.wav", out.wave, codec.sample_rate)
             rec["wav"] = f"wav/{ex.id}.wav"
+            rec["duration"] = len(out.wave) / codec.sample_rate
         ref_cut = ex.speech.get("speaker_ref")
         if ref_cut is not None:
             rec["speaker_ref"] = ref_cut.id

@@ -18,17 +18,18 @@ from dualspeech.metrics.controls import CONTROL_LABELS
 from dualspeech.metrics.paper import TEST_KEYS, paper_value
 from dualspeech.utils.io import atomic_write_text
 
-METRIC_ORDER = ("wer", "cer", "bleu", "accuracy", "uar", "judge", "sim", "dnsmos_ovrl",
-                "dnsmos_p808")
+METRIC_ORDER = ("wer", "cer", "bleu", "accuracy", "uar", "judge", "sim", "eoa", "length_ratio",
+                "dnsmos_ovrl", "dnsmos_p808")
 METRIC_LABELS = {"wer": "WER %", "cer": "CER %", "bleu": "BLEU-4", "accuracy": "accuracy %",
-                 "uar": "UAR %", "judge": "LLM judge", "sim": "SIM", "dnsmos_ovrl": "DNSMOS OVRL",
+                 "uar": "UAR %", "judge": "LLM judge", "sim": "SIM", "eoa": "ended %",
+                 "length_ratio": "length gen/ref", "dnsmos_ovrl": "DNSMOS OVRL",
                  "dnsmos_p808": "DNSMOS P.808"}
 
 
 def _fmt(x: float | None, metric: str) -> str:
     if x is None:
         return "-"
-    return f"{x:.3f}" if metric == "sim" else f"{x:.2f}"
+    return f"{x:.3f}" if metric in ("sim", "length_ratio") else f"{x:.2f}"
 
 
 def _interval(est: dict | None, metric: str, exact: bool = False) -> str:

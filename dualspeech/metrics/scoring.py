@@ -214,6 +214,8 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
     if task in ("tts", "vc"):
         metrics.update(_wer([x["text"] for x in ref], hyps, per_utt, cfg))
         metrics.update(_speech_quality(records, root, per_utt, counts, cfg, res, controls))
+    if spec.kind == "generation":
+        metrics.update(_endings(records, per_utt, cfg))
     if task in ("sqa", "sc") and cfg.judge.enabled:
         judged = [res.judge.score(x["question"], x["answer"], h, x.get("text", ""))
                   for x, h in zip(ref, hyps)]
@@ -224,6 +226,22 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
     return {"task": task, "n": len(records), "metrics": {k: v.to_dict() for k, v in metrics.items()},
             "controls": {m: {c: e.to_dict() for c, e in by.items()} for m, by in controls.items()},
             "counts": counts, "meta": meta, "per_utt": per_utt}
+
+
+def _endings(records, per_utt, cfg) -> dict[str, Estimate]:
+    """How generation ended: ``eoa`` = % of outputs whose speech tokens and codec ids both
+    stopped by themselves (status ok: no length guard, not empty); ``length_ratio`` = generated
+    / reference duration (records written before decoding recorded durations have none)."""
+    ended = np.asarray([r["status"] == "ok" for r in records], dtype=float)
+    out = {"eoa": _mean(100.0 * ended, cfg)}
+    ratios = []
+    for row, r in zip(per_utt, records):
+        if r.get("duration") is not None and r.get("ref_duration"):
+            row["length_ratio"] = r["duration"] / r["ref_duration"]
+            ratios.append(row["length_ratio"])
+    if ratios:
+        out["length_ratio"] = _mean(ratios, cfg)
+    return out
 
 
 def _other_speaker_sim(records, sim_pairs, per_utt, cfg, res) -> list[float]:

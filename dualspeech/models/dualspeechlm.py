@@ -3,7 +3,9 @@ AcousticGPT conditioned through Chain-of-Condition.
 
 Training (``forward(batch)``, see ``dualspeech.data.dataset`` for the batch) returns named
 losses: ``text_ce`` (understanding answers), ``semantic_ce`` (target speech tokens of
-generation tasks), ``acoustic_ce`` (AcousticGPT), their weighted sum ``loss``, and
+generation tasks), ``acoustic_ce`` (AcousticGPT), their weighted sum ``loss``, the
+teacher-forced top-1 accuracies ``semantic_acc`` (argmax over the ids decoding may produce) and
+``acoustic_acc``, and
 ``has_text``/``has_semantic``/``has_acoustic`` (1 when the batch holds that kind of target, 0
 otherwise; a loss absent from a batch is reported as 0, so a logged mean over batches divided
 by the mean of its ``has_*`` is the mean over the batches that had it).
@@ -36,6 +38,7 @@ from dualspeech.models.speech_init import SpeechInitConfig, init_new_rows, speec
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SEMANTIC_VOCABS = ("full", "speech")
 
 
 @dataclass
@@ -66,6 +69,8 @@ class ModelConfig:
     acoustic_understanding: bool = False   # understanding examples train AcousticGPT too, on
                                       # [start, no-speech, end] with a zero speaker (reference)
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    semantic_vocab: str = "full"      # semantic CE over: full (paper) | speech (the ids decoding
+                                      # samples from: speech codes + end-of-audio)
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
     speech_init: SpeechInitConfig = field(default_factory=SpeechInitConfig)  # speech_init.py
     train_norms: bool = True          # also train the backbone's norm weights (reference code)
@@ -78,6 +83,9 @@ class ModelConfig:
             raise ValueError(f"model.coc_draw={self.coc_draw!r}; use example or batch")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
+        if self.semantic_vocab not in SEMANTIC_VOCABS:
+            raise ValueError(f"model.semantic_vocab={self.semantic_vocab!r}; use one of "
+                             f"{SEMANTIC_VOCABS}")
 
 
 class DualSpeechLM(nn.Module):
@@ -185,19 +193,36 @@ class DualSpeechLM(nn.Module):
         h, _ = self.hidden(batch["input_ids"], batch["attention_mask"])
         target = batch["labels"][:, 1:]
         sel = target != IGNORE
-        logits = self.logits(h[:, :-1][sel]).float()
-        ce = F.cross_entropy(logits, target[sel], reduction="none")
+        h_sel, y = h[:, :-1][sel], target[sel]
         is_gen = batch["is_generation"][:, None].expand_as(target)[sel]
+        # speech-token steps over the ids decoding may produce (codes + end-of-audio): their
+        # accuracy always, their CE with semantic_vocab=speech (no text head there: cheaper)
+        text_vocab = self.vocab.text_vocab_size
+        allowed = self.vocab.speech_output_mask(h.device)[text_vocab:]
+        gen_y = y[is_gen] - text_vocab
+        if self.cfg.semantic_vocab == "speech":
+            text_ce_all = F.cross_entropy(self.logits(h_sel[~is_gen]).float(), y[~is_gen],
+                                          reduction="none")
+            gen_logits = F.linear(h_sel[is_gen], self._speech_head().to(h.dtype)).float()
+            gen_logits = gen_logits.masked_fill(~allowed, float("-inf"))
+            sem_ce_all = F.cross_entropy(gen_logits, gen_y, reduction="none")
+        else:
+            logits = self.logits(h_sel).float()
+            ce = F.cross_entropy(logits, y, reduction="none")
+            text_ce_all, sem_ce_all = ce[~is_gen], ce[is_gen]
+            gen_logits = logits[is_gen, text_vocab:].detach().masked_fill(~allowed, float("-inf"))
         zero = h.sum() * 0.0   # keeps every loss in the graph (DDP) when a kind is absent
-        text_ce = ce[~is_gen].mean() if bool((~is_gen).any()) else zero
-        sem_ce = ce[is_gen].mean() if bool(is_gen.any()) else zero
+        text_ce = text_ce_all.mean() if text_ce_all.numel() else zero
+        sem_ce = sem_ce_all.mean() if sem_ce_all.numel() else zero
+        hits = (gen_logits.argmax(-1) == gen_y).float()
         out = {"text_ce": text_ce, "semantic_ce": sem_ce,
+               "semantic_acc": hits.mean().detach() if hits.numel() else zero.detach(),
                "has_text": (~is_gen).any().float(), "has_semantic": is_gen.any().float()}
         w = self.cfg.loss_weights
         loss = w.text * text_ce + w.semantic * sem_ce
         if self.acoustic_gpt is not None:
-            ac_ce, has = self._acoustic_loss(h, batch)
-            out.update(acoustic_ce=ac_ce, has_acoustic=has)
+            ac_ce, has, ac_acc = self._acoustic_loss(h, batch)
+            out.update(acoustic_ce=ac_ce, acoustic_acc=ac_acc, has_acoustic=has)
             loss = loss + w.acoustic * ac_ce
         out["loss"] = loss
         return out
@@ -206,12 +231,15 @@ class DualSpeechLM(nn.Module):
         rows = self._acoustic_rows(batch, h.device)
         if rows is None:
             zero = sum(p.sum() for p in self.acoustic_gpt.parameters()) * 0.0 + h.sum() * 0.0
-            return zero, zero.detach()
+            return zero, zero.detach(), zero.detach()
         idx, mask, tokens, tokens_mask, spk = rows
         cond, cond_mask = coc.gather_rows(h[idx], mask)
-        loss, _ = self.acoustic_gpt(cond, cond_mask, spk, tokens, tokens_mask,
-                                    cond_pos=coc.gather_positions(mask))
-        return loss, loss.new_ones(())
+        loss, logits = self.acoustic_gpt(cond, cond_mask, spk, tokens, tokens_mask,
+                                         cond_pos=coc.gather_positions(mask))
+        with torch.no_grad():   # teacher-forced top-1 accuracy of the next codec id (and end)
+            valid = tokens_mask[:, 1:].bool()
+            acc = (logits[:, :-1].argmax(-1) == tokens[:, 1:])[valid].float().mean()
+        return loss, loss.new_ones(()), acc
 
     def _acoustic_rows(self, batch, device):
         """Rows that train AcousticGPT: (batch index, condition mask, [start, codes, end] targets

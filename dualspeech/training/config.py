@@ -1,7 +1,7 @@
 """The ``trainer:`` section of an experiment config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dualspeech.config import ConfigError
 
@@ -11,6 +11,8 @@ class TrainerConfig:
     max_steps: int = 1000            # optimizer steps (one step = grad_accum micro-batches)
     grad_accum: int = 1              # micro-batches per optimizer step
     lr: float = 3e-5                 # peak learning rate (reached after warmup)
+    lr_scales: dict = field(default_factory=dict)   # parameter-name prefix -> factor on lr, e.g.
+                                     # {acoustic_gpt.: 0.3}; the longest matching prefix wins
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.05
@@ -38,5 +40,10 @@ class TrainerConfig:
             raise ConfigError(f"trainer.engine={self.engine!r}: use 'ddp' or 'fsdp' (DeepSpeed is "
                               "chosen by the launcher: accelerate launch --config_file "
                               "conf/launch/deepspeed_zero2.yaml)")
+        bad = {k: v for k, v in self.lr_scales.items()
+               if not isinstance(k, str) or not isinstance(v, (int, float)) or v <= 0}
+        if bad:
+            raise ConfigError(f"trainer.lr_scales must map parameter-name prefixes to factors > 0, "
+                              f"got {bad}")
         if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.keep_last < 1:
             raise ConfigError("trainer.max_steps, grad_accum, log_every and keep_last must be >= 1")

@@ -111,22 +111,36 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float,
-                 no_decay: str = "ndim1") -> list[dict]:
-    """Trainable parameters in a decayed and an undecayed group. ``no_decay``: ``ndim1`` leaves
-    biases and norm weights (every 1-d tensor) undecayed; ``bias`` only tensors named ``bias``
-    (the reference code: the HF Trainer exempts biases and ``nn.LayerNorm``, which its model
-    does not use, so its norms are decayed)."""
+                 no_decay: str = "ndim1", lr_scales: dict[str, float] | None = None,
+                 lr: float = 1.0) -> list[dict]:
+    """Trainable parameters grouped by weight decay and lr scale.
+
+    ``no_decay``: ``ndim1`` leaves biases and norm weights (every 1-d tensor) undecayed; ``bias``
+    only tensors named ``bias`` (the reference code: the HF Trainer exempts biases and
+    ``nn.LayerNorm``, which its model does not use, so its norms are decayed).
+    ``lr_scales`` (parameter-name prefix -> factor) gives a part its own peak lr, ``lr * factor``
+    (the longest matching prefix wins); the schedule scales every group alike. Why: a fresh
+    AcousticGPT and the LoRA / speech rows of a backbone learn best at different rates."""
     if no_decay not in ("ndim1", "bias"):
         raise ValueError(f"trainer.no_decay={no_decay!r}; use ndim1 or bias")
-    decay, keep = [], []
+    scales = dict(lr_scales or {})
+    groups: dict[tuple[float, bool], list] = {(1.0, True): [], (1.0, False): []}
+    used = set()
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            exempt = p.dim() < 2 if no_decay == "ndim1" else "bias" in name.rsplit(".", 1)[-1]
-            (keep if exempt else decay).append(p)
-    if not decay and not keep:
+        if not p.requires_grad:
+            continue
+        exempt = p.dim() < 2 if no_decay == "ndim1" else "bias" in name.rsplit(".", 1)[-1]
+        prefix = max((k for k in scales if name.startswith(k)), key=len, default=None)
+        used.add(prefix)
+        groups.setdefault((scales.get(prefix, 1.0), not exempt), []).append(p)
+    if not any(groups.values()):
         raise ValueError("the model has no trainable parameters")
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": keep, "weight_decay": 0.0}]
+    unused = sorted(set(scales) - used)
+    if unused:
+        raise ValueError(f"trainer.lr_scales prefixes {unused} match no trainable parameter")
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * scale}
+            for (scale, decay), params in sorted(groups.items(),   # the base groups first
+                                                 key=lambda kv: (kv[0][0] != 1.0, kv[0][0], not kv[0][1]))]
 
 
 class MetricsLog:
@@ -232,7 +246,8 @@ class Trainer:
         model.to(self.device)
         if self.engine == "fsdp":
             model = engines.fsdp_wrap(model, self.device)
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.no_decay), lr=cfg.lr,
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.no_decay,
+                                                   cfg.lr_scales, cfg.lr), lr=cfg.lr,
                                       betas=tuple(cfg.betas), eps=cfg.eps)
         scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
                                    cfg.warmup_init_lr, cfg.min_lr)

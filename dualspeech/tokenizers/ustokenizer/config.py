@@ -24,7 +24,8 @@ class USTokenizerConfig:
     whisper: str = "whisper:medium"  # dualspeech.pretrained spec of the frozen Whisper encoder
     pad_to_30s: bool = True          # reference behaviour; false = trimmed input (faster)
     channels: int | None = None      # encoder/decoder width; None = the Whisper width
-    dilations: list[int] = field(default_factory=lambda: [1, 3])  # one residual block each
+    arch: str = "compact"            # compact | repcodec (the reference code's encoder/decoder)
+    dilations: list[int] = field(default_factory=lambda: [1, 3])  # compact: one unit each
     vq: VQConfig = field(default_factory=VQConfig)
 
 
@@ -46,7 +47,9 @@ class PromptConfig:
     asr: list[str] = field(default_factory=lambda: ["Recognize the speech and give me the transcription."])
     ser: list[str] = field(default_factory=lambda: ["What is the emotion of the speaker? Answer with one word."])
     sqa: list[str] = field(default_factory=lambda: ["{question}"])
-    max_answer_tokens: int = 96      # longer answers are cut (logged once)
+    max_answer_tokens: int = 96      # longer answers are cut (logged once; reference: 300)
+    answer_space: bool = True        # a space before the answer (reference: false, the answer
+                                     # follows "ASSISTANT:" directly)
 
     def for_task(self, task: str) -> list[str]:
         if task not in ("asr", "ser", "sqa"):
@@ -77,6 +80,8 @@ class DataConfig:
     num_buckets: int = 10
     shuffle_buffer: int = 10000
     min_cut_duration: float = 0.04   # one token; shorter cuts are dropped (logged)
+    min_seconds: float = 0.0         # shorter clips get trailing zeros up to this length
+                                     # (reference: 1.0, so every clip gives >= 25 tokens)
     max_cut_duration: float = 30.0   # Whisper's window; longer cuts are dropped from training
     valid_max_cuts: int = 200        # validation uses at most this many examples per task
 

@@ -67,15 +67,18 @@ class UnderstandingDataset(torch.utils.data.Dataset):
     """CutSet -> {"audio" [B, N], "audio_lens" [B], "prompts": [(prefix, suffix, answer) ids],
     "tasks": [str]}. Training draws the paraphrase at random (seeded, restored on resume);
     evaluation picks it from the cut id, so every paraphrase is used and results repeat.
-    ``prompts=None`` (``loss.use_under: false``, no LLM loaded): batches carry no prompts."""
+    ``prompts=None`` (``loss.use_under: false``, no LLM loaded): batches carry no prompts.
+    Waves shorter than ``min_seconds`` (``data.min_seconds``) get trailing zeros."""
 
-    def __init__(self, prompts: PromptBuilder | None, train: bool):
+    def __init__(self, prompts: PromptBuilder | None, train: bool, min_seconds: float = 0.0):
         self.prompts, self.train = prompts, train
+        self.min_samples = round(min_seconds * SAMPLE_RATE)
 
     def __getitem__(self, cuts: CutSet) -> dict:
         waves, prompts, tasks = [], [], []
         for cut in cuts:
-            waves.append(torch.from_numpy(load_cut_audio(cut, SAMPLE_RATE)))
+            wave = torch.from_numpy(load_cut_audio(cut, SAMPLE_RATE))
+            waves.append(torch.nn.functional.pad(wave, (0, max(0, self.min_samples - len(wave)))))
             task = cut.custom["task"]
             tasks.append(task)
             if self.prompts is None:

@@ -8,7 +8,7 @@ from torch import nn
 
 from dualspeech.tokenizers.ustokenizer.config import LossConfig, USTokenizerConfig
 from dualspeech.tokenizers.ustokenizer.frontend import WhisperFrontend
-from dualspeech.tokenizers.ustokenizer.modules import Adapter, Decoder, Encoder, frame_mask
+from dualspeech.tokenizers.ustokenizer.modules import Adapter, build_codec, frame_mask
 from dualspeech.tokenizers.ustokenizer.prompts import IGNORE
 from dualspeech.tokenizers.ustokenizer.vq import EMAVectorQuantizer
 
@@ -23,11 +23,11 @@ class USTokenizer(nn.Module):
                                         cfg.pad_to_30s)
         width = self.frontend.width
         channels = cfg.channels or width
-        self.encoder = Encoder(width, channels, cfg.vq.dim, cfg.dilations)
+        self.encoder, self.decoder = build_codec(cfg.arch, width, channels, cfg.vq.dim,
+                                                 cfg.dilations)
         self.vq = EMAVectorQuantizer(cfg.vq.codebook_size, cfg.vq.dim, cfg.vq.decay, cfg.vq.eps,
                                      cfg.vq.kmeans_init_batches, cfg.vq.kmeans_iters,
                                      cfg.vq.dead_code_steps)
-        self.decoder = Decoder(width, channels, cfg.vq.dim, cfg.dilations)
 
     def encode(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Waves -> Whisper features, pre-quantization vectors, quantized vectors and ids."""
@@ -50,9 +50,13 @@ class USTokenizer(nn.Module):
         return [ids[:n] for ids, n in zip(out["ids"], out["n25"].tolist())]
 
     def reconstruction_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        rec = self.decoder(out["z"], out["n25"])[:, : out["feats"].shape[1]]
-        mask = frame_mask(out["n50"], out["feats"].shape[1]).transpose(1, 2)
-        err = (rec.float() - out["feats"].float()).pow(2) * mask
+        """MSE over the frames both the features and the reconstruction cover, per utterance as
+        if alone (repcodec reconstructs 2T - 1 frames: the shorter length, as in the reference)."""
+        rec = self.decoder(out["z"], out["n25"])
+        T = min(rec.shape[1], out["feats"].shape[1])
+        valid = torch.minimum(out["n50"], self.decoder.frames(out["n25"]))
+        mask = frame_mask(valid, T).transpose(1, 2)
+        err = (rec[:, :T].float() - out["feats"][:, :T].float()).pow(2) * mask
         return err.sum() / (mask.sum() * out["feats"].shape[-1])
 
 

@@ -47,7 +47,8 @@ class PromptBuilder:
         instruction = instruction.replace("{question}", str(fields.get("question", "")))
         suffix = self.tok(self.after.replace("{instruction}", instruction),
                           add_special_tokens=False).input_ids
-        answer = self.tok(" " + str(fields[TASKS[task].answer_field]).strip(),
+        text = str(fields[TASKS[task].answer_field]).strip()
+        answer = self.tok((" " if self.cfg.answer_space else "") + text,
                           add_special_tokens=False).input_ids
         if len(answer) > self.cfg.max_answer_tokens:
             if not self._warned_long:
