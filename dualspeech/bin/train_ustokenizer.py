@@ -81,7 +81,7 @@ def main(argv=None) -> None:
              sum(c.duration for c in train_cuts) / 3600)
     sampler = DynamicBucketingSampler(
         train_cuts, max_duration=data_cfg.max_duration, max_cuts=data_cfg.max_cuts, shuffle=True,
-        num_buckets=min(data_cfg.num_buckets, max(1, len(train_cuts) // 4)),
+        num_buckets=max(2, min(data_cfg.num_buckets, len(train_cuts) // 4)),   # lhotse needs >= 2
         buffer_size=data_cfg.shuffle_buffer, seed=s["trainer"].seed, drop_last=False)
     valid_fn = None
     if args.valid_sets:

@@ -40,7 +40,7 @@ class ScoreConfig:
     normalizer: str = "whisper_english"     # for WER/CER: whisper_english | basic | none
     bleu_tokenize: str = "13a"
     asr_model: str = "whisper:tiny.en"      # transcribes generated speech (paper: large-v3)
-    asr_engine: str = "openai"              # openai | ct2 | auto (ct2 unless a .pt / random:)
+    asr_engine: str = "auto"                # auto (ct2 unless a .pt / random:) | ct2 | openai
     asr_compute_type: str = "auto"          # ct2 only: auto (int8 CPU, float16 CUDA) | float32 ...
     asr_batch_size: int = 8
     asr_max_tokens: int = 224               # per 30 s window (Whisper's own limit)
