@@ -26,6 +26,7 @@ def export_model(model: DualSpeechLM, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if model.cfg.lora.rank > 0:
         model.llm.save_pretrained(directory / "adapter")
+        _sort_target_modules(directory / "adapter" / "adapter_config.json")
     extra = {n: p.detach().float().contiguous().cpu() for n, p in model.named_parameters()
              if p.requires_grad and "lora_" not in n}   # LoRA weights go to adapter/
     with atomic_path(directory / "extra.safetensors") as tmp:
@@ -33,6 +34,18 @@ def export_model(model: DualSpeechLM, directory: str | Path) -> Path:
     model.vocab.save(directory / "tokenizer")
     save_config(model.full_config, directory)
     return directory
+
+
+def _sort_target_modules(config: Path) -> None:
+    """PEFT writes ``target_modules`` from a set, in hash order: sorted, the same training
+    writes the same bytes in every process (stage markers and model.json hash this file)."""
+    import json
+
+    cfg = json.loads(config.read_text())
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
+        with atomic_path(config) as tmp:
+            tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> DualSpeechLM:

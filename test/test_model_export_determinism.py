@@ -1,0 +1,27 @@
+"""An exported model is the same bytes in every process: stage markers, ``model.json`` and the
+chaos check hash its files, so a hash-ordered list (PEFT's ``target_modules``) would read as a
+changed model after every re-run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+EXPORT = """
+import sys
+from dualspeech.models.io import export_model
+from dualspeech.testing.toy import toy_model
+model, _ = toy_model("egs/mini/conf/dualspeechlm_debug.yaml")
+export_model(model, sys.argv[1])
+"""
+
+
+def test_adapter_config_is_the_same_bytes_under_any_hash_seed(tmp_path):
+    configs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"model_{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", EXPORT, str(out)], check=True, env=env)
+        configs.append((out / "adapter/adapter_config.json").read_bytes())
+    assert configs[0] == configs[1] == configs[2]
+    assert b'"target_modules"' in configs[0]
