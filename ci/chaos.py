@@ -13,6 +13,7 @@ Standard library only: it drives the recipe, it does not import it."""
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -29,10 +30,11 @@ RECIPE = Path(__file__).resolve().parent.parent / "egs" / "mini"
 TREES = ("db/mini_tiny", "data/tiny", "dump/tiny", "exp/tiny")   # everything the tiny run writes
 STAGES = range(9)
 TAG = "DS_CHAOS_RUN"                  # environment marker: every process of one run inherits it
-# Bookkeeping, not outputs: logs, the command history, and the stage markers (their hashes cover
-# input mtimes, which a re-run changes); the markers' presence is compared instead.
+# Bookkeeping, not outputs: logs, the command history, tensorboard events (named by time and pid)
+# and the stage markers (their hashes cover input mtimes, which a re-run changes); the markers'
+# presence is compared instead.
 VOLATILE = re.compile(r"(^|/)log/|\.log$|(^|/)command_history\.tsv$|^exp/tiny/run\.sh$"
-                      r"|^exp/tiny/stages/")
+                      r"|^exp/tiny/stages/|(^|/)tensorboard/")
 # Numbers that measure the machine, not the result: wall times and real-time factors.
 TIMING_KEY = re.compile(r"(^|_)(time|seconds|elapsed|wall|rtf|throughput)(_|$)|_s$|^secs?$")
 
@@ -50,10 +52,12 @@ def _strip_timing(obj):
 
 
 def file_digest(path: Path) -> str:
-    """Content hash; for JSON / JSONL the same with wall-time fields dropped, for RESULTS.md the
+    """Content hash (of the decompressed content for .gz); for JSON / JSONL the same with wall-time fields dropped, for RESULTS.md the
     table rows only (its header names the machine's times)."""
     data = path.read_bytes()
     name = path.name
+    if name.endswith(".gz"):                      # gzip's header holds the write time
+        data, name = gzip.decompress(data), name[:-3]
     if name.endswith(".json") or name.endswith(".jsonl"):
         try:
             if name.endswith(".jsonl"):

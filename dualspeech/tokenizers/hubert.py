@@ -16,7 +16,7 @@ import torch
 
 from dualspeech.config import ConfigError
 from dualspeech.tokenizers.kmeans import assign, fit_kmeans
-from dualspeech.utils.io import atomic_path, short_hash
+from dualspeech.utils.io import atomic_torch_save, short_hash
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,8 @@ def train_hubert_kmeans(cfg: HubertConfig, waves: list[np.ndarray], device: str 
     if len(frames) > cfg.max_frames:
         frames = frames[np.random.default_rng(cfg.seed).choice(len(frames), cfg.max_frames, replace=False)]
     centroids = fit_kmeans(frames, cfg.num_clusters, seed=cfg.seed)
-    with atomic_path(cfg.kmeans) as tmp:
-        torch.save({"centroids": torch.from_numpy(centroids), "features": feats.identity,
-                    "frame_rate": feats.frame_rate, "layer": cfg.layer}, tmp)
+    atomic_torch_save({"centroids": torch.from_numpy(centroids), "features": feats.identity,
+                       "frame_rate": feats.frame_rate, "layer": cfg.layer}, cfg.kmeans)
     log.info("HuBERT k-means: %d clusters on %d frames of %s -> %s", cfg.num_clusters,
              len(frames), feats.identity, cfg.kmeans)
     return Path(cfg.kmeans)

