@@ -247,6 +247,19 @@ def test_stage_skips_until_inputs_args_or_outputs_change(recipe):
     assert re.search(r"^hash [0-9a-f]{64}$", marker, re.M) and "output out\n" in marker
 
 
+def test_stage_table_reports_each_stage_time_and_what_ran(recipe):
+    (recipe / "in.txt").write_text("a\n")
+    (recipe / "conf").mkdir()
+    table_script = STAGE_SCRIPT.replace("cp in.txt", "sleep 0.3 && cp in.txt") + "stage_table\n"
+    first = bash(recipe, table_script).stdout.splitlines()
+    assert first[0].split() == ["stage", "name", "seconds", "this", "run"]
+    stage, name, secs, ran = first[1].split()
+    assert (stage, name, ran) == ("stage1", "copy", "ran") and 0.3 <= float(secs) < 30
+    assert first[-1].split()[:2] == ["total", secs]
+    again = bash(recipe, table_script).stdout.splitlines()    # up to date: the recorded time
+    assert again[1].split() == ["stage1", "copy", secs, "skipped"]
+
+
 def test_stage_missing_input_is_a_clear_error(recipe):
     proc = bash(recipe, STAGE_SCRIPT, check=False)
     assert proc.returncode == 1

@@ -21,6 +21,8 @@
 #           paths are deleted, --move-aside paths (experiment dirs: checkpoints a trainer would
 #           resume) are renamed to <path>.stale-<time> and logged, so nothing made from other
 #           inputs is reused and nothing trained is lost.
+# stage_end also records the attempt's wall time (`seconds` in the marker); stage_table prints
+# every finished stage's time and the total (the pipeline does at its end).
 
 stage_dir=${stage_dir:-exp/stages}
 force=${force:-false}
@@ -133,6 +135,7 @@ stage_begin() {  # stage_begin N NAME [--inputs P...] [--args STR] [--clean P...
   rm -f "$marker"
   printf '%s\n' "$hash" > "$started"
   export DS_STAGE_HASH=$hash DS_STAGE_FRESH
+  _stage_started_at=$(date +%s.%N)
   log "stage $n ($name): running"
   return 0
 }
@@ -164,6 +167,8 @@ stage_end() {  # stage_end N NAME OUTPUT...: record the hash and the outputs
   {
     printf 'hash %s\n' "${DS_STAGE_HASH%%-*}"
     printf 'date %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')"
+    printf 'seconds %s\n' "$(awk -v a="${_stage_started_at:-}" -v b="$(date +%s.%N)" \
+                             'BEGIN { if (a == "") print "-"; else printf "%.1f\n", b - a }')"
     printf 'command %s\n' "${ds_command_line:-}"
     printf 'output %s\n' "$@"
     printf 'outputs_sha %s\n' "$(printf '%s\n' "$listing" | sha256sum | cut -d' ' -f1)"
@@ -172,5 +177,23 @@ stage_end() {  # stage_end N NAME OUTPUT...: record the hash and the outputs
   mv "${marker%.done}.outputs.tmp" "${marker%.done}.outputs"
   mv "$marker.tmp" "$marker"
   rm -f "$stage_dir/stage${n}_${name}.started"
+  _stages_ran+=("stage${n}_${name}")
   log "stage $n ($name): done"
+}
+
+stage_table() {  # print every finished stage's wall time (from its marker) and the total
+  local m n base secs ran total=0
+  printf '%-7s %-14s %9s  %s\n' stage name seconds "this run"
+  while read -r _ _ m; do
+    base=$(basename "$m" .done)
+    secs=$(sed -n 's/^seconds //p' "$m"); secs=${secs:--}
+    ran=skipped; [[ " ${_stages_ran[*]:-} " == *" $base "* ]] && ran=ran
+    printf '%-7s %-14s %9s  %s\n' "${base%%_*}" "${base#*_}" "$secs" "$ran"
+    [ "$secs" = - ] || total=$(awk -v t="$total" -v s="$secs" 'BEGIN { printf "%.1f", t + s }')
+  done < <(for m in "$stage_dir"/stage*.done; do       # in stage order, then in the order run
+             [ -f "$m" ] || continue
+             n=$(basename "$m"); n=${n#stage}; n=${n%%_*}
+             printf '%s %s %s\n' "$n" "$(sed -n 's/^date //p' "$m")" "$m"
+           done | LC_ALL=C sort -k1,1n -k2,2)
+  printf '%-7s %-14s %9s  (%s min)\n' total "" "$total" "$(awk -v t="$total" 'BEGIN { printf "%.1f", t / 60 }')"
 }

@@ -28,6 +28,8 @@ from dualspeech.metrics.controls import other_speaker_partners, ser_controls
 from dualspeech.metrics.judge import JudgeConfig
 from dualspeech.metrics.labels import UNPARSED, correct_mask, parse_emotion
 from dualspeech.metrics.text import bleu_from_stats, bleu_stats, edit_counts, error_rate
+from dualspeech.metrics.transcript_cache import transcribe_files_cached
+from dualspeech.pretrained import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class ScoreConfig:
     asr_batch_size: int = 8
     asr_max_tokens: int = 224               # per 30 s window (Whisper's own limit)
     asr_max_tokens_per_s: float | None = None   # cap by audio length (None: Whisper's 224)
+    asr_cache: bool = True                  # reuse a set's transcripts when its audio is unchanged
     device: str = "cpu"
     # SIM: speaker-encoder section as dualspeech.tokenizers.speaker builds it (paper: wavlm_sv)
     speaker: dict = field(default_factory=lambda: {"name": "resemblyzer"})
@@ -184,7 +187,8 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
         wavs = [_wav(r, root) for r in records]
         counts["missing_wav"] = sum(w is None for w in wavs)
         present = [i for i, w in enumerate(wavs) if w is not None]
-        texts = res.asr.transcribe_files([str(wavs[i]) for i in present]) if present else []
+        cache = cache_dir() / "transcripts" if cfg.asr_cache else None
+        texts = transcribe_files_cached(res.asr, [str(wavs[i]) for i in present], cache)
         hyps = [""] * len(records)
         for i, t in zip(present, texts):
             hyps[i] = t

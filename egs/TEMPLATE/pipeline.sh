@@ -423,4 +423,5 @@ if in_stage 8 && [ -n "$test_sets" ]; then
   fi
   [ -f "$results_md" ] && { log "results ($results_md):"; cat "$results_md"; }
 fi
-log "$recipe: finished stages $stage..$stop_stage"
+log "$recipe: finished stages $stage..$stop_stage; wall time of each stage (from its marker in $stage_dir):"
+stage_table
