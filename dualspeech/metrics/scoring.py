@@ -40,6 +40,8 @@ class ScoreConfig:
     normalizer: str = "whisper_english"     # for WER/CER: whisper_english | basic | none
     bleu_tokenize: str = "13a"
     asr_model: str = "whisper:tiny.en"      # transcribes generated speech (paper: large-v3)
+    asr_engine: str = "openai"              # openai | ct2 | auto (ct2 unless a .pt / random:)
+    asr_compute_type: str = "auto"          # ct2 only: auto (int8 CPU, float16 CUDA) | float32 ...
     asr_batch_size: int = 8
     asr_max_tokens: int = 224               # per 30 s window (Whisper's own limit)
     asr_max_tokens_per_s: float | None = None   # cap by audio length (None: Whisper's 224)
@@ -53,6 +55,12 @@ class ScoreConfig:
     split_by: dict = field(default_factory=dict)     # test-set name -> ref field to split on,
                                                      # e.g. t2st by source_lang -> "<name>:es"
 
+    def __post_init__(self):
+        from dualspeech.metrics.transcribe import ENGINES
+
+        if self.asr_engine not in ENGINES:
+            raise ValueError(f"score.asr_engine={self.asr_engine!r}: expected one of {ENGINES}")
+
 
 class Resources:
     """Lazily built heavy scorers, shared across test sets of one run."""
@@ -62,11 +70,12 @@ class Resources:
 
     @functools.cached_property
     def asr(self):
-        from dualspeech.metrics.transcribe import WhisperTranscriber
+        from dualspeech.metrics.transcribe import build_transcriber
 
-        return WhisperTranscriber(self.cfg.asr_model, self.cfg.device, self.cfg.asr_batch_size,
-                                  max_tokens=self.cfg.asr_max_tokens,
-                                  max_tokens_per_s=self.cfg.asr_max_tokens_per_s)
+        return build_transcriber(self.cfg.asr_model, self.cfg.asr_engine, self.cfg.device,
+                                 self.cfg.asr_batch_size, max_tokens=self.cfg.asr_max_tokens,
+                                 max_tokens_per_s=self.cfg.asr_max_tokens_per_s,
+                                 compute_type=self.cfg.asr_compute_type)
 
     @functools.cached_property
     def sim(self):
@@ -180,6 +189,7 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
         for i, t in zip(present, texts):
             hyps[i] = t
         meta["asr_model"] = cfg.asr_model
+        meta["asr_engine"] = f"{res.asr.engine} {res.asr.precision}" if present else cfg.asr_engine
         for row, h in zip(per_utt, hyps):
             row["transcript"] = h
 
