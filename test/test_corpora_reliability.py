@@ -133,6 +133,30 @@ def test_audio_without_transcript_is_counted(tmp_path, corpus):
     assert f"audio without transcript\t{stray}" in skip_log(tmp_path / "out", corpus)
 
 
+# corpus -> (transcript file, utterance id): the transcript is emptied, its audio stays
+EMPTIED = {"librispeech": ("test-clean/1089/134686/1089-134686.trans.txt", "1089-134686-0001"),
+           "libritts_r": ("dev-clean/84/121123/84_121123.trans.tsv", "84_121123_000001_000000"),
+           "vctk": ("txt/p225/p225_002.txt", "p225_002")}
+
+
+@pytest.mark.parametrize("corpus", sorted(EMPTIED))
+def test_empty_transcript_is_one_skip_not_also_audio_without_transcript(tmp_path, corpus):
+    env = {"librispeech": ls_env, "libritts_r": fake_libritts_r, "vctk": fake_vctk}[corpus](tmp_path)
+    var = {"librispeech": "LIBRISPEECH", "libritts_r": "LIBRITTS_R", "vctk": "VCTK"}[corpus]
+    rel, utt = EMPTIED[corpus]
+    trans = Path(env[var]) / rel
+    if corpus == "vctk":
+        trans.write_text("")
+    else:
+        sep = "\t" if corpus == "libritts_r" else " "
+        trans.write_text("".join(f"{utt}\n" if line.startswith(utt + sep) else line
+                                 for line in trans.read_text().splitlines(keepends=True)))
+    prepare_corpus.main(argv_for(corpus, env, tmp_path / "out"))
+    lines = [ln for ln in skip_log(tmp_path / "out", corpus).splitlines()   # SQA: an example's
+             if utt in ln and not ln.startswith("SQA ")]                      # own skip
+    assert len(lines) == 1 and lines[0].startswith("empty transcript\t"), lines
+
+
 def test_truncated_flac_is_corrupt_not_kept(tmp_path):
     env = ls_env(tmp_path)
     flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"
