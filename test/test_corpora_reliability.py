@@ -143,6 +143,33 @@ def test_truncated_flac_is_corrupt_not_kept(tmp_path):
     assert f"corrupt audio\t{flac}" in log and "empty audio" not in log
 
 
+def empty_flac() -> bytes:
+    """A well-formed FLAC file of 0 samples: STREAMINFO only (16 kHz, mono, 16 bit)."""
+    packed = (16000 << 44) | (0 << 41) | (15 << 36) | 0
+    info = (4096).to_bytes(2, "big") * 2 + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
+    return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
+
+
+def test_zero_frame_flac_is_empty_not_corrupt(tmp_path):
+    env = ls_env(tmp_path)
+    flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"
+    flac.write_bytes(empty_flac())
+    prepare_corpus.main(argv_for("librispeech", env, tmp_path / "out"))
+    assert "1089-134686-0001" not in speech_ids(tmp_path / "out")
+    log = skip_log(tmp_path / "out", "librispeech")
+    assert f"empty audio\t{flac}" in log and f"corrupt audio\t{flac}" not in log
+
+
+def test_dangling_symlink_is_logged_under_its_corpus_path(tmp_path):
+    env = ls_env(tmp_path)
+    flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"
+    flac.unlink()
+    flac.symlink_to(tmp_path / "elsewhere/gone.flac")
+    prepare_corpus.main(argv_for("librispeech", env, tmp_path / "out"))
+    log = skip_log(tmp_path / "out", "librispeech")
+    assert f"missing audio\t{flac}" in log and "gone.flac" not in log
+
+
 def test_docs_skip_table_matches_the_reasons_the_code_counts():
     code = "".join(p.read_text() for p in (REPO / "dualspeech/data/corpora").glob("*.py"))
     counted = set(re.findall(r'skips\.add\([^\n]*?,\s*"([^"]+)"\)', code))

@@ -325,7 +325,8 @@ if in_stage 6 && [ -z "$train_sets" ]; then
 elif in_stage 6; then
   need train_config
   init_ckpt=       # model.speech_init.method=ustokenizer: the speech rows start from stage 3's USTokenizer
-  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" --get model.speech_init.method)" = ustokenizer ]; then
+  # shellcheck disable=SC2086   # the value training sees: the YAML with the --set of --train-args
+  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" $train_args --get model.speech_init.method)" = ustokenizer ]; then
     init_ckpt=$ustokenizer_ckpt
   fi
   # an edited config stops here; other changed inputs (or --force) move the old experiment aside
