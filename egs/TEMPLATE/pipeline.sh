@@ -34,7 +34,7 @@ corpus_vars=             # db.sh variables with corpus locations, linked as db/<
 corpus_db=               # the corpus as later stages read it (default: db/<corpus>)
 download=false           # stage 0: download the corpus with local/download.sh (where the recipe has one)
 prepare_args=            # extra arguments for prepare_corpus (e.g. "--hours 100")
-make_corpus=             # command that generates a synthetic corpus in stage 0 (gets --out-dir <corpus-db> --nj N)
+make_corpus=             # python module and arguments that generate a synthetic corpus in stage 0, run as "--python -m <this> --out-dir <corpus-db> --nj N"
 manifests_in_corpus=false # the corpus dir already holds manifests/ cuts/ tasks/ (generated corpora)
 train_parts=             # training parts: "part" (this corpus) or "corpus:part"
 dev_parts=               # validation parts
@@ -181,7 +181,7 @@ if in_stage 0; then
   # command line alone cannot see. Later stages hash the manifests it writes.
   if [ -n "$make_corpus" ]; then
     # shellcheck disable=SC2086
-    $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_db" --nj "$nj"
+    $cpu_cmd "$logdir/stage0_corpus.log" $python -m $make_corpus --out-dir "$corpus_db" --nj "$nj"
   fi
   if stage_begin 0 corpus --args "$corpus_db|$corpus_vars|$(corpus_locations)|$make_corpus|$download"; then
     if [ "$download" = true ]; then
