@@ -157,6 +157,28 @@ def test_empty_transcript_is_one_skip_not_also_audio_without_transcript(tmp_path
     assert len(lines) == 1 and lines[0].startswith("empty transcript\t"), lines
 
 
+def test_stereo_audio_is_downmixed_and_counted_once(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+    import soundfile as sf
+
+    from dualspeech.audio import load_cut_audio
+
+    env = ls_env(tmp_path)
+    flacs = [Path(env["LIBRISPEECH"]) / f"test-clean/1089/134686/1089-134686-000{i}.flac"
+             for i in (0, 1)]
+    for flac in flacs:
+        sf.write(flac, np.stack([np.full(8000, 0.5), np.full(8000, -0.1)], 1), 16000)
+    with caplog.at_level(logging.INFO):
+        prepare_corpus.main(argv_for("librispeech", env, tmp_path / "out"))
+    cuts = {c.id: c for c in
+            CutSet.from_file(tmp_path / "out/cuts/librispeech_cuts_test-clean.jsonl.gz")}
+    np.testing.assert_allclose(load_cut_audio(cuts["1089-134686-0001"], 16000), 0.2, atol=1e-3)  # mean
+    notes = [r.getMessage() for r in caplog.records if "multi-channel" in r.getMessage()]
+    assert len(notes) == 1 and "2 multi-channel audio files" in notes[0], notes
+
+
 def test_truncated_flac_is_corrupt_not_kept(tmp_path):
     env = ls_env(tmp_path)
     flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"

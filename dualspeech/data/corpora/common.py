@@ -126,6 +126,8 @@ def load_recording(path: Path, recording_id: str, skips: SkipLog) -> Recording |
     if rec.num_samples <= 0:
         skips.add(given, "empty audio")
         return None
+    if rec.num_channels > 1:
+        skips.multichannel.append(str(given))
     return rec
 
 
