@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Recipes and models for DualSpeechLM (USTokenizer + LLM + AcousticGPT)",
     packages=find_packages(include=["dualspeech", "dualspeech.*"]),
-    package_data={"dualspeech": ["conf/*.yaml", "conf/**/*.yaml"]},
+    package_data={"dualspeech": ["conf/*.yaml", "conf/**/*.yaml", "inference/*.html"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1", "transformers>=4.45", "peft", "accelerate", "lhotse", "soundfile",
@@ -16,6 +16,7 @@ setup(
         "gpu": ["deepspeed"],
         "eval": ["onnxruntime", "speechmos", "openai-whisper"],
         "dev": ["pytest", "matplotlib", "tensorboard"],
+        "serve": ["fastapi", "uvicorn", "python-multipart"],
     },
     entry_points={"console_scripts": ["dualspeech-bench=dualspeech.bin.bench:main"]},
 )

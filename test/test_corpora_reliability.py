@@ -133,6 +133,52 @@ def test_audio_without_transcript_is_counted(tmp_path, corpus):
     assert f"audio without transcript\t{stray}" in skip_log(tmp_path / "out", corpus)
 
 
+# corpus -> (transcript file, utterance id): the transcript is emptied, its audio stays
+EMPTIED = {"librispeech": ("test-clean/1089/134686/1089-134686.trans.txt", "1089-134686-0001"),
+           "libritts_r": ("dev-clean/84/121123/84_121123.trans.tsv", "84_121123_000001_000000"),
+           "vctk": ("txt/p225/p225_002.txt", "p225_002")}
+
+
+@pytest.mark.parametrize("corpus", sorted(EMPTIED))
+def test_empty_transcript_is_one_skip_not_also_audio_without_transcript(tmp_path, corpus):
+    env = {"librispeech": ls_env, "libritts_r": fake_libritts_r, "vctk": fake_vctk}[corpus](tmp_path)
+    var = {"librispeech": "LIBRISPEECH", "libritts_r": "LIBRITTS_R", "vctk": "VCTK"}[corpus]
+    rel, utt = EMPTIED[corpus]
+    trans = Path(env[var]) / rel
+    if corpus == "vctk":
+        trans.write_text("")
+    else:
+        sep = "\t" if corpus == "libritts_r" else " "
+        trans.write_text("".join(f"{utt}\n" if line.startswith(utt + sep) else line
+                                 for line in trans.read_text().splitlines(keepends=True)))
+    prepare_corpus.main(argv_for(corpus, env, tmp_path / "out"))
+    lines = [ln for ln in skip_log(tmp_path / "out", corpus).splitlines()   # SQA: an example's
+             if utt in ln and not ln.startswith("SQA ")]                      # own skip
+    assert len(lines) == 1 and lines[0].startswith("empty transcript\t"), lines
+
+
+def test_stereo_audio_is_downmixed_and_counted_once(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+    import soundfile as sf
+
+    from dualspeech.audio import load_cut_audio
+
+    env = ls_env(tmp_path)
+    flacs = [Path(env["LIBRISPEECH"]) / f"test-clean/1089/134686/1089-134686-000{i}.flac"
+             for i in (0, 1)]
+    for flac in flacs:
+        sf.write(flac, np.stack([np.full(8000, 0.5), np.full(8000, -0.1)], 1), 16000)
+    with caplog.at_level(logging.INFO):
+        prepare_corpus.main(argv_for("librispeech", env, tmp_path / "out"))
+    cuts = {c.id: c for c in
+            CutSet.from_file(tmp_path / "out/cuts/librispeech_cuts_test-clean.jsonl.gz")}
+    np.testing.assert_allclose(load_cut_audio(cuts["1089-134686-0001"], 16000), 0.2, atol=1e-3)  # mean
+    notes = [r.getMessage() for r in caplog.records if "multi-channel" in r.getMessage()]
+    assert len(notes) == 1 and "2 multi-channel audio files" in notes[0], notes
+
+
 def test_truncated_flac_is_corrupt_not_kept(tmp_path):
     env = ls_env(tmp_path)
     flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"
@@ -141,6 +187,33 @@ def test_truncated_flac_is_corrupt_not_kept(tmp_path):
     assert "1089-134686-0001" not in speech_ids(tmp_path / "out")
     log = skip_log(tmp_path / "out", "librispeech")
     assert f"corrupt audio\t{flac}" in log and "empty audio" not in log
+
+
+def empty_flac() -> bytes:
+    """A well-formed FLAC file of 0 samples: STREAMINFO only (16 kHz, mono, 16 bit)."""
+    packed = (16000 << 44) | (0 << 41) | (15 << 36) | 0
+    info = (4096).to_bytes(2, "big") * 2 + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
+    return b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
+
+
+def test_zero_frame_flac_is_empty_not_corrupt(tmp_path):
+    env = ls_env(tmp_path)
+    flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"
+    flac.write_bytes(empty_flac())
+    prepare_corpus.main(argv_for("librispeech", env, tmp_path / "out"))
+    assert "1089-134686-0001" not in speech_ids(tmp_path / "out")
+    log = skip_log(tmp_path / "out", "librispeech")
+    assert f"empty audio\t{flac}" in log and f"corrupt audio\t{flac}" not in log
+
+
+def test_dangling_symlink_is_logged_under_its_corpus_path(tmp_path):
+    env = ls_env(tmp_path)
+    flac = Path(env["LIBRISPEECH"]) / "test-clean/1089/134686/1089-134686-0001.flac"
+    flac.unlink()
+    flac.symlink_to(tmp_path / "elsewhere/gone.flac")
+    prepare_corpus.main(argv_for("librispeech", env, tmp_path / "out"))
+    log = skip_log(tmp_path / "out", "librispeech")
+    assert f"missing audio\t{flac}" in log and "gone.flac" not in log
 
 
 def test_docs_skip_table_matches_the_reasons_the_code_counts():

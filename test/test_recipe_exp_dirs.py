@@ -4,11 +4,12 @@ refuses to resume under edited config files. Stages 6-7 of the real pipeline run
 --python that records each call and makes the outputs the stages check."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from fake_recipe import make_fake_recipe, run_pipeline
+from fake_recipe import REPO, make_fake_recipe, run_pipeline
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 # records the call; makes <exp-dir>/model (train) or <out-dir>/<shard> (decode)
@@ -66,3 +67,16 @@ def test_changed_decode_args_keep_the_previous_decode(recipe):
     assert b.returncode == 0, b.stderr
     decodes = sorted(p.name for p in (recipe / "exp/train").glob("decode_*"))
     assert len(decodes) == 2 and all((recipe / "exp/train" / d / "shard.txt").is_file() for d in decodes)
+
+
+def test_speech_init_method_is_read_with_the_train_args(tmp_path):
+    """--train-args overriding model.speech_init.method decides which checkpoint stage 6 passes,
+    as it decides how training initialises (the config is resolved with the same --set)."""
+    real = f'[ "$2" != dualspeech.bin.resolve_config ] || PYTHONPATH={REPO} exec {sys.executable} "$@"\n'
+    recipe = make_fake_recipe(tmp_path, FAKE_PYTHON.replace("\n", "\n" + real, 1))
+    (recipe / "tok.pt").write_bytes(b"tokenizer")
+    run = pipeline(recipe, "--stage", "6", "--stop-stage", "6", "--ustokenizer-ckpt", "tok.pt",
+                   "--train-args", "--set +model.speech_init.method=ustokenizer")
+    assert run.returncode == 0, run.stderr
+    [train] = [c for c in (recipe / "calls.log").read_text().splitlines() if "bin.train " in c]
+    assert "--set model.speech_init.ustokenizer_ckpt=tok.pt" in train

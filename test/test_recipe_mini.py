@@ -126,3 +126,16 @@ def test_mini_sharded_extraction_resumes_after_kill(mini):
         source = CutSet.from_file(mini / f"data/tiny/cuts/mini_cuts_{part}.jsonl.gz")
         assert [c.id for c in cuts] == [c.id for c in source]
         assert all(c.has_custom("ustokens") for c in cuts)
+
+
+def test_stage0_generator_runs_with_the_given_python(tmp_path):
+    """--python reaches stage 0's corpus generator (it used to call plain `python`)."""
+    recipe = link_recipe(tmp_path, "mini")
+    fake = tmp_path / "fakepy"
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> "$(dirname "$0")/calls.log"\n'
+                    'while [ $# -gt 0 ]; do [ "$1" != --out-dir ] || mkdir -p "$2"; shift; done\n')
+    fake.chmod(0o755)
+    proc = run(recipe, "--size", "tiny", "--stage", "0", "--stop-stage", "0", "--python", str(fake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
+    assert "-m dualspeech.bin.make_mini_corpus --size tiny --seed 0 --out-dir db/mini_tiny" in calls

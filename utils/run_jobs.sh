@@ -76,6 +76,11 @@ gpus_of() {  # the CUDA_VISIBLE_DEVICES value of job $1
   (IFS=,; printf '%s' "${ids[*]}")
 }
 
+tree_of() {  # pid $1 and every process below it
+  local c; echo "$1"
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_of "$c"; done
+}
+
 run_one() {  # run job $1 in the foreground of this subshell, log header/footer, marker on success
   local j=$1 log cmd start rc child marker
   log=$(subst "$log_template" "$j"); cmd=$(job_cmd "$j"); marker=$(marker_of "$j")
@@ -83,12 +88,13 @@ run_one() {  # run job $1 in the foreground of this subshell, log header/footer,
   rm -f "$marker"
   { echo "# $cmd"; echo "# Started at $(date) on $(hostname)"; } > "$log"
   start=$(date +%s)
-  # Its own process group, so that stopping the job stops everything the command started.
+  # In the caller's process group (a SIGKILL of the recipe's group reaches every job; the
+  # extractors also die with this shell: dualspeech/utils/procs.py); a TERM stops the job's tree.
   local devices=()
   [ "$num_gpus" -gt 0 ] && devices=("CUDA_VISIBLE_DEVICES=$(gpus_of "$j")")
-  env DS_JOB_ID="$j" ${devices[@]+"${devices[@]}"} setsid bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
+  env DS_JOB_ID="$j" ${devices[@]+"${devices[@]}"} bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
   child=$!
-  trap 'kill -TERM -- -$child 2>/dev/null; wait $child; echo "# Killed at $(date)" >> "$log"; exit 143' TERM INT
+  trap 'kill -TERM $(tree_of $child) 2>/dev/null; wait $child; echo "# Killed at $(date)" >> "$log"; exit 143' TERM INT
   wait $child; rc=$?
   trap - TERM INT
   echo "# Ended (code $rc) at $(date), elapsed time $(( $(date +%s) - start )) seconds" >> "$log"

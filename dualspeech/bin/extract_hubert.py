@@ -18,11 +18,13 @@ from pathlib import Path
 
 from dualspeech.config import ConfigError, add_config_args, build, config_from_args
 from dualspeech.utils.logs import setup_logging
+from dualspeech.utils.procs import die_with_job_launcher
 
 FIELD = "hubert_tokens"
 
 
 def main(argv: list[str] | None = None):
+    die_with_job_launcher()     # a killed recipe leaves no extraction job writing
     from dualspeech.tokenizers.extraction import (add_extraction_args, cut_waves, resolve_device,
                                                   run_extraction, token_dtype, wave_batches)
     from dualspeech.tokenizers.hubert import HubertConfig, HubertTokenizer, train_hubert_kmeans

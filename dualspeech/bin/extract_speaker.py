@@ -18,9 +18,11 @@ import numpy as np
 
 from dualspeech.config import load_yaml
 from dualspeech.utils.logs import setup_logging
+from dualspeech.utils.procs import die_with_job_launcher
 
 
 def main(argv: list[str] | None = None):
+    die_with_job_launcher()     # a killed recipe leaves no extraction job writing
     from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,
                                                   wave_batches)
 

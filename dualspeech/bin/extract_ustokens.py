@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 
 from dualspeech.utils.logs import setup_logging
+from dualspeech.utils.procs import die_with_job_launcher
 
 
 def main(argv: list[str] | None = None):
+    die_with_job_launcher()     # a killed recipe leaves no extraction job writing
     import torch
 
     from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,

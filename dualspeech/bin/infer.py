@@ -40,7 +40,6 @@ from dualspeech.data.tasks import GENERATION, TASKS
 from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.infer")
-AUDIO_KEYS = ("audio", "question_audio", "prompt")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -138,7 +137,7 @@ def run_one(args, model) -> int:
 
 def read_requests(path: Path) -> list[dict]:
     """The lines of a request list, each with its ``id``; audio paths made absolute."""
-    from dualspeech.inference.requests import InvalidRequest
+    from dualspeech.inference.requests import AUDIO_ROLES, InvalidRequest
 
     try:
         lines = path.read_text().splitlines()
@@ -158,7 +157,7 @@ def read_requests(path: Path) -> list[dict]:
         if d["id"] in seen or "/" in d["id"]:
             raise InvalidRequest(f"{path}:{n}: id {d['id']!r} is repeated or holds a '/'")
         seen.add(d["id"])
-        for key in AUDIO_KEYS:
+        for key in AUDIO_ROLES:
             if isinstance(d.get(key), str):
                 d[key] = str(path.parent / d[key])
         out.append(d)

@@ -48,11 +48,14 @@ def write_manifest(items: Iterable, path: str | Path) -> int:
 
 def speech_cut(recording: Recording, text: str, speaker: str | None, language: str = "English",
                gender: str | None = None, custom: dict | None = None) -> MonoCut:
-    """One utterance = one recording with one supervision over all of it."""
+    """One utterance = one recording with one supervision over all of it. A multi-channel
+    recording keeps all its channels: audio loading downmixes them (mean, audio.to_mono)."""
+    channel = recording.channel_ids if recording.num_channels > 1 else 0
     sup = SupervisionSegment(id=recording.id, recording_id=recording.id, start=0.0,
-                             duration=recording.duration, channel=0, text=text, speaker=speaker,
-                             language=language, gender=gender, custom=custom or None)
-    return MonoCut(id=recording.id, start=0.0, duration=recording.duration, channel=0,
+                             duration=recording.duration, channel=channel, text=text,
+                             speaker=speaker, language=language, gender=gender,
+                             custom=custom or None)
+    return MonoCut(id=recording.id, start=0.0, duration=recording.duration, channel=channel,
                    recording=recording, supervisions=[sup])
 
 
@@ -121,6 +124,7 @@ class SkipLog:
         self.corpus = corpus
         self.entries: list[tuple[str, str]] = []
         self.inputs: set[str] = set()
+        self.multichannel: list[str] = []     # kept, downmixed to mono (mean of channels)
 
     def add(self, item: str, reason: str) -> None:
         self.entries.append((str(item), reason))
@@ -139,6 +143,9 @@ class SkipLog:
         if self.entries:
             log.warning("%s: skipped %d inputs %s; listed in %s", self.corpus, len(self.entries),
                         self.counts(), path)
+        if self.multichannel:
+            log.info("%s: %d multi-channel audio files (e.g. %s) are downmixed to mono (mean of "
+                     "channels)", self.corpus, len(self.multichannel), min(self.multichannel))
         return path
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from dualspeech.data.tasks import TASKS
 from dualspeech.utils.io import atomic_write_text
+from dualspeech.utils.procs import die_with_parent
 
 FORMAT = "dualspeech-shar-1"
 FIELDS = ("input_ids", "acoustic_tokens", "speaker_embedding")
@@ -369,13 +370,12 @@ class ShardWriter:
                 self.write_shard(task, k, make_records(task, k))
             return len(todo)
         import multiprocessing as mp
-        import os
 
         global _JOB
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")   # tokenizers and fork
         _JOB = (self, make_records)
-        try:
-            with mp.get_context("fork").Pool(nj) as pool:
+        try:                                # a killed writer leaves no worker writing its shards
+            with mp.get_context("fork").Pool(nj, die_with_parent, (os.getpid(),)) as pool:
                 for _ in pool.imap_unordered(_write_unit, todo):
                     pass
         finally:

@@ -46,7 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dualspeech.audio import AudioError, load_audio, save_wav
-from dualspeech.utils.io import atomic_write_text
+from dualspeech.utils.io import atomic_write_text, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +398,9 @@ def synthesize_all(engine: Engine, jobs: list[SynthJob], nj: int = 2,
     batched per engine and voice (festival starts one process per batch). Returns the number of
     files made. Threads suffice: the work happens in subprocesses, onnxruntime and soxr.
     """
+    for d in {Path(j.wav).parent for j in jobs if Path(j.wav).parent.is_dir()}:
+        if n := remove_stale_temps(d):
+            log.info("%s: removed %d half-written wavs of a killed run", d, n)
     todo = [j for j in jobs if not Path(j.wav).exists()]
     if not todo:
         return 0

@@ -193,14 +193,14 @@ class DualSpeech:
                 checked.append((i, rid, req, fields, {}))
             except InvalidRequest as e:
                 task = req.get("task") if isinstance(req, dict) else getattr(req, "task", None)
-                results[i] = Result(rid, str(task), "invalid", error=str(e))
+                results[i] = Result(rid, str(task), "invalid", error=str(e), error_kind=e.kind)
         self._tokenize(audio_jobs, checked)
         speakers = self._embed(prompt_jobs)
         prepared = []
         for k, (i, rid, req, fields, speech) in enumerate(checked):
             enc = self.model.templates.encode(req.task, fields, speech, with_answer=False)
             if len(enc.input_ids) > self.max_len:
-                results[i] = Result(rid, req.task, "invalid", error=(
+                results[i] = Result(rid, req.task, "invalid", error_kind="too_long", error=(
                     f"the prompt is {len(enc.input_ids)} tokens; the model takes at most "
                     f"{self.max_len} (data.max_len): use shorter text or audio"))
                 continue

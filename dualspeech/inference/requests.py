@@ -21,6 +21,7 @@ from dualspeech.data.templates import LANG_NAMES, PROMPT_INPUTS
 AUDIO_INPUTS = {"asr": ("audio",), "s2tt": ("audio",), "ser": ("audio",), "sqa": ("audio",),
                 "tts": (), "t2st": (), "vc": ("audio",), "sc": ("audio", "question_audio")}
 DEFAULT_LANGS = {"s2tt": ("en", "de"), "t2st": (None, "en")}   # the tasks' trained directions
+AUDIO_ROLES = ("audio", "question_audio", "prompt")   # the request keys that hold audio
 TEXT_INPUTS = {"text": "text", "source_text": "text", "question": "question"}   # field -> request
 
 
@@ -63,6 +64,7 @@ class Result:
     task: str
     status: str                       # the decoder's status (inference/generate.py), or invalid
     text: str | None = None
+    error_kind: str | None = None     # an invalid request's InvalidRequest.kind
     wave: np.ndarray | None = field(default=None, repr=False)
     sample_rate: int | None = None
     error: str | None = None
@@ -116,6 +118,16 @@ def read_audio(audio, sr: int, what: str, max_seconds: float | None) -> np.ndarr
         raise InvalidRequest(f"{what}: {seconds:.1f} s is over the {max_seconds:g} s cap "
                              "(--max-audio-seconds); cut it into shorter pieces", "too_long")
     return np.ascontiguousarray(wave)
+
+
+def task_inputs(task: str, with_speaker: bool) -> dict:
+    """What a request of ``task`` carries: its audio roles, text fields and language fields
+    (with their defaults); what a client (the server's web page) shows for the task."""
+    langs = {name: DEFAULT_LANGS.get(task, (None, None))[name == "target_lang"]
+             for name in PROMPT_INPUTS[task] if name.endswith("_lang")}
+    audio = list(AUDIO_INPUTS[task]) + (["prompt"] if task in GENERATION and with_speaker else [])
+    return {"kind": TASKS[task].kind, "audio": audio, "langs": langs,
+            "text": [TEXT_INPUTS[n] for n in PROMPT_INPUTS[task] if n in TEXT_INPUTS]}
 
 
 def check_request(req: Request, with_speaker: bool) -> tuple[dict, dict]:

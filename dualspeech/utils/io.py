@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from pathlib import Path
 
 
@@ -25,6 +26,35 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_TEMP = re.compile(r"^\..+\.tmp(\d+)(\.[^/]*)?$")   # the temp names atomic_path gives
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> int:
+    """Delete the temp files of ``atomic_path`` writers that were killed mid-write (a SIGKILL
+    skips their clean-up) from ``directory``; a live writer's file stays. Returns how many."""
+    removed = 0
+    for path in Path(directory).glob(".*.tmp*"):
+        m = _TEMP.match(path.name)
+        if m and not _alive(int(m.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return not Path("/proc/self").exists()   # no procfs: trust kill(0); else it just ended
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

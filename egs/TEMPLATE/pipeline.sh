@@ -34,7 +34,7 @@ corpus_vars=             # db.sh variables with corpus locations, linked as db/<
 corpus_db=               # the corpus as later stages read it (default: db/<corpus>)
 download=false           # stage 0: download the corpus with local/download.sh (where the recipe has one)
 prepare_args=            # extra arguments for prepare_corpus (e.g. "--hours 100")
-make_corpus=             # command that generates a synthetic corpus in stage 0 (gets --out-dir <corpus-db> --nj N)
+make_corpus=             # python module and arguments that generate a synthetic corpus in stage 0, run as "--python -m <this> --out-dir <corpus-db> --nj N"
 manifests_in_corpus=false # the corpus dir already holds manifests/ cuts/ tasks/ (generated corpora)
 train_parts=             # training parts: "part" (this corpus) or "corpus:part"
 dev_parts=               # validation parts
@@ -181,7 +181,7 @@ if in_stage 0; then
   # command line alone cannot see. Later stages hash the manifests it writes.
   if [ -n "$make_corpus" ]; then
     # shellcheck disable=SC2086
-    $cpu_cmd "$logdir/stage0_corpus.log" $make_corpus --out-dir "$corpus_db" --nj "$nj"
+    $cpu_cmd "$logdir/stage0_corpus.log" $python -m $make_corpus --out-dir "$corpus_db" --nj "$nj"
   fi
   if stage_begin 0 corpus --args "$corpus_db|$corpus_vars|$(corpus_locations)|$make_corpus|$download"; then
     if [ "$download" = true ]; then
@@ -325,7 +325,8 @@ if in_stage 6 && [ -z "$train_sets" ]; then
 elif in_stage 6; then
   need train_config
   init_ckpt=       # model.speech_init.method=ustokenizer: the speech rows start from stage 3's USTokenizer
-  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" --get model.speech_init.method)" = ustokenizer ]; then
+  # shellcheck disable=SC2086   # the value training sees: the YAML with the --set of --train-args
+  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" $train_args --get model.speech_init.method)" = ustokenizer ]; then
     init_ckpt=$ustokenizer_ckpt
   fi
   # an edited config stops here; other changed inputs (or --force) move the old experiment aside

@@ -42,7 +42,7 @@ results=exp/$size/RESULTS.md
 
 ./pipeline.sh \
   --corpus mini --corpus-db "db/mini_$size" --manifests-in-corpus true \
-  --make-corpus "python -m dualspeech.bin.make_mini_corpus --size $size --seed 0" \
+  --make-corpus "dualspeech.bin.make_mini_corpus --size $size --seed 0" \
   --train-parts train --dev-parts dev --test-parts test \
   --datadir "data/$size" --dumpdir "dump/$size" --expdir "exp/$size" --nj 2 \
   --ustokenizer-config "$(conf ustokenizer)" \

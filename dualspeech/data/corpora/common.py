@@ -84,30 +84,50 @@ def audio_problem(path: Path) -> str | None:
             if len(f.read(1024)) == 0:
                 return "corrupt audio"
     except Exception:  # libsndfile raises several types for broken files
-        return "corrupt audio"
+        return "empty audio" if _flac_without_samples(path) else "corrupt audio"
     return None
+
+
+def _flac_without_samples(path: Path) -> bool:
+    """A well-formed FLAC file holding no audio: metadata blocks only, STREAMINFO counting 0
+    samples (sox and ffmpeg write these for a 0-frame input; libsndfile cannot open or seek
+    them). A truncated FLAC keeps its real sample count, so it stays corrupt."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)
+    if data[:4] != b"fLaC" or len(data) < 42 or data[4] & 0x7F != 0:   # STREAMINFO comes first
+        return False
+    if int.from_bytes(data[21:26], "big") & ((1 << 36) - 1):           # total samples
+        return False
+    pos, last = 4, False
+    while not last and pos + 4 <= len(data):
+        last = bool(data[pos] & 0x80)
+        pos += 4 + int.from_bytes(data[pos + 1:pos + 4], "big")
+    return last and pos == len(data)                                   # no audio frame follows
 
 
 def load_recording(path: Path, recording_id: str, skips: SkipLog) -> Recording | None:
     """A Recording for ``path`` (absolute, so manifests load from any directory), or None after
     logging why it is unusable."""
-    path = Path(path).resolve()
+    given = Path(path).absolute()          # skips name the corpus path, a symlink's included
+    path = given.resolve()
     skips.read(path)
     if not path.is_file():
-        skips.add(path, "missing audio")
+        skips.add(given, "missing audio")
         return None
     problem = audio_problem(path)
     if problem:
-        skips.add(path, problem)
+        skips.add(given, problem)
         return None
     try:
         rec = Recording.from_file(path, recording_id=recording_id)
     except Exception as e:  # soundfile/lhotse raise many types for broken files
-        skips.add(f"{path} ({type(e).__name__})", "corrupt audio")
+        skips.add(f"{given} ({type(e).__name__})", "corrupt audio")
         return None
     if rec.num_samples <= 0:
-        skips.add(path, "empty audio")
+        skips.add(given, "empty audio")
         return None
+    if rec.num_channels > 1:
+        skips.multichannel.append(str(given))
     return rec
 
 

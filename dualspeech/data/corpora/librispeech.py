@@ -29,7 +29,7 @@ LAYOUT = """LibriSpeech/                      (--corpus-dir points here)
 def librispeech_utterances(corpus_dir: Path, part: str, skips: SkipLog,
                            bad_ids: set[str] | None = None) -> list[tuple[Path, str, str]]:
     """(audio path, utterance id, transcript) for one part; empty transcripts are skipped, ids
-    of undecodable lines go to ``bad_ids``."""
+    of undecodable lines and empty transcripts (skips counted already) go to ``bad_ids``."""
     out, first = [], FirstOfEachId(skips)
     for trans in sorted((corpus_dir / part).rglob("*.trans.txt")):
         for n, line in read_lines(trans, skips, bad_ids):
@@ -39,6 +39,8 @@ def librispeech_utterances(corpus_dir: Path, part: str, skips: SkipLog,
             utt = fields[0]
             if len(fields) < 2 or not fields[1].strip():
                 skips.add(f"{trans}:{utt}", "empty transcript")
+                if bad_ids is not None:     # one skip per utterance: not "without transcript" too
+                    bad_ids.add(utt)
                 continue
             if not first(utt, f"{trans}:{n}"):
                 continue

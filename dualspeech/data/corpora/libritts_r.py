@@ -57,6 +57,7 @@ def prepare_libritts_r(corpus_dir: str | Path, output_dir: str | Path, parts=Non
                     fields = line.split("\t")
                     if len(fields) < 3 or not fields[2].strip():
                         skips.add(f"{trans}:{fields[0]}", "empty transcript")
+                        bad_ids.add(fields[0])      # one skip per utterance
                         continue
                     if not first(fields[0], f"{trans}:{n}"):
                         continue

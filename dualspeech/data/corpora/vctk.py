@@ -77,6 +77,7 @@ def prepare_vctk(corpus_dir: str | Path, output_dir: str | Path, num_pairs: int 
                 bad_ids.add(path.stem)
             elif not text.strip():
                 skips.add(path, "empty transcript")
+                bad_ids.add(path.stem)              # one skip per utterance
             else:
                 texts[path.stem] = text.strip()
         audio = all_audio(root, mic)
