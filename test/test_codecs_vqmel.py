@@ -70,6 +70,21 @@ def test_train_encode_decode(corpus):
     assert mel_error(codec, wave) < 0.85 * mel_error(untrained, wave)
     with pytest.raises(ValueError, match=r"values must lie in \[0, 16\)"):
         codec.decode([np.array([3, 16])])
+    # the loss breakdown of bench codec_resynthesis --stages: as long as the codec's own output
+    stages = codec.resynthesis_stages([wave[:3000]])
+    assert sorted(stages) == ["unquantised", "vocoder on the mel"]
+    assert {k: len(v[0]) for k, v in stages.items()} == {"vocoder on the mel": 3000 // 256 * 256,
+                                                         "unquantised": len(ids[1]) * 512}
+    assert all(np.isfinite(v[0]).all() for v in stages.values())
+
+
+def test_speed_perturbation_resamples_each_wave_at_each_speed():
+    from dualspeech.tokenizers.codecs.vqmel import _perturbed
+
+    wave = np.sin(np.arange(22050) / 5.0).astype(np.float32)
+    out = list(_perturbed([wave, wave[:11025]], [0.5, 1.0], 22050))
+    assert [len(w) for w in out] == [44100, 22050, 22050, 11025]
+    assert out[2] is wave
 
 
 def test_bad_inputs(tmp_path):
@@ -83,6 +98,9 @@ def test_bad_inputs(tmp_path):
         build_codec({"name": "vqmel", "checkpoint": str(tmp_path / "other.pt")})
     with pytest.raises(ConfigError, match="multiple"):
         train_vqmel([np.zeros(22050, np.float32)], VQMelTrainConfig(segment_frames=33), tmp_path / "x.pt")
+    with pytest.raises(ConfigError, match="speed_perturb must be positive"):
+        train_vqmel([np.zeros(22050, np.float32)], VQMelTrainConfig(speed_perturb=[1.0, 0.0]),
+                    tmp_path / "x.pt")
     with pytest.raises(ConfigError, match="num_mels"):
         train_vqmel([np.zeros(22050, np.float32)], VQMelTrainConfig(arch=VQMelArch(n_mels=40)),
                     tmp_path / "x.pt")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -49,8 +50,13 @@ def _codec(codec_cfg: dict, cfg: dict, train_cuts: Path, work: Path):
             cuts = random.Random(0).sample(cuts, trainer.max_utterances(tcfg))
         waves = [w for _, w in cut_waves(cuts, trainer.sample_rate(tcfg), 1024, {})]
         t0 = time.perf_counter()
-        codec_cfg = {**codec_cfg, **trainer.train(waves, tcfg, work)}
+        trained = trainer.train(waves, tcfg, work)
         train_s = time.perf_counter() - t0
+        if codec_cfg.get("checkpoint") and "checkpoint" in trained:   # kept where --conf names it
+            Path(codec_cfg["checkpoint"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(trained["checkpoint"], codec_cfg["checkpoint"])
+            trained["checkpoint"] = codec_cfg["checkpoint"]
+        codec_cfg = {**codec_cfg, **trained}
     return build_codec(codec_cfg), train_s
 
 
@@ -76,6 +82,10 @@ def run(argv: list[str]) -> None:
     p.add_argument("--num-eval", type=int, default=24, help="English utterances scored")
     p.add_argument("--whisper", default="whisper:tiny.en")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--stages", action="store_true",
+                   help="also score the codec's intermediate resyntheses where it has them "
+                        "(vqmel: the vocoder on the original mel, the autoencoder without its "
+                        "quantiser), which split the loss between vocoder, network and codebook")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cuts_dir = Path(args.data_dir) / "cuts"
@@ -95,8 +105,15 @@ def run(argv: list[str]) -> None:
         t0 = time.perf_counter()
         resynth = codec.decode(ids)
         dec_s = time.perf_counter() - t0
+        stages = {}
+        if args.stages:
+            if not hasattr(codec, "resynthesis_stages"):
+                raise SystemExit(f"--stages: codec {codec.name!r} has no intermediate resyntheses")
+            stages = codec.resynthesis_stages([w for _, w in evals])
     refs = [c.supervisions[0].text for c, _ in evals]
     versions = {"original": [resample(w, codec.sample_rate, 16000) for _, w in evals],
+                **{name: [resample(w, codec.sample_rate, 16000) for w in ws]
+                   for name, ws in stages.items()},
                 "resynthesised": [resample(w, codec.sample_rate, 16000) for w in resynth]}
     asr, mos = WhisperTranscriber(args.whisper), default_dnsmos()
     rows = {}
@@ -112,8 +129,8 @@ def run(argv: list[str]) -> None:
           f"distinct codes of {n_ids}")
     print(f"training {train_s:.0f} s (0: a trained checkpoint); encode {enc_s:.1f} s, decode "
           f"{dec_s:.1f} s; measurement {time.perf_counter() - t_start:.0f} s; scorer {args.whisper}")
-    print(f"{'speech':<16}{'WER %':>8}{'DNSMOS OVRL':>13}{'DNSMOS P.808':>14}")
+    print(f"{'speech':<20}{'WER %':>8}{'DNSMOS OVRL':>13}{'DNSMOS P.808':>14}")
     for name, (wer, ovrl, p808) in rows.items():
-        print(f"{name:<16}{wer:>8.2f}{ovrl:>13.2f}{p808:>14.2f}")
+        print(f"{name:<20}{wer:>8.2f}{ovrl:>13.2f}{p808:>14.2f}")
     ratio = rows["resynthesised"][0] / max(rows["original"][0], 1e-9)
     print(f"resynth_wer_ratio={ratio:.3f}")

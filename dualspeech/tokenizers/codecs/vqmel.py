@@ -59,6 +59,10 @@ class VQMelTrainConfig:
     commitment: float = 0.25
     ema_decay: float = 0.95         # codebook EMA (fast enough for a short run)
     max_utterances: int = 2000
+    # speed perturbation (resampling: pitch, formants and tempo move together, as a shorter or
+    # longer vocal tract would): each utterance is also learned at these speeds, which gives the
+    # codebook more voices than the corpus has; 1.0 is the original
+    speed_perturb: list[float] = dataclasses.field(default_factory=lambda: [1.0])
     threads: int = 0                 # torch threads while training (0: leave as is)
     seed: int = 0
 
@@ -167,6 +171,17 @@ def _pad_frames(mel: torch.Tensor, stride: int) -> torch.Tensor:
     return torch.cat([mel, mel[..., -1:].expand(*mel.shape[:-1], extra)], -1) if extra else mel
 
 
+def _perturbed(waves: list[np.ndarray], speeds: list[float], sample_rate: int):
+    """Each wave at each speed: resampled to ``sample_rate / speed`` and read at ``sample_rate``."""
+    from dualspeech.audio import resample
+
+    if not speeds or min(speeds) <= 0:
+        raise ConfigError(f"vqmel_train.speed_perturb must be positive speeds, got {speeds}")
+    for speed in speeds:
+        for w in waves:
+            yield w if speed == 1.0 else resample(w, sample_rate, round(sample_rate / speed))
+
+
 def train_vqmel(waves: list[np.ndarray], cfg: VQMelTrainConfig, out_path: str | Path) -> Path:
     """Train on ``waves`` (at the vocoder's sample rate) and save the checkpoint atomically."""
     a = cfg.arch
@@ -187,7 +202,9 @@ def train_vqmel(waves: list[np.ndarray], cfg: VQMelTrainConfig, out_path: str | 
         gen = torch.Generator().manual_seed(cfg.seed)
         front = MelFrontEnd(voc_cfg)
         with torch.no_grad():
-            mels = [front(torch.from_numpy(w)[None])[0] for w in waves[: cfg.max_utterances]]
+            mels = [front(torch.from_numpy(w)[None])[0]
+                    for w in _perturbed(waves[: cfg.max_utterances], cfg.speed_perturb,
+                                        voc_cfg.sampling_rate)]
         mels = [_pad_frames(m, cfg.segment_frames) for m in mels]   # short clips fill a crop
         allf = torch.cat(mels, 1)
         mean, std = allf.mean(1, keepdim=True), allf.std(1, keepdim=True) + 1e-5
@@ -281,6 +298,22 @@ class VQMelCodec(Codec):
             mel = self.front(torch.from_numpy(w)[None].to(self.device))
             mel = _pad_frames((mel - self.mean) / self.std, self.arch.stride)
             out.append(self.model.encode(mel)[1][0].cpu().numpy())
+        return out
+
+    @torch.inference_mode()
+    def resynthesis_stages(self, waves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Where resynthesis loses what a listener hears, one step at a time: the vocoder on
+        the original mel, and the autoencoder without its quantiser (the encoder's unit vectors
+        straight into the decoder). With ``decode(encode(w))`` beside them these split the loss
+        into vocoder, encoder / decoder and codebook (``bench codec_resynthesis --stages``)."""
+        out: dict[str, list[np.ndarray]] = {"vocoder on the mel": [], "unquantised": []}
+        for w in waves:
+            mel = self.front(torch.from_numpy(w)[None].to(self.device))
+            out["vocoder on the mel"].append(self.vocoder(mel)[0].cpu().numpy())
+            norm = _pad_frames((mel - self.mean) / self.std, self.arch.stride)
+            z = self.model.encoder(norm)[..., : norm.shape[-1] // self.arch.stride]
+            rec = self.model.decode_codes(F.normalize(z, dim=1))
+            out["unquantised"].append(self.vocoder(rec * self.std + self.mean)[0].cpu().numpy())
         return out
 
     @torch.inference_mode()
