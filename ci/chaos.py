@@ -44,15 +44,32 @@ def stage_cmd(stage: int) -> list[str]:
 
 
 def _strip_timing(obj):
+    """Drop wall-time fields, and recorded sha256s: each names a file of the trees, which is
+    compared itself (by content: a .gz's hash changes with gzip's header time)."""
     if isinstance(obj, dict):
-        return {k: _strip_timing(v) for k, v in obj.items() if not TIMING_KEY.search(str(k))}
+        return {k: _strip_timing(v) for k, v in obj.items()
+                if not TIMING_KEY.search(str(k)) and k != "sha256"}
     if isinstance(obj, list):
         return [_strip_timing(v) for v in obj]
     return obj
 
 
+def _ogg_without_serial(data: bytes) -> bytes:
+    """An Ogg file with each page's stream serial number and checksum zeroed: the encoder draws
+    the serial at random, the audio pages are otherwise the same bytes for the same samples."""
+    out, pos = bytearray(data), 0
+    while pos + 27 <= len(out) and out[pos:pos + 4] == b"OggS":
+        nseg = out[pos + 26]
+        body = sum(out[pos + 27:pos + 27 + nseg])
+        out[pos + 14:pos + 18] = bytes(4)        # bitstream serial number
+        out[pos + 22:pos + 26] = bytes(4)        # CRC over the page (covers the serial)
+        pos += 27 + nseg + body
+    return bytes(out)
+
+
 def file_digest(path: Path) -> str:
-    """Content hash (of the decompressed content for .gz); for JSON / JSONL the same with wall-time fields dropped, for RESULTS.md the
+    """Content hash (of the decompressed content for .gz, without the random serial for .ogg);
+    for JSON / JSONL the same with wall-time fields dropped, for RESULTS.md the
     table rows only (its header names the machine's times)."""
     data = path.read_bytes()
     name = path.name
@@ -67,6 +84,8 @@ def file_digest(path: Path) -> str:
             data = json.dumps(rows, sort_keys=True).encode()
         except ValueError:
             pass                                  # not JSON after all: compare its bytes
+    elif name.endswith(".ogg"):
+        data = _ogg_without_serial(data)
     elif name == "RESULTS.md":
         data = b"\n".join(ln for ln in data.splitlines() if ln.startswith(b"|"))
     return hashlib.sha256(data).hexdigest()
