@@ -83,10 +83,11 @@ def synth_examples(task: str, first: int, n: int, seed: int, num_tokens: int, n_
 
 
 def _write(n: int, root: str, seed: int, shard_size: int, nj: int, out) -> None:
-    from dualspeech.bin.write_shards import build_templates, render_record
     from dualspeech.config import load_config
+    from dualspeech.data.encoding import render_record
     from dualspeech.data.shards import ShardWriter, encoding_fingerprint, set_dir
     from dualspeech.data.streaming import shard_root
+    from dualspeech.models.dualspeechlm import build_templates
 
     templates, _ = build_templates(load_config(CONF))
     tic, cpu = time.perf_counter(), _cpu_self_and_children()
@@ -171,11 +172,11 @@ def _worker_stats(pid: int) -> tuple[float, int]:
 def _train(root: str, seconds: float, out) -> None:
     import torch
 
-    from dualspeech.bin.write_shards import build_templates
     from dualspeech.config import load_config
     from dualspeech.data.sampler import SamplerConfig, TaskBatchSampler
     from dualspeech.data.streaming import ShardDataset
     from dualspeech.data.token_layout import AcousticSpec
+    from dualspeech.models.dualspeechlm import build_templates
 
     templates, _ = build_templates(load_config(CONF))
     tic, cpu = time.perf_counter(), time.process_time()

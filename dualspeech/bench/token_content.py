@@ -59,7 +59,7 @@ def probe(train: list[tuple[np.ndarray, str]], test: list[tuple[np.ndarray, str]
 def load_field(cuts_path: Path, field: str) -> list[tuple[np.ndarray, str]]:
     from lhotse import load_manifest_lazy
 
-    from dualspeech.data.dataset import load_tokens
+    from dualspeech.data.encoding import load_tokens
 
     pairs = [(load_tokens(c, field), c.supervisions[0].text)
              for c in load_manifest_lazy(cuts_path) if c.has_custom(field) and c.supervisions]

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualspeech.data.encoding import frames, length_checks, load_tokens, missing_field
 from dualspeech.data.sampler import SamplerConfig
-from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
-                                   task_manifest_name, validate_example)
+from dualspeech.data.tasks import (TASKS, TaskSchemaError, parse_set, speech_cut_ids,
+                                   speech_manifest_name, task_manifest_name, validate_example)
 from dualspeech.data.templates import IGNORE, TaskTemplates, pad_batch, prompt_batch
 from dualspeech.data.token_layout import AcousticSpec
 
@@ -65,13 +66,6 @@ class Example:
         return self.cut.id
 
 
-def parse_source(source: str) -> tuple[str, str]:
-    if source.count(":") != 1:
-        raise ValueError(f"data source {source!r} must look like corpus:part, e.g. mini:train")
-    corpus, part = source.split(":")
-    return corpus, part
-
-
 def load_examples(root: str | Path, sources: list[str], tasks=tuple(TASKS)) -> dict[str, list[Example]]:
     """Task examples of ``sources`` with their speech cuts resolved by id."""
     from lhotse import CutSet
@@ -80,7 +74,7 @@ def load_examples(root: str | Path, sources: list[str], tasks=tuple(TASKS)) -> d
     out: dict[str, list[Example]] = {t: [] for t in tasks}
     skipped: Counter = Counter()
     for source in sources:
-        corpus, part = parse_source(source)
+        corpus, part = parse_set(source)
         cuts_path = root / "cuts" / speech_manifest_name(corpus, part)
         if not cuts_path.exists():
             raise FileNotFoundError(f"speech cuts {cuts_path} not found (data preparation + "
@@ -151,33 +145,24 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def _measure(self, ex: Example) -> tuple[int, str | None]:
         """LLM token count of an example (its prompt when ``inference``), or a reason to skip
-        it."""
+        it (the checks of ``dualspeech.data.encoding``, shared with the shards)."""
         ins, out = self._roles(ex.task)
-        target = None if self.inference else out
-        needed = [(r, self.field) for r in ins + ([target] if target else [])]
-        if target and self.acoustic:
-            needed.append((target, self.acoustic.field))
-        if out and self.acoustic:
-            needed.append(("speaker_ref", "speaker_embedding"))
-        for role, name in needed:
-            if not ex.speech[role].has_custom(name):
-                return 0, f"no {name!r} on the {role} speech cut (run token extraction)"
-        lens = {r: _frames(ex.speech[r], self.field) for r in ins}
-        if self.inference:
+        why = missing_field(ex.task, ex.speech, self.field,
+                            self.acoustic.field if self.acoustic else None, not self.inference)
+        if why:
+            return 0, why
+        if self.inference:       # the prompt only: never the target's length
             n = len(self.encode(ex, with_answer=False).input_ids)
-            if n > self.cfg.max_len:
-                return n, f"prompt longer than data.max_len={self.cfg.max_len}"
-            return n, None
+            why = next((r for r, ok in length_checks(n, 0, self.cfg.max_len, None, False)
+                        if not ok), None)
+            return n, why and f"prompt {why}"
+        lens = {r: frames(ex.speech[r], self.field) for r in ins}
         n = self.templates.length(ex.task, ex.fields, lens,
-                                  _frames(ex.speech[out], self.field) if out else 0)
-        if n > self.cfg.max_len:
-            return n, f"longer than data.max_len={self.cfg.max_len}"
-        if out and self.acoustic:
-            if not self.acoustic.condition_fits(n):
-                return n, "condition exceeds acoustic_gpt.cond_block_size"
-            if not self.acoustic.tokens_fit(_frames(ex.speech[out], self.acoustic.field)):
-                return n, "acoustic tokens exceed acoustic_gpt.block_size"
-        return n, None
+                                  frames(ex.speech[out], self.field) if out else 0)
+        n_codes = frames(ex.speech[out], self.acoustic.field) if out and self.acoustic else 0
+        why = next((r for r, ok in length_checks(n, n_codes, self.cfg.max_len, self.acoustic,
+                                                 out is not None) if not ok), None)
+        return n, why
 
     # -- batches ------------------------------------------------------------------------------
     def __getitem__(self, batch: list[tuple[str, int]]) -> dict:
@@ -247,25 +232,6 @@ class TaskDataset(torch.utils.data.Dataset):
         if self.acoustic and all(TASKS[ex.task].kind == "generation" for ex in examples):
             batch["speaker_embedding"] = self.speaker_embeddings(examples)
         return batch
-
-
-def _frames(cut, name: str) -> int:
-    arr = cut.custom[name]
-    shape = getattr(arr, "shape", None)
-    if shape is None:
-        raise ValueError(f"cut {cut.id}: custom field {name!r} is not a lhotse (Temporal)Array")
-    return int(shape[0])
-
-
-def load_tokens(cut, name: str) -> np.ndarray:
-    """1-D integer ids of custom field ``name`` of ``cut``."""
-    arr = np.asarray(cut.load_custom(name))
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"cut {cut.id}: {name!r} must hold 1-D integer ids (one codebook), got "
-                         f"shape {arr.shape} dtype {arr.dtype}")
-    return arr
 
 
 def build_datasets(cfg: DataConfig, templates: TaskTemplates, acoustic: AcousticSpec | None,

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualspeech.data.encoding import length_checks
 from dualspeech.data.shards import ShardReader, ShardSet, encoding_fingerprint, set_dir
-from dualspeech.data.tasks import TASKS
+from dualspeech.data.tasks import TASKS, parse_set
 from dualspeech.data.templates import IGNORE, Encoded
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,7 @@ class ShardDataset(torch.utils.data.Dataset):
         fingerprint = encoding_fingerprint(templates)
         self.sets: list[ShardSet] = []
         for source in sources:
-            corpus, sep, part = source.partition(":")
-            if not sep:
-                raise ValueError(f"data source {source!r} must look like corpus:part")
-            shards = ShardSet(set_dir(shard_root(root), corpus, part))
+            shards = ShardSet(set_dir(shard_root(root), *parse_set(source)))
             shards.check_encoding(fingerprint)
             shards.check_files()
             self.sets.append(shards)
@@ -60,16 +58,11 @@ class ShardDataset(torch.utils.data.Dataset):
                 if task not in shards.tasks:
                     continue
                 n = shards.array(task, "len")
-                keep = n <= max_len
-                skipped[f"{task}: longer than data.max_len={max_len}"] += int((~keep).sum())
-                if acoustic is not None and TASKS[task].kind == "generation":
-                    fits = acoustic.condition_fits(n)
-                    skipped[f"{task}: condition exceeds acoustic_gpt."
-                            "cond_block_size"] += int((keep & ~fits).sum())
-                    keep &= fits
-                    fits = acoustic.tokens_fit(shards.array(task, "agpt"))
-                    skipped[f"{task}: acoustic tokens exceed acoustic_gpt."
-                            "block_size"] += int((keep & ~fits).sum())
+                generation = TASKS[task].kind == "generation"
+                keep = np.ones(len(n), dtype=bool)
+                for reason, fits in length_checks(n, shards.array(task, "agpt") if generation
+                                                  else 0, max_len, acoustic, generation):
+                    skipped[f"{task}: {reason}"] += int((keep & ~fits).sum())
                     keep &= fits
                 local = np.flatnonzero(keep).astype(np.int32)
                 parts.append((np.full(len(local), s, dtype=np.int32), local, n[local],
