@@ -114,11 +114,11 @@ import sys
 import numpy as np, torch
 from dualspeech.pretrained import load_whisper
 from dualspeech.tokenizers.ustokenizer.config import USTokenizerConfig, VQConfig
-from dualspeech.tokenizers.ustokenizer.extract import autocast_dtype, frontend_autocast
+from dualspeech.tokenizers.ustokenizer.extract import frontend_autocast, whisper_autocast_dtype
 from dualspeech.tokenizers.ustokenizer.model import USTokenizer
 device = sys.argv[1]
 choice = "auto" if device == "cuda" else "bf16"    # CUDA: extraction's default; CPU: forced
-dtype = autocast_dtype(device, choice)
+dtype = whisper_autocast_dtype(device, choice)
 assert dtype is not None, f"autocast {choice} on {device} resolved to fp32"
 torch.manual_seed(0)
 cfg = USTokenizerConfig(whisper="random:whisper-debug", pad_to_30s=True, channels=64,

@@ -345,7 +345,7 @@ def test_short_clips_are_padded_to_one_second(tmp_path):
         cut = speech_cut(Recording.from_file(path, recording_id=f"c{i}"), "a b", "spk")
         cuts.append(task_example(cut, "asr", text="a b"))
     cuts = CutSet.from_cuts(cuts)
-    paper = build(tok_config.DataConfig, load_yaml(PAPER_TOK)["data"], "data")
+    paper = build(tok_config.USTokenizerDataConfig, load_yaml(PAPER_TOK)["data"], "data")
     batch = UnderstandingDataset(None, train=True, min_seconds=paper.min_seconds)[cuts]
     assert batch["audio_lens"].tolist() == [16000, 24000]
     plain = UnderstandingDataset(None, train=True)[cuts]
