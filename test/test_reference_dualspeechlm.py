@@ -255,7 +255,7 @@ def test_reference_tokenizer_gives_the_ids(ref, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    T, st = ref["T"], ref["state"]
+    st = ref["state"]
     tok = AutoTokenizer.from_pretrained(ref["base"])
     tok.add_tokens([f"<a_{i}>" for i in range(K)] + ["<audio>", "</audio>"], special_tokens=True)
     tok.save_pretrained(tmp_path / "reftok")
