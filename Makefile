@@ -16,9 +16,13 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
+# ruff (ruff.toml) on the package and tests; shellcheck (.shellcheckrc) on every shell script
+# of utils/, egs/, ci/ and tools/ (each file once: the recipes' pipeline.sh are links).
+SHELL_SCRIPTS = $(shell find utils egs ci tools -name '*.sh' -type f | sort)
+
 lint: install
-	$(PY) -m compileall -q dualspeech test
-	bash -n utils/*.sh egs/*/run.sh
+	$(PY) -m ruff check dualspeech test
+	.venv/bin/shellcheck $(SHELL_SCRIPTS)
 
 clean-env:
 	rm -rf .venv

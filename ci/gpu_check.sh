@@ -23,13 +23,13 @@
 #   GPU_CHECK_ENGINES="plain zero2" ...       # only some engines (default: plain fsdp zero2)
 # Logs go to $GPU_CHECK_DIR (default: a new temporary directory, printed at the end).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
 device=${GPU_CHECK_DEVICE:-cuda}
 configs=${GPU_CHECK_CONFIGS:-debug mini}
 engines=${GPU_CHECK_ENGINES:-plain fsdp zero2}
 python=${PYTHON:-python}; [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && python=$repo/.venv/bin/python
-export PATH="$(dirname "$python"):$PATH"   # accelerate of the same environment
+PATH="$(dirname "$python"):$PATH"; export PATH   # accelerate of the same environment
 work=${GPU_CHECK_DIR:-$(mktemp -d -t gpu_check.XXXXXX)}
 mkdir -p "$work/log"
 start=$(date +%s)

@@ -388,7 +388,8 @@ def _reference_tokenizer_state(W=64, C=32, K=8, H=24, seed=0):
 
 
 def _reference_order(state, side):
-    """The reference's weights of one side in its computation order (for ``_reference_encoder`` / ``_reference_decoder``)."""
+    """The reference's weights of one side in its computation order (for ``_reference_encoder`` /
+    ``_reference_decoder``)."""
     if side == "enc":
         keys = ["downsampling_conv.conv.weight", "downsampling_conv.conv.bias",
                 "codec_encoder.conv.conv.weight"]

@@ -3,12 +3,13 @@
 Task examples are synthesised in the real training format: lhotse cuts with a recording,
 a supervision and the task fields (links, texts), USToken ids at 25/s and codec ids at 40/s for
 utterances of 2-20 s, a 256-d speaker embedding; no audio. Tasks are drawn by the paper's
-weights (``--nj`` processes write, like stage 5's ``--nj``). Each size runs in fresh processes: one writes the shards (rendering with the debug
-config's tokenizer and templates, exactly as ``write_shards`` does), one is the training
-process: it opens the shards (start-up: ``ShardDataset`` + sampler + DataLoader until the first
-batch), then one DataLoader worker streams batches. Printed per size: write seconds, start-up
-seconds, examples/s of the one worker, peak RSS of the training process and of the worker
-(MB), the files the worker holds open. Last line: ``memory_growth=<peak RSS large / small>``.
+weights (``--nj`` processes write, like stage 5's ``--nj``). Each size runs in fresh processes:
+one writes the shards (rendering with the debug config's tokenizer and templates, exactly as
+``write_shards`` does), one is the training process: it opens the shards (start-up:
+``ShardDataset`` + sampler + DataLoader until the first batch), then one DataLoader worker
+streams batches. Printed per size: write seconds, start-up seconds, examples/s of the one
+worker, peak RSS of the training process and of the worker (MB), the files the worker holds
+open. Last line: ``memory_growth=<peak RSS large / small>``.
 """
 from __future__ import annotations
 

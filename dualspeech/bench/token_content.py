@@ -4,8 +4,8 @@ For each content slot of the mini grammar (name, number, colour, noun), a logist
 the bag of token ids (tf-idf of unigrams) of the training speech predicts which word the
 utterance says; it is scored on the test speech, whose voices training never heard (bootstrap
 95 % intervals, as in RESULTS.md). Next to it: the majority class (the control) and, with
-``--field`` given twice, another token field (e.g. ``ustokens`` vs ``acoustic_tokens``). It answers whether a model that fails to transcribe lacks
-information in its input or steps to learn to read it. Last line:
+``--field`` given twice, another token field (e.g. ``ustokens`` vs ``acoustic_tokens``). It
+answers whether a model that fails to transcribe lacks information in its input or steps to learn to read it. Last line:
 ``probe_over_majority=<mean probe accuracy / mean majority accuracy>`` of the first field.
 
     python -m dualspeech.bin.bench token_content --cuts-dir dump/default/cuts \\

@@ -69,9 +69,12 @@ results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
 
 utils=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils" && pwd)
+# shellcheck source=../../utils/log.sh
 . "$utils/log.sh"
+# shellcheck source=../../utils/parse_options.sh
 . "$utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $* (options look like --name value; see --help)"
+# shellcheck source=../../utils/stage.sh
 . "$utils/stage.sh"
 stage_dir=$expdir/stages
 
@@ -93,10 +96,11 @@ sets_of() {  # "part corpus:part" -> "corpus:part corpus:part"
   test_sets=$(sets_of $test_parts)
   ust_sets=$(sets_of ${ustokenizer_parts:-$train_parts})
 }
-all_sets=$(echo $train_sets $dev_sets $test_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+all_sets=$(echo "$train_sets $dev_sets $test_sets" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
 speech_cuts() { echo "$datadir/cuts/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }   # stage 2 output of a set
 token_cuts() { echo "$dumpdir/$2/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }      # $2: ustokens|acoustic|cuts
 recipe=$(basename "$PWD")
+# shellcheck source=/dev/null   # the recipe's own db.sh (checked with the recipe)
 [ -f db.sh ] && . ./db.sh
 db_links() {  # the corpus dirs stage 0 made available under db/
   local v; echo "$corpus_db"
@@ -144,10 +148,10 @@ launcher_for() {  # how a training entry point is started: python, or utils/laun
 train_nodes=(); [ "$num_nodes" -gt 1 ] && train_nodes=(--nodes "$num_nodes")   # gpu_cmd of training jobs
 
 extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one sharded extraction of a set
-  local logname=$1 set=$2 entry=$3 in=$4 out=$5 storage=$6; shift 6
-  $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/$logname.${set/:/.}.JOB.log" \
-    $python -m "dualspeech.bin.$entry" "$@" --cuts "$in" --out-cuts "$out" \
-    --storage-dir "$storage/${set/:/.}" --nj "$nj" --job JOB --device "$device"
+  local logname=$1 tag=${2/:/.} entry=$3 in_cuts=$4 out_cuts=$5 storage=$6; shift 6
+  $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/$logname.$tag.JOB.log" \
+    $python -m "dualspeech.bin.$entry" "$@" --cuts "$in_cuts" --out-cuts "$out_cuts" \
+    --storage-dir "$storage/$tag" --nj "$nj" --job JOB --device "$device"
 }
 same_config_or_die() {  # same_config_or_die DIR CONFIG [--check]: DIR resumes only from the config files it began with
   local dir=$1 now f
@@ -303,7 +307,7 @@ token_meta_files() {  # the meta.json of stages 3-4 for the training sets (they 
   done
 }
 if in_stage 5; then
-  shard_sets=$(echo $train_sets $dev_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+  shard_sets=$(echo "$train_sets $dev_sets" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
   [ -n "${shard_sets// }" ] && need train_config
   # shellcheck disable=SC2046,SC2086
   if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" $(config_files "$train_config") \
