@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -310,12 +311,11 @@ def import_dualspeechlm(source: str | Path, config: dict, out: str | Path,
     text tokenizer, and for ``checkpoint-N`` its weights unless ``base`` names them);
     ``tokenizer``: the reference's extended tokenizer dir, to look the speech ids up."""
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from dualspeech.config import build, save_config
     from dualspeech.data.vocab import SpeechVocab, SpeechVocabConfig
     from dualspeech.models.acoustic_gpt import AcousticGPT, AcousticGPTConfig
-    from dualspeech.models.dualspeechlm import DualSpeechLM
     from dualspeech.models.io import load_model
     from dualspeech.pretrained import resolve
     from dualspeech.utils.io import atomic_path
@@ -359,21 +359,35 @@ def import_dualspeechlm(source: str | Path, config: dict, out: str | Path,
         if key in llm_state:
             llm_state[key] = llm_state[key][perm].contiguous()
 
-    llm = AutoModelForCausalLM.from_config(hf_cfg, dtype=llm_state["model.embed_tokens.weight"].dtype)
-    llm.load_state_dict(llm_state, strict=True, assign=True)
-    llm.save_pretrained(out / "llm")
+    agpt.load_state_dict({k[len("acoustic_gpt."):]: v.float() for k, v in acoustic.items()},
+                         strict=True)
+    # the LLM is written as it is (its keys were checked against the architecture above), not
+    # built: a random 3.8B model would cost minutes and twice the memory
+    (out / "llm").mkdir(parents=True, exist_ok=True)
+    hf_cfg.save_pretrained(out / "llm")
+    for name in ("generation_config.json",):
+        for where in (source, base_dir):
+            if (where / name).is_file():
+                shutil.copyfile(where / name, out / "llm" / name)
+                break
+    with atomic_path(out / "llm" / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in llm_state.items()}, str(tmp),
+                  metadata={"format": "pt"})
     vocab.tokenizer.save_pretrained(out / "llm")
     vocab.save(out / "tokenizer")
     save_config(cfg, out)
-    model = DualSpeechLM.from_config({**cfg, "model": {**cfg["model"], "llm": str(out / "llm")}},
-                                     vocab, init_speech_rows=False)
-    model.acoustic_gpt.load_state_dict({k[len("acoustic_gpt."):]: v.float()
-                                        for k, v in acoustic.items()}, strict=True)
-    extra = {n: p.detach().float().contiguous() for n, p in model.named_parameters()
-             if not n.startswith("llm.") and p.requires_grad}
+    extra = {f"acoustic_gpt.{n}": p.detach().float().contiguous()
+             for n, p in agpt.named_parameters()}
+    extra["speech_embed"] = llm_state["model.embed_tokens.weight"][T:].float().contiguous()
+    if "lm_head.weight" in llm_state:
+        extra["speech_head"] = llm_state["lm_head.weight"][T:].float().contiguous()
     with atomic_path(out / "extra.safetensors") as tmp:
         save_file(extra, str(tmp))
-    load_model(out)   # the written dir loads
+    model = load_model(out)   # the written dir loads, and every trainable tensor was written
+    unwritten = sorted(n for n, p in model.named_parameters() if p.requires_grad and n not in extra)
+    if unwritten:
+        raise AssertionError(f"the converted model has parameters the import did not write: "
+                             f"{unwritten[:5]}")
     log.info("%s -> %s: %d text + %d speech tokens (rows permuted into our order), AcousticGPT "
              "%d x %d, head %s", source, out, T, vocab.num_new, sizes["n_layer"], sizes["n_embd"],
              head)
