@@ -343,3 +343,13 @@ def test_a_tied_save_gives_a_tied_head(ref, tmp_path):
     extra = load_file(str(out / "extra.safetensors"))
     assert "acoustic_gpt.head" not in extra
     assert torch.equal(extra["acoustic_gpt.wte.weight"], state["gpt_head.weight"])
+
+
+def test_the_causal_mask_buffer_is_dropped(ref, tmp_path, caplog):
+    """Its attention keeps a tril ``bias`` buffer when torch lacks SDPA: dropped, by name."""
+    state = dict(ref["state"])
+    state["lm_decoder.transformer.h.0.attn.bias"] = torch.ones(1, 1, 8, 8).tril()
+    merged = write_merged(tmp_path / "m", state, ref["config"], ref["T"])
+    with caplog.at_level("INFO", logger="dualspeech.models.reference"):
+        import_dualspeechlm(merged, our_config(ref["base"]), tmp_path / "out")
+    assert "h.0.attn.bias" in caplog.text
