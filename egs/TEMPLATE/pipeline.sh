@@ -176,7 +176,7 @@ need() {  # need VAR: a setting the selected stages cannot run without
 mkdir -p "$expdir"
 printf '%s\t%s\t%s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${DS_RUN_COMMAND:-$ds_command_line}" \
   "$ds_command_line" >> "$expdir/command_history.tsv"
-printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd %q\n%s "$@"\n' \
+printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd %q || exit 1\n%s "$@"\n' \
   "$PWD" "${DS_RUN_COMMAND:-$ds_command_line}" > "$expdir/run.sh"
 chmod +x "$expdir/run.sh"
 log "$recipe: stages $stage..$stop_stage, nj=$nj ngpu=$ngpu; command saved in $expdir/run.sh"
