@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dualspeech.data.encoding import frames, length_checks, load_tokens, missing_field
+from dualspeech.data.encoding import (collate_encoded, frames, length_checks, load_tokens, missing_field,
+                                      pad_id, speaker_matrix)
 from dualspeech.data.sampler import SamplerConfig
 from dualspeech.data.tasks import (TASKS, TaskSchemaError, parse_set, speech_cut_ids,
                                    speech_manifest_name, task_manifest_name, validate_example)
-from dualspeech.data.templates import IGNORE, TaskTemplates, pad_batch, prompt_batch
+from dualspeech.data.templates import TaskTemplates, prompt_batch
 from dualspeech.data.token_layout import AcousticSpec
 
 log = logging.getLogger(__name__)
@@ -177,60 +178,24 @@ class TaskDataset(torch.utils.data.Dataset):
         target = load_tokens(ex.speech[out], self.field) if (out and with_answer) else None
         return self.templates.encode(ex.task, ex.fields, speech, target, with_answer)
 
-    def _pad_id(self) -> int:
-        tok = self.vocab.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else self.templates.eos_id
-
     def collate(self, examples: list[Example]) -> dict:
-        enc = [self.encode(ex) for ex in examples]
-        input_ids = pad_batch([e.input_ids for e in enc], self._pad_id())
-        attention_mask = pad_batch([[1] * len(e.input_ids) for e in enc], 0)
-        labels = pad_batch([e.labels for e in enc], IGNORE)
-        T = input_ids.shape[1]
-        pos = torch.arange(T)[None, :]
-        prompt_len = torch.tensor([e.prompt_len for e in enc])[:, None]
-        spans = torch.tensor([e.target_span or (0, 0) for e in enc])
-        batch = {
-            "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "is_generation": torch.tensor([TASKS[ex.task].kind == "generation" for ex in examples]),
-            "prompt_mask": pos < prompt_len,
-            "target_mask": (pos >= spans[:, :1]) & (pos < spans[:, 1:]),
-            "tasks": [ex.task for ex in examples],
-            "n_tokens": int(attention_mask.sum()),
-        }
-        if self.acoustic:
-            batch.update(self._acoustic(examples))
-        return batch
+        """Training batch (``dualspeech.data.encoding.collate_encoded``, as the shards give it)."""
+        gen = [ex for ex in examples if TASKS[ex.task].kind == "generation"] if self.acoustic else []
+        codes = [load_tokens(ex.speech[TASKS[ex.task].output_speech], self.acoustic.field) for ex in gen]
+        return collate_encoded([self.encode(ex) for ex in examples], [ex.task for ex in examples],
+                               pad_id(self.templates), self.acoustic, codes, self._speakers(gen))
 
-    def _acoustic(self, examples: list[Example]) -> dict:
-        idx = [i for i, ex in enumerate(examples) if TASKS[ex.task].kind == "generation"]
-        out = {"acoustic_index": torch.tensor(idx, dtype=torch.long)}
-        if not idx:
-            return out
-        codes = [load_tokens(examples[i].speech[TASKS[examples[i].task].output_speech],
-                              self.acoustic.field) for i in idx]
-        out["acoustic_tokens"], out["acoustic_mask"] = self.acoustic.layout.targets(codes)
-        out["speaker_embedding"] = self.speaker_embeddings([examples[i] for i in idx])
-        return out
-
-    def speaker_embeddings(self, examples: list[Example]) -> torch.Tensor:
-        """(B, spk_dim) speaker prompts of generation examples (their ``speaker_ref`` cut)."""
-        rows = [np.asarray(ex.speech["speaker_ref"].load_custom("speaker_embedding"),
-                           dtype=np.float32).reshape(-1) for ex in examples]
-        dim = self.acoustic.spk_dim
-        bad = {r.shape[0] for r in rows} - {dim}
-        if bad:
-            raise ValueError(f"speaker embeddings have {sorted(bad)} dims, "
-                             f"acoustic_gpt.spk_dim is {dim}")
-        return torch.from_numpy(np.stack(rows))
+    def _speakers(self, examples: list[Example]) -> list[np.ndarray]:
+        """Speaker prompts of generation examples (their ``speaker_ref`` cut)."""
+        return [ex.speech["speaker_ref"].load_custom("speaker_embedding") for ex in examples]
 
     def collate_prompts(self, examples: list[Example]) -> dict:
         """Inference batch: prompts only, left padded (generation prompts end with <boa>)."""
         enc = [self.encode(ex, with_answer=False) for ex in examples]
-        batch = {**prompt_batch(enc, self._pad_id()),
+        batch = {**prompt_batch(enc, pad_id(self.templates)),
                  "tasks": [ex.task for ex in examples], "ids": [ex.id for ex in examples]}
         if self.acoustic and all(TASKS[ex.task].kind == "generation" for ex in examples):
-            batch["speaker_embedding"] = self.speaker_embeddings(examples)
+            batch["speaker_embedding"] = speaker_matrix(self._speakers(examples), self.acoustic.spk_dim)
         return batch
 
 

@@ -3,13 +3,16 @@ the model, and its rendered + tokenised record.
 
 The in-memory dataset (``dataset.py``), the streamed one (``streaming.py``) and the stage-5
 shard writer (``shard_writing.py``) all decide here, so an example one of them keeps is kept by
-the others, for the same reason and with the same words in the log.
+the others, for the same reason and with the same words in the log; both datasets build their
+training batches with the one ``collate_encoded``.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from dualspeech.data.tasks import TASKS
+from dualspeech.data.templates import IGNORE, Encoded
 
 
 def needed_fields(task: str, field: str, acoustic_field: str | None,
@@ -94,3 +97,54 @@ def render_record(templates, task: str, cut, inputs: dict, target=None, codes=No
         rec["acoustic_tokens"] = codes.astype(np.int16 if codes.max(initial=0) < 2 ** 15 else np.int32)
         rec["speaker_embedding"] = np.asarray(speaker, dtype=np.float32).reshape(-1)
     return rec
+
+
+def pad_id(templates) -> int:
+    """The id right padding uses: the tokenizer's pad token, else the end-of-text id."""
+    tok = templates.vocab.tokenizer
+    return tok.pad_token_id if tok.pad_token_id is not None else templates.eos_id
+
+
+def collate_encoded(enc: list[Encoded], tasks: list[str], pad_id: int, acoustic=None,
+                    codes: list | None = None, speakers: list | None = None) -> dict:
+    """Training batch of encoded examples (right padded; ids as lists or numpy arrays);
+    ``codes`` / ``speakers``: AcousticGPT targets and speaker embeddings of the generation
+    examples, in order."""
+    input_ids = pad_right([e.input_ids for e in enc], pad_id)
+    labels = pad_right([e.labels for e in enc], IGNORE)
+    pos = torch.arange(input_ids.shape[1])[None, :]
+    attention_mask = (pos < torch.tensor([len(e.input_ids) for e in enc])[:, None]).long()
+    prompt_len = torch.tensor([e.prompt_len for e in enc])[:, None]
+    spans = torch.tensor([e.target_span or (0, 0) for e in enc])
+    batch = {
+        "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+        "is_generation": torch.tensor([TASKS[t].kind == "generation" for t in tasks]),
+        "prompt_mask": pos < prompt_len,
+        "target_mask": (pos >= spans[:, :1]) & (pos < spans[:, 1:]),
+        "tasks": list(tasks),
+        "n_tokens": int(attention_mask.sum()),
+    }
+    if acoustic is not None:
+        idx = [i for i, t in enumerate(tasks) if TASKS[t].kind == "generation"]
+        batch["acoustic_index"] = torch.tensor(idx, dtype=torch.long)
+        if idx:
+            batch["acoustic_tokens"], batch["acoustic_mask"] = acoustic.layout.targets(codes)
+            batch["speaker_embedding"] = speaker_matrix(speakers, acoustic.spk_dim)
+    return batch
+
+
+def pad_right(seqs: list, pad: int) -> torch.Tensor:
+    """(B, T) LongTensor of id sequences padded on the right (numpy: one copy per row)."""
+    out = np.full((len(seqs), max(len(s) for s in seqs)), pad, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return torch.from_numpy(out)
+
+
+def speaker_matrix(rows: list, dim: int) -> torch.Tensor:
+    """(B, dim) float32 speaker prompts; a wrong size names the config entry to fix."""
+    rows = [np.asarray(r, dtype=np.float32).reshape(-1) for r in rows]
+    bad = {r.shape[0] for r in rows} - {dim}
+    if bad:
+        raise ValueError(f"speaker embeddings have {sorted(bad)} dims, acoustic_gpt.spk_dim is {dim}")
+    return torch.from_numpy(np.stack(rows))
