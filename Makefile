@@ -16,9 +16,14 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
+# ruff (ruff.toml) on the package and tests; shellcheck (.shellcheckrc) on every tracked shell
+# script of utils/, egs/, ci/ and tools/ (not recipe outputs; links such as the recipes'
+# pipeline.sh are checked once, as their target).
+SHELL_SCRIPTS = $(shell git ls-files -s utils egs ci tools | awk '$$1 != "120000" && $$4 ~ /\.sh$$/ {print $$4}')
+
 lint: install
-	$(PY) -m compileall -q dualspeech test
-	bash -n utils/*.sh egs/*/run.sh
+	$(PY) -m ruff check dualspeech test
+	.venv/bin/shellcheck $(SHELL_SCRIPTS)
 
 clean-env:
 	rm -rf .venv

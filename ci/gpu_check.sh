@@ -23,13 +23,13 @@
 #   GPU_CHECK_ENGINES="plain zero2" ...       # only some engines (default: plain fsdp zero2)
 # Logs go to $GPU_CHECK_DIR (default: a new temporary directory, printed at the end).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
 device=${GPU_CHECK_DEVICE:-cuda}
 configs=${GPU_CHECK_CONFIGS:-debug mini}
 engines=${GPU_CHECK_ENGINES:-plain fsdp zero2}
 python=${PYTHON:-python}; [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && python=$repo/.venv/bin/python
-export PATH="$(dirname "$python"):$PATH"   # accelerate of the same environment
+PATH="$(dirname "$python"):$PATH"; export PATH   # accelerate of the same environment
 work=${GPU_CHECK_DIR:-$(mktemp -d -t gpu_check.XXXXXX)}
 mkdir -p "$work/log"
 start=$(date +%s)
@@ -114,11 +114,11 @@ import sys
 import numpy as np, torch
 from dualspeech.pretrained import load_whisper
 from dualspeech.tokenizers.ustokenizer.config import USTokenizerConfig, VQConfig
-from dualspeech.tokenizers.ustokenizer.extract import autocast_dtype, frontend_autocast
+from dualspeech.tokenizers.ustokenizer.extract import frontend_autocast, whisper_autocast_dtype
 from dualspeech.tokenizers.ustokenizer.model import USTokenizer
 device = sys.argv[1]
 choice = "auto" if device == "cuda" else "bf16"    # CUDA: extraction's default; CPU: forced
-dtype = autocast_dtype(device, choice)
+dtype = whisper_autocast_dtype(device, choice)
 assert dtype is not None, f"autocast {choice} on {device} resolved to fp32"
 torch.manual_seed(0)
 cfg = USTokenizerConfig(whisper="random:whisper-debug", pad_to_30s=True, channels=64,

@@ -2,7 +2,7 @@
 # Install (tools/install.sh through make), then the README's test command. pytest's exit code 5
 # ("no tests collected") is turned into a failure: CI must never report an empty run as green.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 start=$(date +%s)
 make test
 rc=$?

@@ -37,7 +37,8 @@ def tiny_model(kind: str, path):
 def test_codes_and_round_trip(tmp_path, kind, hop, k, size):
     model = tiny_model(kind, tmp_path / kind)
     codec = build_codec({"name": "hf", "model": str(tmp_path / kind), "num_codebooks": k})
-    assert (codec.sample_rate, codec.frame_rate, codec.codebook_size, codec.num_codebooks) == (8000, 8000 / hop, size, k)
+    assert (codec.sample_rate, codec.frame_rate, codec.codebook_size, codec.num_codebooks) == (
+        8000, 8000 / hop, size, k)
     assert codec.identity.startswith(f"hf:{kind}:{kind}@")
     rng = np.random.default_rng(0)
     waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in (800, 333)]

@@ -77,7 +77,8 @@ def test_official_key_layout():
         "feature_extractor.encodec.quantizer.", "backbone.", "head.")}
     assert list(groups.values()) == [62, 62, 4, 158, 3] and len(keys) == 289
     convtr = "feature_extractor.encodec.decoder.model.3.convtr.convtr."   # v [in, out, k], g [in, 1, 1]
-    assert tuple(keys[convtr + "weight_v"].shape) == (64, 32, 16) and tuple(keys[convtr + "weight_g"].shape) == (64, 1, 1)
+    assert (tuple(keys[convtr + "weight_v"].shape) == (64, 32, 16)
+            and tuple(keys[convtr + "weight_g"].shape) == (64, 1, 1))
     for k in ("feature_extractor.encodec.quantizer.vq.layers.0._codebook.embed_avg", "backbone.pos_net.2.q.weight",
               "backbone.norm.scale.weight", "backbone.convnext.11.gamma", "head.out.weight", "head.istft.window"):
         assert k in keys, k

@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
-import shutil
 import time
 from pathlib import Path
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from dualspeech.bin import write_shards
+from dualspeech.models.dualspeechlm import build_templates
 from dualspeech.config import build, load_config
 from dualspeech.data.dataset import DataConfig, TaskDataset, load_examples
 from dualspeech.data.sampler import SamplerConfig, TaskBatchSampler
@@ -36,7 +37,7 @@ def corpus(tmp_path_factory):
     data = write_toy_corpus(tmp_path_factory.mktemp("shards") / "data", "toy", "train",
                             n_per_task=7, num_speech_tokens=32, n_codes=1024, spk_dim=256)
     write(data)
-    templates, _ = write_shards.build_templates(load_config(DEBUG))
+    templates, _ = build_templates(load_config(DEBUG))
     return data, templates
 
 

@@ -131,15 +131,15 @@ def test_autocast_really_runs_whisper_in_bf16(tokenizer):
 
 
 def test_autocast_choice(monkeypatch):
-    from dualspeech.tokenizers.ustokenizer.extract import autocast_dtype
+    from dualspeech.tokenizers.ustokenizer.extract import whisper_autocast_dtype
 
-    assert autocast_dtype("cpu") is None and autocast_dtype("cpu", "bf16") is torch.bfloat16
+    assert whisper_autocast_dtype("cpu") is None and whisper_autocast_dtype("cpu", "bf16") is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert autocast_dtype("cuda:0") is torch.bfloat16
+    assert whisper_autocast_dtype("cuda:0") is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert autocast_dtype("cuda") is torch.float16 and autocast_dtype("cuda", "none") is None
+    assert whisper_autocast_dtype("cuda") is torch.float16 and whisper_autocast_dtype("cuda", "none") is None
     with pytest.raises(ValueError, match="autocast must be auto, bf16, fp16, none"):
-        autocast_dtype("cpu", "fp8")
+        whisper_autocast_dtype("cpu", "fp8")
 
 
 # ---- ASR scoring: fp16 on CUDA, fp32 on CPU, Whisper's temperature fallback

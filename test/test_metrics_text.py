@@ -5,7 +5,8 @@ import pytest
 import sacrebleu
 
 from dualspeech.metrics.bootstrap import bootstrap
-from dualspeech.metrics.labels import UNPARSED, accuracy, parse_emotion, unweighted_average_recall
+from dualspeech.metrics.labels import (UNPARSED, accuracy, parse_emotion, recall_stats,
+                                      unweighted_average_recall)
 from dualspeech.metrics.text import bleu_from_stats, bleu_stats, edit_counts, normalize_english
 
 
@@ -59,9 +60,11 @@ def test_emotion_parsing_and_scores():
     preds = ["happy", "happy", "sad", "sad", "neutral", UNPARSED]
     assert accuracy(refs, preds) == pytest.approx(100 * 3 / 6)
     # recalls: happy 2/3, sad 1, angry 0, neutral 0 -> mean 41.67
-    assert unweighted_average_recall(refs, preds) == pytest.approx(100 * (2 / 3 + 1) / 4)
+    assert unweighted_average_recall(recall_stats(refs, preds)) == pytest.approx(100 * (2 / 3 + 1) / 4)
     with pytest.raises(ValueError, match="not in"):
-        unweighted_average_recall(["bored"], ["happy"])
+        recall_stats(["bored"], ["happy"])
+    # a bootstrap resample without some classes: their columns are empty and skipped
+    assert unweighted_average_recall(recall_stats(refs, preds)[:3]) == pytest.approx(100 * 2 / 3)
 
 
 def test_bootstrap_interval_is_seeded_and_brackets_the_value():

@@ -101,9 +101,9 @@ def test_vocab_ids_are_looked_up_and_saved(vocab, tmp_path):
 def test_templates_labels_and_prompts(vocab):
     tpl = TaskTemplates(TemplateConfig(), vocab)
     asr = tpl.encode("asr", {"text": "hello world"}, {"primary": np.arange(5)})
-    answer = [i for i, l in zip(asr.input_ids, asr.labels) if l != IGNORE]
+    answer = [i for i, lab in zip(asr.input_ids, asr.labels) if lab != IGNORE]
     assert vocab.tokenizer.decode(answer[:-1]).strip() == "hello world"
-    assert answer[-1] == tpl.eos_id and all(l == IGNORE for l in asr.labels[:asr.prompt_len])
+    assert answer[-1] == tpl.eos_id and all(lab == IGNORE for lab in asr.labels[:asr.prompt_len])
     assert asr.input_ids.count(vocab.begin_audio_id) == 1
     assert len(asr.input_ids) == tpl.length("asr", {"text": "hello world"}, {"primary": 5})
     tts = tpl.encode("tts", {"text": "hi"}, {}, target=np.array([1, 2, 3]))

@@ -2,7 +2,6 @@
 and listed; the kept examples are written; a set that loses a whole task fails the stage."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from lhotse import CutSet, MonoCut, Recording
 from lhotse.array import Array

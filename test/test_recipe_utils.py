@@ -168,7 +168,8 @@ def test_run_jobs_slurm_script_text(recipe):
         assert line + "\n" in script
     last = script.strip().splitlines()[-1]
     assert last.startswith("exec ") and "run_jobs.sh --backend local" in last
-    assert '"JOB=${SLURM_ARRAY_TASK_ID}:${SLURM_ARRAY_TASK_ID}" exp/log/ext.JOB.log python -m m --shard JOB/3 --name a\\ b' in last
+    assert ('"JOB=${SLURM_ARRAY_TASK_ID}:${SLURM_ARRAY_TASK_ID}" exp/log/ext.JOB.log '
+            'python -m m --shard JOB/3 --name a\\ b') in last
 
 
 def test_run_jobs_slurm_runs_array_through_sbatch(recipe, tmp_path_factory):

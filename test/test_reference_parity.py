@@ -345,7 +345,7 @@ def test_short_clips_are_padded_to_one_second(tmp_path):
         cut = speech_cut(Recording.from_file(path, recording_id=f"c{i}"), "a b", "spk")
         cuts.append(task_example(cut, "asr", text="a b"))
     cuts = CutSet.from_cuts(cuts)
-    paper = build(tok_config.DataConfig, load_yaml(PAPER_TOK)["data"], "data")
+    paper = build(tok_config.USTokenizerDataConfig, load_yaml(PAPER_TOK)["data"], "data")
     batch = UnderstandingDataset(None, train=True, min_seconds=paper.min_seconds)[cuts]
     assert batch["audio_lens"].tolist() == [16000, 24000]
     plain = UnderstandingDataset(None, train=True)[cuts]
@@ -388,7 +388,8 @@ def _reference_tokenizer_state(W=64, C=32, K=8, H=24, seed=0):
 
 
 def _reference_order(state, side):
-    """The reference's weights of one side in its computation order (for ``_reference_encoder`` / ``_reference_decoder``)."""
+    """The reference's weights of one side in its computation order (for ``_reference_encoder`` /
+    ``_reference_decoder``)."""
     if side == "enc":
         keys = ["downsampling_conv.conv.weight", "downsampling_conv.conv.bias",
                 "codec_encoder.conv.conv.weight"]

@@ -118,7 +118,10 @@ def test_vq_kmeans_init_straight_through_and_commit():
     torch.manual_seed(0)
     vq = EMAVectorQuantizer(4, 2, kmeans_init_batches=2, kmeans_iters=10, dead_code_steps=0).train()
     centers = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, -5.0]])
-    data = lambda: centers[torch.randint(0, 4, (64,))] + 0.1 * torch.randn(64, 2)
+
+    def data():
+        return centers[torch.randint(0, 4, (64,))] + 0.1 * torch.randn(64, 2)
+
     z, _, stats = vq(data())
     assert not bool(vq.initialized) and stats["commit"] == 0  # pass-through before init
     vq(data())

@@ -46,10 +46,10 @@ while [ $# -gt 0 ]; do
   esac
   _po_name=${_po_opt#--}
   _po_name=${_po_name//-/_}
-  if [ "$_po_name" = config ] && ! declare -p config >/dev/null 2>&1; then
-    [ $_po_n -eq 2 ] || _po_die "option --config needs a file"
+  if [ "$_po_name" = config ] && ! declare -p "config" >/dev/null 2>&1; then   # no option named config: a file of options
+    [ "$_po_n" -eq 2 ] || _po_die "option --config needs a file"
     [ -r "$_po_val" ] || _po_die "--config: cannot read '$_po_val'"
-    # shellcheck disable=SC1090
+    # shellcheck source=/dev/null   # the user's --config file
     . "$_po_val"
     shift 2
     continue
@@ -60,14 +60,14 @@ while [ $# -gt 0 ]; do
   fi
   _po_old=${!_po_name-}
   if [ "$_po_old" = true ] || [ "$_po_old" = false ]; then
-    if [ $_po_n -eq 2 ] && [[ "$_po_val" == --* ]]; then
+    if [ "$_po_n" -eq 2 ] && [[ "$_po_val" == --* ]]; then
       _po_val=true; _po_n=1                  # bare flag followed by another option
-    elif [ $_po_n -eq 1 ] && [[ "$1" != *=* ]]; then
+    elif [ "$_po_n" -eq 1 ] && [[ "$1" != *=* ]]; then
       _po_val=true                           # bare flag as the last argument
     fi
     [ "$_po_val" = true ] || [ "$_po_val" = false ] \
       || _po_die "option $_po_opt is boolean: expected true or false, got '$_po_val'"
-  elif [ $_po_n -eq 1 ] && [[ "$1" != *=* ]]; then
+  elif [ "$_po_n" -eq 1 ] && [[ "$1" != *=* ]]; then
     _po_die "option $_po_opt needs a value"
   fi
   printf -v "$_po_name" '%s' "$_po_val"

@@ -76,6 +76,7 @@ gpus_of() {  # the CUDA_VISIBLE_DEVICES value of job $1
   (IFS=,; printf '%s' "${ids[*]}")
 }
 
+# shellcheck disable=SC2329   # called from run_one's TERM trap (a string shellcheck does not read)
 tree_of() {  # pid $1 and every process below it
   local c; echo "$1"
   for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_of "$c"; done
@@ -180,14 +181,13 @@ case "$backend" in
       echo "cd $(printf '%q' "$PWD")"
       echo "export DS_STAGE_HASH=$(printf '%q' "${DS_STAGE_HASH:-}")"
       printf 'exec %q --backend local --tail-lines %q ' "$here/run_jobs.sh" "$tail_lines"
-      [ -n "$var" ] && printf '"%s=${SLURM_ARRAY_TASK_ID}:${SLURM_ARRAY_TASK_ID}" ' "$var"
+      [ -n "$var" ] && printf '"%s=%s:%s" ' "$var" "\${SLURM_ARRAY_TASK_ID}" "\${SLURM_ARRAY_TASK_ID}"
       printf '%q ' "$log_template"
       printf '%q ' "${cmd_args[@]}"
       echo
     } > "$script.tmp" && mv "$script.tmp" "$script"
     if [ "$dry_run" = true ]; then echo "$script"; exit 0; fi
     command -v sbatch > /dev/null || { echo "run_jobs.sh: --backend slurm needs sbatch on PATH (or use --backend local, or --dry-run true to only write $script)" >&2; exit 1; }
-    # shellcheck disable=SC2086
     sbatch --wait "$script" >&2
     report_failures
     exit $?

@@ -150,10 +150,11 @@ _stage_move_aside() {  # _stage_move_aside N NAME PATH: keep PATH (made from oth
 }
 
 _stage_outputs_diff() {  # the outputs recorded by marker $1 that are now missing or changed (a few lines)
-  local listing="${1%.done}.outputs" out
+  local listing="${1%.done}.outputs" out outputs
   [ -f "$listing" ] || return 0
+  mapfile -t outputs < <(sed -n 's/^output //p' "$1")
   out=$(diff <(cut -d' ' -f1,4- "$listing") \
-          <(_stage_files $(sed -n 's/^output //p' "$1") 2>/dev/null | cut -d' ' -f1,3-) \
+          <(_stage_files ${outputs[@]+"${outputs[@]}"} 2>/dev/null | cut -d' ' -f1,3-) \
         | sed -n 's/^< \([0-9]*\) \(.*\)/    was \1 bytes: \2/p; s/^> \([0-9]*\) \(.*\)/    now \1 bytes: \2/p' | head -n 8)
   printf '\n%s' "${out:-    (same files and sizes, other content)}"
 }

@@ -3,12 +3,13 @@
 Task examples are synthesised in the real training format: lhotse cuts with a recording,
 a supervision and the task fields (links, texts), USToken ids at 25/s and codec ids at 40/s for
 utterances of 2-20 s, a 256-d speaker embedding; no audio. Tasks are drawn by the paper's
-weights (``--nj`` processes write, like stage 5's ``--nj``). Each size runs in fresh processes: one writes the shards (rendering with the debug
-config's tokenizer and templates, exactly as ``write_shards`` does), one is the training
-process: it opens the shards (start-up: ``ShardDataset`` + sampler + DataLoader until the first
-batch), then one DataLoader worker streams batches. Printed per size: write seconds, start-up
-seconds, examples/s of the one worker, peak RSS of the training process and of the worker
-(MB), the files the worker holds open. Last line: ``memory_growth=<peak RSS large / small>``.
+weights (``--nj`` processes write, like stage 5's ``--nj``). Each size runs in fresh processes:
+one writes the shards (rendering with the debug config's tokenizer and templates, exactly as
+``write_shards`` does), one is the training process: it opens the shards (start-up:
+``ShardDataset`` + sampler + DataLoader until the first batch), then one DataLoader worker
+streams batches. Printed per size: write seconds, start-up seconds, examples/s of the one
+worker, peak RSS of the training process and of the worker (MB), the files the worker holds
+open. Last line: ``memory_growth=<peak RSS large / small>``.
 """
 from __future__ import annotations
 
@@ -83,10 +84,11 @@ def synth_examples(task: str, first: int, n: int, seed: int, num_tokens: int, n_
 
 
 def _write(n: int, root: str, seed: int, shard_size: int, nj: int, out) -> None:
-    from dualspeech.bin.write_shards import build_templates, render_record
     from dualspeech.config import load_config
+    from dualspeech.data.encoding import render_record
     from dualspeech.data.shards import ShardWriter, encoding_fingerprint, set_dir
     from dualspeech.data.streaming import shard_root
+    from dualspeech.models.dualspeechlm import build_templates
 
     templates, _ = build_templates(load_config(CONF))
     tic, cpu = time.perf_counter(), _cpu_self_and_children()
@@ -171,11 +173,11 @@ def _worker_stats(pid: int) -> tuple[float, int]:
 def _train(root: str, seconds: float, out) -> None:
     import torch
 
-    from dualspeech.bin.write_shards import build_templates
     from dualspeech.config import load_config
     from dualspeech.data.sampler import SamplerConfig, TaskBatchSampler
     from dualspeech.data.streaming import ShardDataset
     from dualspeech.data.token_layout import AcousticSpec
+    from dualspeech.models.dualspeechlm import build_templates
 
     templates, _ = build_templates(load_config(CONF))
     tic, cpu = time.perf_counter(), time.process_time()

@@ -6,8 +6,8 @@ greedy decoding, so both produce the same outputs and only the batching differs.
 
 Default: the mini recipe's model config, untrained (real SmolLM2-135M weights, fresh speech
 rows and AcousticGPT, which never emit end tokens, so every example runs to the length limits
-in both modes) on the toy token corpus in the real on-disk layout; a trained model, the mini test set and its codec are selected with
-``--model``, ``--data-root/--source`` and ``--codec-conf``. Last line:
+in both modes) on the toy token corpus in the real on-disk layout; a trained model, the mini
+test set and its codec are selected with ``--model``, ``--data-root/--source`` and ``--codec-conf``. Last line:
 ``batched_speedup=<min of the ASR and TTS ratios>``.
 """
 from __future__ import annotations

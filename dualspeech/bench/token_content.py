@@ -4,8 +4,8 @@ For each content slot of the mini grammar (name, number, colour, noun), a logist
 the bag of token ids (tf-idf of unigrams) of the training speech predicts which word the
 utterance says; it is scored on the test speech, whose voices training never heard (bootstrap
 95 % intervals, as in RESULTS.md). Next to it: the majority class (the control) and, with
-``--field`` given twice, another token field (e.g. ``ustokens`` vs ``acoustic_tokens``). It answers whether a model that fails to transcribe lacks
-information in its input or steps to learn to read it. Last line:
+``--field`` given twice, another token field (e.g. ``ustokens`` vs ``acoustic_tokens``). It
+answers whether a model that fails to transcribe lacks information in its input or steps to learn to read it. Last line:
 ``probe_over_majority=<mean probe accuracy / mean majority accuracy>`` of the first field.
 
     python -m dualspeech.bin.bench token_content --cuts-dir dump/default/cuts \\
@@ -59,7 +59,7 @@ def probe(train: list[tuple[np.ndarray, str]], test: list[tuple[np.ndarray, str]
 def load_field(cuts_path: Path, field: str) -> list[tuple[np.ndarray, str]]:
     from lhotse import load_manifest_lazy
 
-    from dualspeech.data.dataset import load_tokens
+    from dualspeech.data.encoding import load_tokens
 
     pairs = [(load_tokens(c, field), c.supervisions[0].text)
              for c in load_manifest_lazy(cuts_path) if c.has_custom(field) and c.supervisions]

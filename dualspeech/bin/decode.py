@@ -75,7 +75,8 @@ def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = 
             trained, f"the model ({where})", {"acoustic_tokens": codec.identity},
             f"the codec of {codec_conf or 'decode.codec'}",
             "decode with the codec the model was trained on (point --codec-conf at it), or "
-            "retrain on this codec's ids: ./run.sh --stage 4 (re-extracts; stages 5-6 follow)")    # without a usable codec the generation test sets fail alone (status no_output_path)
+            "retrain on this codec's ids: ./run.sh --stage 4 (re-extracts; stages 5-6 follow)")
+    # without a usable codec the generation test sets fail alone (status no_output_path)
     data_cfg = build(DataConfig, model.full_config.get("data"), "data")
     if cfg.max_len is not None:
         data_cfg.max_len = cfg.max_len

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None):
     from dualspeech.tokenizers.extraction import (add_extraction_args, resolve_device, run_extraction,
                                                   token_dtype)
     from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer
-    from dualspeech.tokenizers.ustokenizer.extract import AUTOCAST, autocast_dtype, tokenize_cuts
+    from dualspeech.tokenizers.ustokenizer.extract import AUTOCAST, tokenize_cuts, whisper_autocast_dtype
     from dualspeech.tokenizers.ustokenizer.model import FRAME_SHIFT
     from dualspeech.utils.io import short_hash
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None):
     cfg = tokenizer.cfg
     settings = {"whisper": cfg.whisper, "codebook_size": cfg.vq.codebook_size,
                 "pad_to_30s": cfg.pad_to_30s,
-                "whisper_dtype": str(autocast_dtype(device, args.autocast) or torch.float32)}
+                "whisper_dtype": str(whisper_autocast_dtype(device, args.autocast) or torch.float32)}
 
     def extract(cuts, skipped):
         return tokenize_cuts(tokenizer, cuts, skipped, args.max_duration, args.batch_size,

@@ -168,7 +168,7 @@ def read_requests(path: Path) -> list[dict]:
 
 def run_batch(args, model) -> int:
     from dualspeech.audio import save_wav
-    from dualspeech.inference.outputs import ShardWriter, read_records
+    from dualspeech.inference.outputs import HypWriter, read_records
     from dualspeech.utils.io import atomic_write_text
 
     requests = read_requests(args.input)
@@ -177,7 +177,7 @@ def run_batch(args, model) -> int:
     todo = [r for r in requests if r["id"] not in final]
     log.info("%d requests, %d finished earlier, %d to decode", len(requests),
              len(requests) - len(todo), len(todo))
-    with ShardWriter(progress) as writer:
+    with HypWriter(progress) as writer:
         for start in range(0, len(todo), args.chunk):
             chunk = todo[start:start + args.chunk]
             for res in model.generate(chunk):

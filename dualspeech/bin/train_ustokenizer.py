@@ -21,9 +21,9 @@ from lhotse.dataset import DynamicBucketingSampler
 from dualspeech.config import ConfigError, add_config_args, build, config_from_args, save_config
 from dualspeech.pretrained import load_causal_lm, load_whisper
 from dualspeech.tokenizers.ustokenizer.checkpoint import save_tokenizer
-from dualspeech.tokenizers.ustokenizer.config import (DataConfig, LLMConfig, LossConfig,
-                                                      PromptConfig, USTokenizerConfig)
-from dualspeech.tokenizers.ustokenizer.data import (UnderstandingDataset, load_examples,
+from dualspeech.tokenizers.ustokenizer.config import (LLMConfig, LossConfig, PromptConfig,
+                                                      USTokenizerConfig, USTokenizerDataConfig)
+from dualspeech.tokenizers.ustokenizer.data import (UnderstandingDataset, load_understanding_cuts,
                                                     task_manifests)
 from dualspeech.tokenizers.ustokenizer.evaluate import evaluate
 from dualspeech.tokenizers.ustokenizer.model import USTokenizer, USTokenizerTraining
@@ -34,7 +34,7 @@ from dualspeech.utils.logs import setup_logging
 
 log = logging.getLogger("dualspeech.train_ustokenizer")
 SECTIONS = {"ustokenizer": USTokenizerConfig, "llm": LLMConfig, "prompts": PromptConfig,
-            "loss": LossConfig, "data": DataConfig, "trainer": TrainerConfig}
+            "loss": LossConfig, "data": USTokenizerDataConfig, "trainer": TrainerConfig}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     trainer = Trainer(s["trainer"], args.exp_dir)
     if trainer.is_main:
         save_config(cfg, args.exp_dir)
-    data_cfg: DataConfig = s["data"]
+    data_cfg: USTokenizerDataConfig = s["data"]
     whisper = load_whisper(s["ustokenizer"].whisper)
     llm, prompts = None, None
     if s["loss"].use_under:
@@ -76,7 +76,8 @@ def main(argv=None) -> None:
     if s["llm"].gradient_checkpointing:
         model.gradient_checkpointing_enable()
 
-    train_cuts = load_examples(task_manifests(args.data_dir, args.train_sets, data_cfg.tasks), data_cfg)
+    train_cuts = load_understanding_cuts(
+        task_manifests(args.data_dir, args.train_sets, data_cfg.tasks), data_cfg)
     log.info("training on %d examples (%.2f h)", len(train_cuts),
              sum(c.duration for c in train_cuts) / 3600)
     sampler = DynamicBucketingSampler(
@@ -85,8 +86,9 @@ def main(argv=None) -> None:
         buffer_size=data_cfg.shuffle_buffer, seed=s["trainer"].seed, drop_last=False)
     valid_fn = None
     if args.valid_sets:
-        valid_cuts = load_examples(task_manifests(args.data_dir, args.valid_sets, data_cfg.tasks),
-                                   data_cfg, max_per_task=data_cfg.valid_max_cuts)
+        valid_cuts = load_understanding_cuts(
+            task_manifests(args.data_dir, args.valid_sets, data_cfg.tasks), data_cfg,
+            max_per_task=data_cfg.valid_max_cuts)
         valid_data = UnderstandingDataset(prompts, train=False, min_seconds=data_cfg.min_seconds)
 
         def valid_fn(m, accelerator):

@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualspeech.data.encoding import (collate_encoded, frames, length_checks, load_tokens, missing_field,
+                                      pad_id, speaker_matrix)
 from dualspeech.data.sampler import SamplerConfig
-from dualspeech.data.tasks import (TASKS, TaskSchemaError, speech_cut_ids, speech_manifest_name,
-                                   task_manifest_name, validate_example)
-from dualspeech.data.templates import IGNORE, TaskTemplates, pad_batch, prompt_batch
+from dualspeech.data.tasks import (TASKS, TaskSchemaError, parse_set, speech_cut_ids,
+                                   speech_manifest_name, task_manifest_name, validate_example)
+from dualspeech.data.templates import TaskTemplates, prompt_batch
 from dualspeech.data.token_layout import AcousticSpec
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,6 @@ class Example:
         return self.cut.id
 
 
-def parse_source(source: str) -> tuple[str, str]:
-    if source.count(":") != 1:
-        raise ValueError(f"data source {source!r} must look like corpus:part, e.g. mini:train")
-    corpus, part = source.split(":")
-    return corpus, part
-
-
 def load_examples(root: str | Path, sources: list[str], tasks=tuple(TASKS)) -> dict[str, list[Example]]:
     """Task examples of ``sources`` with their speech cuts resolved by id."""
     from lhotse import CutSet
@@ -80,7 +75,7 @@ def load_examples(root: str | Path, sources: list[str], tasks=tuple(TASKS)) -> d
     out: dict[str, list[Example]] = {t: [] for t in tasks}
     skipped: Counter = Counter()
     for source in sources:
-        corpus, part = parse_source(source)
+        corpus, part = parse_set(source)
         cuts_path = root / "cuts" / speech_manifest_name(corpus, part)
         if not cuts_path.exists():
             raise FileNotFoundError(f"speech cuts {cuts_path} not found (data preparation + "
@@ -151,33 +146,24 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def _measure(self, ex: Example) -> tuple[int, str | None]:
         """LLM token count of an example (its prompt when ``inference``), or a reason to skip
-        it."""
+        it (the checks of ``dualspeech.data.encoding``, shared with the shards)."""
         ins, out = self._roles(ex.task)
-        target = None if self.inference else out
-        needed = [(r, self.field) for r in ins + ([target] if target else [])]
-        if target and self.acoustic:
-            needed.append((target, self.acoustic.field))
-        if out and self.acoustic:
-            needed.append(("speaker_ref", "speaker_embedding"))
-        for role, name in needed:
-            if not ex.speech[role].has_custom(name):
-                return 0, f"no {name!r} on the {role} speech cut (run token extraction)"
-        lens = {r: _frames(ex.speech[r], self.field) for r in ins}
-        if self.inference:
+        why = missing_field(ex.task, ex.speech, self.field,
+                            self.acoustic.field if self.acoustic else None, not self.inference)
+        if why:
+            return 0, why
+        if self.inference:       # the prompt only: never the target's length
             n = len(self.encode(ex, with_answer=False).input_ids)
-            if n > self.cfg.max_len:
-                return n, f"prompt longer than data.max_len={self.cfg.max_len}"
-            return n, None
+            why = next((r for r, ok in length_checks(n, 0, self.cfg.max_len, None, False)
+                        if not ok), None)
+            return n, why and f"prompt {why}"
+        lens = {r: frames(ex.speech[r], self.field) for r in ins}
         n = self.templates.length(ex.task, ex.fields, lens,
-                                  _frames(ex.speech[out], self.field) if out else 0)
-        if n > self.cfg.max_len:
-            return n, f"longer than data.max_len={self.cfg.max_len}"
-        if out and self.acoustic:
-            if not self.acoustic.condition_fits(n):
-                return n, "condition exceeds acoustic_gpt.cond_block_size"
-            if not self.acoustic.tokens_fit(_frames(ex.speech[out], self.acoustic.field)):
-                return n, "acoustic tokens exceed acoustic_gpt.block_size"
-        return n, None
+                                  frames(ex.speech[out], self.field) if out else 0)
+        n_codes = frames(ex.speech[out], self.acoustic.field) if out and self.acoustic else 0
+        why = next((r for r, ok in length_checks(n, n_codes, self.cfg.max_len, self.acoustic,
+                                                 out is not None) if not ok), None)
+        return n, why
 
     # -- batches ------------------------------------------------------------------------------
     def __getitem__(self, batch: list[tuple[str, int]]) -> dict:
@@ -192,80 +178,25 @@ class TaskDataset(torch.utils.data.Dataset):
         target = load_tokens(ex.speech[out], self.field) if (out and with_answer) else None
         return self.templates.encode(ex.task, ex.fields, speech, target, with_answer)
 
-    def _pad_id(self) -> int:
-        tok = self.vocab.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else self.templates.eos_id
-
     def collate(self, examples: list[Example]) -> dict:
-        enc = [self.encode(ex) for ex in examples]
-        input_ids = pad_batch([e.input_ids for e in enc], self._pad_id())
-        attention_mask = pad_batch([[1] * len(e.input_ids) for e in enc], 0)
-        labels = pad_batch([e.labels for e in enc], IGNORE)
-        T = input_ids.shape[1]
-        pos = torch.arange(T)[None, :]
-        prompt_len = torch.tensor([e.prompt_len for e in enc])[:, None]
-        spans = torch.tensor([e.target_span or (0, 0) for e in enc])
-        batch = {
-            "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "is_generation": torch.tensor([TASKS[ex.task].kind == "generation" for ex in examples]),
-            "prompt_mask": pos < prompt_len,
-            "target_mask": (pos >= spans[:, :1]) & (pos < spans[:, 1:]),
-            "tasks": [ex.task for ex in examples],
-            "n_tokens": int(attention_mask.sum()),
-        }
-        if self.acoustic:
-            batch.update(self._acoustic(examples))
-        return batch
+        """Training batch (``dualspeech.data.encoding.collate_encoded``, as the shards give it)."""
+        gen = [ex for ex in examples if TASKS[ex.task].kind == "generation"] if self.acoustic else []
+        codes = [load_tokens(ex.speech[TASKS[ex.task].output_speech], self.acoustic.field) for ex in gen]
+        return collate_encoded([self.encode(ex) for ex in examples], [ex.task for ex in examples],
+                               pad_id(self.templates), self.acoustic, codes, self._speakers(gen))
 
-    def _acoustic(self, examples: list[Example]) -> dict:
-        idx = [i for i, ex in enumerate(examples) if TASKS[ex.task].kind == "generation"]
-        out = {"acoustic_index": torch.tensor(idx, dtype=torch.long)}
-        if not idx:
-            return out
-        codes = [load_tokens(examples[i].speech[TASKS[examples[i].task].output_speech],
-                              self.acoustic.field) for i in idx]
-        out["acoustic_tokens"], out["acoustic_mask"] = self.acoustic.layout.targets(codes)
-        out["speaker_embedding"] = self.speaker_embeddings([examples[i] for i in idx])
-        return out
-
-    def speaker_embeddings(self, examples: list[Example]) -> torch.Tensor:
-        """(B, spk_dim) speaker prompts of generation examples (their ``speaker_ref`` cut)."""
-        rows = [np.asarray(ex.speech["speaker_ref"].load_custom("speaker_embedding"),
-                           dtype=np.float32).reshape(-1) for ex in examples]
-        dim = self.acoustic.spk_dim
-        bad = {r.shape[0] for r in rows} - {dim}
-        if bad:
-            raise ValueError(f"speaker embeddings have {sorted(bad)} dims, "
-                             f"acoustic_gpt.spk_dim is {dim}")
-        return torch.from_numpy(np.stack(rows))
+    def _speakers(self, examples: list[Example]) -> list[np.ndarray]:
+        """Speaker prompts of generation examples (their ``speaker_ref`` cut)."""
+        return [ex.speech["speaker_ref"].load_custom("speaker_embedding") for ex in examples]
 
     def collate_prompts(self, examples: list[Example]) -> dict:
         """Inference batch: prompts only, left padded (generation prompts end with <boa>)."""
         enc = [self.encode(ex, with_answer=False) for ex in examples]
-        batch = {**prompt_batch(enc, self._pad_id()),
+        batch = {**prompt_batch(enc, pad_id(self.templates)),
                  "tasks": [ex.task for ex in examples], "ids": [ex.id for ex in examples]}
         if self.acoustic and all(TASKS[ex.task].kind == "generation" for ex in examples):
-            batch["speaker_embedding"] = self.speaker_embeddings(examples)
+            batch["speaker_embedding"] = speaker_matrix(self._speakers(examples), self.acoustic.spk_dim)
         return batch
-
-
-def _frames(cut, name: str) -> int:
-    arr = cut.custom[name]
-    shape = getattr(arr, "shape", None)
-    if shape is None:
-        raise ValueError(f"cut {cut.id}: custom field {name!r} is not a lhotse (Temporal)Array")
-    return int(shape[0])
-
-
-def load_tokens(cut, name: str) -> np.ndarray:
-    """1-D integer ids of custom field ``name`` of ``cut``."""
-    arr = np.asarray(cut.load_custom(name))
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"cut {cut.id}: {name!r} must hold 1-D integer ids (one codebook), got "
-                         f"shape {arr.shape} dtype {arr.dtype}")
-    return arr
 
 
 def build_datasets(cfg: DataConfig, templates: TaskTemplates, acoustic: AcousticSpec | None,

@@ -394,10 +394,9 @@ class ShardWriter:
             got = sum(r["n"] for r in recs)
             if got != n:
                 raise ShardError(f"{self.path}/{task}: shards hold {got} examples, expected {n}")
-            cat = lambda key: np.asarray([v for r in recs for v in r[key]], dtype=np.int32)  # noqa: E731
-            arrays[f"{task}.len"], arrays[f"{task}.agpt"] = cat("len"), cat("agpt")
-            arrays[f"{task}.prompt"] = cat("prompt")
-            arrays[f"{task}.span"] = cat("span").reshape(-1, 2)
+            for key in ("len", "agpt", "prompt", "span"):
+                arrays[f"{task}.{key}"] = np.asarray([v for r in recs for v in r[key]], dtype=np.int32)
+            arrays[f"{task}.span"] = arrays[f"{task}.span"].reshape(-1, 2)
             tasks[task] = {"num_examples": n, "shards": [{"sizes": r["sizes"]} for r in recs]}
         tmp = self.path / "lengths.tmp.npz"
         np.savez(tmp, **arrays)

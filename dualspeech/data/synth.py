@@ -119,7 +119,7 @@ class Engine(abc.ABC):
     def describe(self) -> dict:
         """What determines the audio: recorded in the stamps of the corpora made with it."""
 
-    def check(self, voices: list[Voice]) -> None:
+    def check(self, voices: list[Voice]) -> None:  # noqa: B027 (optional hook: most engines need no check)
         """Raise SynthesisError (with the install command) if a voice cannot be rendered."""
 
     def batch_size_for(self, voice: Voice) -> int:

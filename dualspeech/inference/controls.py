@@ -123,7 +123,7 @@ class ReferenceRunner(DecodeRunner):
     def _references(self, chunk: list, role: str) -> list[Output]:
         if self.cfg.control == "ground_truth":
             return [self._recording(ex.speech[role]) for ex in chunk]
-        from dualspeech.data.dataset import load_tokens
+        from dualspeech.data.encoding import load_tokens
 
         agpt = self.model.cfg.acoustic_gpt
         field = agpt.field if agpt is not None else self.model.vocab.cfg.field

@@ -10,7 +10,8 @@
   without an AcousticGPT (Baseline-Acoustic) decode their speech tokens with the codec directly.
 
 Guard rails: every example gets a status instead of crashing the run --
-``ok``; ``max_new_tokens`` (a text answer cut at ``decode.text.max_new_tokens``: kept); ``no_eoa`` (speech tokens hit the length limit without end-of-audio: kept, truncated);
+``ok``; ``max_new_tokens`` (a text answer cut at ``decode.text.max_new_tokens``: kept);
+``no_eoa`` (speech tokens hit the length limit without end-of-audio: kept, truncated);
 ``empty`` (no text / no speech tokens); ``empty_acoustic`` (AcousticGPT ended at once);
 ``acoustic_max_len`` (codec frames hit ``decode.acoustic.max_len`` or ``maxlenratio`` times the
 speech tokens: kept, truncated); ``error`` (an exception

@@ -46,8 +46,9 @@ def read_records(path: Path) -> list[dict]:
     return out
 
 
-class ShardWriter:
-    """Append-only record file of one shard; knows which ids are finished."""
+class HypWriter:
+    """Append-only ``hyp.<k>of<n>.jsonl`` record file of one decode shard; knows which ids are
+    finished (not the training shards' ``data.shards.ShardWriter``)."""
 
     def __init__(self, path: Path):
         self.path = path

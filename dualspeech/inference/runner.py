@@ -27,7 +27,7 @@ from dualspeech.config import save_config
 from dualspeech.data.tasks import TASKS, TEXT_FIELDS, task_manifest_name
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.generate import BatchGenerator, Output, decode_isolated
-from dualspeech.inference.outputs import ShardWriter, merge_shards, shard_path
+from dualspeech.inference.outputs import HypWriter, merge_shards, shard_path
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class DecodeRunner:
         mine = set(all_ids[shard::num_shards])
         if resolved_config is not None:
             save_config(resolved_config, test_dir, "decode_config.yaml")
-        writer = ShardWriter(shard_path(test_dir, shard, num_shards))
+        writer = HypWriter(shard_path(test_dir, shard, num_shards))
         todo_ids = mine - writer.done
         counts = {"done_before": len(mine & writer.done)}
         if TASKS[task].kind == "generation" and self.output_problem:
@@ -151,7 +151,7 @@ class DecodeRunner:
         """The examples to decode (a control may change their inputs: inference/controls.py)."""
         return examples
 
-    def _run(self, task: str, ds, examples: list, test_dir: Path, writer: ShardWriter) -> dict:
+    def _run(self, task: str, ds, examples: list, test_dir: Path, writer: HypWriter) -> dict:
         kind = TASKS[task].kind
         bs = self.cfg.batch_size
         counts: dict[str, int] = {}

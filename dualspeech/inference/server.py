@@ -144,8 +144,9 @@ def as_request(task: str, fields: dict, ids) -> Request:
     return req
 
 
-def create_app(model, cfg: ServeConfig = ServeConfig()) -> FastAPI:
+def create_app(model, cfg: ServeConfig | None = None) -> FastAPI:
     """The app serving ``model`` (a ``DualSpeech``); its batcher runs while the app runs."""
+    cfg = cfg or ServeConfig()
     batcher = DynamicBatcher(model.generate, cfg.max_batch, cfg.max_wait_ms / 1000,
                              cfg.queue_size)
     store, ids = AudioStore(cfg.keep_audio), itertools.count(1)

@@ -44,15 +44,25 @@ def correct_mask(refs: list[str], preds: list[str]) -> np.ndarray:
     return np.array([r == p for r, p in zip(refs, preds)], dtype=np.float64)
 
 
-def unweighted_average_recall(refs: list[str], preds: list[str],
-                              labels: tuple[str, ...] = EMOTIONS) -> float:
-    """Mean over the classes present in ``refs`` of that class's recall, in percent."""
+def recall_stats(refs: list[str], preds: list[str],
+                 labels: tuple[str, ...] = EMOTIONS) -> np.ndarray:
+    """Per-utterance rows for ``unweighted_average_recall``: column 0 is correct (0/1), then one
+    membership indicator per class present in ``refs``. Rows, not a number, so the bootstrap
+    can resample utterances. A reference label outside ``labels`` is an error: no answer can
+    parse to it, so it would silently drag the mean down (data/tasks.py rejects it at prep)."""
     ok = correct_mask(refs, preds)
-    refs_arr = np.asarray(refs)
-    present = [lab for lab in labels if np.any(refs_arr == lab)]
     unknown = sorted(set(refs) - set(labels))
     if unknown:
         raise ValueError(f"reference labels {unknown} are not in {labels}")
+    refs_arr = np.asarray(refs)
+    present = [lab for lab in labels if np.any(refs_arr == lab)]
     if not present:
         raise ValueError("unweighted average recall of an empty test set")
-    return 100.0 * float(np.mean([ok[refs_arr == lab].mean() for lab in present]))
+    return np.stack([ok] + [refs_arr == lab for lab in present], axis=1).astype(np.float64)
+
+
+def unweighted_average_recall(stats: np.ndarray) -> float:
+    """Mean over classes of that class's recall, in percent, from ``recall_stats`` rows (or a
+    bootstrap resample of them: a class absent from the resample is skipped)."""
+    ok, member = stats[:, 0], stats[:, 1:].astype(bool)
+    return 100.0 * float(np.mean([ok[m].mean() for m in member.T if m.any()]))

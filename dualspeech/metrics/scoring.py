@@ -26,7 +26,8 @@ from dualspeech.data.tasks import TASKS
 from dualspeech.metrics.bootstrap import Estimate, bootstrap, mean_metric
 from dualspeech.metrics.controls import other_speaker_partners, ser_controls
 from dualspeech.metrics.judge import JudgeConfig
-from dualspeech.metrics.labels import UNPARSED, correct_mask, parse_emotion
+from dualspeech.metrics.labels import (UNPARSED, correct_mask, parse_emotion, recall_stats,
+                                      unweighted_average_recall)
 from dualspeech.metrics.text import bleu_from_stats, bleu_stats, edit_counts, error_rate
 from dualspeech.metrics.transcript_cache import transcribe_files_cached
 from dualspeech.pretrained import cache_dir
@@ -209,9 +210,8 @@ def score_records(records: list[dict], root: Path, cfg: ScoreConfig, res: Resour
         for row, lab, c in zip(per_utt, labels, ok):
             row["label"], row["correct"] = lab, bool(c)
         metrics["accuracy"] = bootstrap(ok, lambda s: 100.0 * s.mean(), cfg.n_bootstrap, cfg.seed)
-        classes = sorted(set(refs))
-        stats = np.stack([ok] + [np.asarray(refs) == c for c in classes], axis=1).astype(float)
-        metrics["uar"] = bootstrap(stats, _uar, cfg.n_bootstrap, cfg.seed)
+        metrics["uar"] = bootstrap(recall_stats(refs, labels), unweighted_average_recall,
+                                   cfg.n_bootstrap, cfg.seed)
         controls.update(ser_controls(refs, cfg.n_bootstrap, cfg.seed))
     elif task in ("sqa", "sc"):
         metrics.update(_bleu([x["answer"] for x in ref], hyps, per_utt, cfg, meta))
@@ -263,13 +263,6 @@ def _other_speaker_sim(records, sim_pairs, per_utt, cfg, res) -> list[float]:
             per_utt[sim_pairs[k][0]]["sim_other_speaker"] = s
             out.append(s)
     return out
-
-
-def _uar(stats: np.ndarray) -> float:
-    """stats columns: correct, then one indicator per class; classes absent from a resample are skipped."""
-    ok, member = stats[:, 0], stats[:, 1:].astype(bool)
-    recalls = [ok[m].mean() for m in member.T if m.any()]
-    return 100.0 * float(np.mean(recalls))
 
 
 def _speech_quality(records, root, per_utt, counts, cfg, res, controls) -> dict[str, Estimate]:

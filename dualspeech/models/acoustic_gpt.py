@@ -1,9 +1,10 @@
 """AcousticGPT: LLM hidden states + speaker embedding -> codec (acoustic) tokens.
 
 nanoGPT-style decoder (pre-LayerNorm blocks, MHSA + GELU MLP, final LayerNorm, head tied to
-the token embedding or, ``head: untied``, a separate matrix starting equal to it). The condition is a prefix: one projected speaker-embedding frame, then
-the LLM hidden states passed through an Adapter (Linear-ReLU-Linear). The prefix attends
-bidirectionally within itself; acoustic tokens attend causally to the prefix and earlier tokens.
+the token embedding or, ``head: untied``, a separate matrix starting equal to it). The condition
+is a prefix: one projected speaker-embedding frame, then the LLM hidden states passed through an
+Adapter (Linear-ReLU-Linear). The prefix attends bidirectionally within itself; acoustic
+tokens attend causally to the prefix and earlier tokens.
 
 Batching: every example is laid out as ``[spk, cond (padded to Lc), tokens (padded)]``; padding
 holes are masked out of attention and positions count valid frames only, so the same layout

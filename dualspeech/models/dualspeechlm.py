@@ -280,3 +280,18 @@ class DualSpeechLM(nn.Module):
         return cls(build(ModelConfig, cfg.get("model"), "model"),
                    build(TemplateConfig, cfg.get("templates"), "templates"), vocab, cfg,
                    init_speech_rows)
+
+
+def build_templates(cfg: dict) -> tuple[TaskTemplates, str]:
+    """The templates (with the extended tokenizer) a model of the full config ``cfg`` renders
+    its input with, and its codec-id field, without loading the LLM weights: what stage 5
+    writes the shards with."""
+    from transformers import AutoTokenizer
+
+    from dualspeech.pretrained import resolve
+
+    model_cfg = build(ModelConfig, cfg.get("model"), "model")
+    tok = AutoTokenizer.from_pretrained(resolve(model_cfg.llm), local_files_only=True)
+    vocab = SpeechVocab.extend(tok, model_cfg.speech)
+    acoustic_field = model_cfg.acoustic_gpt.field if model_cfg.acoustic_gpt else "acoustic_tokens"
+    return TaskTemplates(build(TemplateConfig, cfg.get("templates"), "templates"), vocab), acoustic_field

@@ -69,34 +69,40 @@ results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
 
 utils=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils" && pwd)
+# shellcheck source=../../utils/log.sh
 . "$utils/log.sh"
+# shellcheck source=../../utils/parse_options.sh
 . "$utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $* (options look like --name value; see --help)"
+# shellcheck source=../../utils/stage.sh
 . "$utils/stage.sh"
 stage_dir=$expdir/stages
 
 # ---- derived settings
-sets_of() {  # "part corpus:part" -> "corpus:part corpus:part"
-  local s out=()
-  for s in "$@"; do
-    if [[ "$s" == *:* ]]; then out+=("$s"); else
-      [ -n "$corpus" ] || die "part '$s' needs a corpus: write corpus:part or set --corpus"
-      out+=("$corpus:$s")
-    fi
+sets_of() {  # "part corpus:part ...": one "corpus:part" a line (a bare part gets --corpus)
+  local s parts
+  read -ra parts <<< "$1"
+  for s in ${parts[@]+"${parts[@]}"}; do
+    if [[ "$s" == *:* ]] || [ -z "$corpus" ]; then echo "$s"; else echo "$corpus:$s"; fi
   done
-  echo "${out[@]}"
 }
-# shellcheck disable=SC2086
-{
-  train_sets=$(sets_of $train_parts)
-  dev_sets=$(sets_of $dev_parts)
-  test_sets=$(sets_of $test_parts)
-  ust_sets=$(sets_of ${ustokenizer_parts:-$train_parts})
-}
-all_sets=$(echo $train_sets $dev_sets $test_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+unique() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++'; }   # the words, each once, in order
+mapfile -t train_sets < <(sets_of "$train_parts")
+mapfile -t dev_sets < <(sets_of "$dev_parts")
+mapfile -t test_sets < <(sets_of "$test_parts")
+mapfile -t ust_sets < <(sets_of "${ustokenizer_parts:-$train_parts}")
+mapfile -t all_sets < <(unique ${train_sets[@]+"${train_sets[@]}"} ${dev_sets[@]+"${dev_sets[@]}"} ${test_sets[@]+"${test_sets[@]}"})
+for s in ${all_sets[@]+"${all_sets[@]}"} ${ust_sets[@]+"${ust_sets[@]}"}; do
+  [[ "$s" == *:* ]] || die "part '$s' needs a corpus: write corpus:part or set --corpus"
+done
+# the option strings as the commands get them (split into words, never globbed)
+read -ra prepare_argv <<< "$prepare_args"; read -ra ustokenizer_argv <<< "$ustokenizer_args"
+read -ra codec_argv <<< "$codec_args"; read -ra train_argv <<< "$train_args"
+read -ra decode_argv <<< "$decode_args"; read -ra score_argv <<< "$score_args"
 speech_cuts() { echo "$datadir/cuts/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }   # stage 2 output of a set
 token_cuts() { echo "$dumpdir/$2/${1%%:*}_cuts_${1#*:}.jsonl.gz"; }      # $2: ustokens|acoustic|cuts
 recipe=$(basename "$PWD")
+# shellcheck source=/dev/null   # the recipe's own db.sh (checked with the recipe)
 [ -f db.sh ] && . ./db.sh
 db_links() {  # the corpus dirs stage 0 made available under db/
   local v; echo "$corpus_db"
@@ -126,7 +132,7 @@ in_stage() {  # in_stage N: N is selected by --stage/--stop-stage and not in a s
   esac
 }
 
-config_files() {  # a YAML config and the files it includes (all of them are stage inputs)
+config_files() {  # a YAML config and the files it includes, one a line (all are stage inputs)
   local f=$1 inc
   echo "$f"
   [ -f "$f" ] || return 0
@@ -135,19 +141,19 @@ config_files() {  # a YAML config and the files it includes (all of them are sta
   done
 }
 
-launcher_for() {  # how a training entry point is started: python, or utils/launch.sh (GPUs, nodes)
-  if [ -n "$train_launcher" ]; then echo "$train_launcher"
-  elif [ "$ngpu" -gt 1 ] || [ "$num_nodes" -gt 1 ] || [ -n "$launch_config" ]; then
-    echo "utils/launch.sh --num-nodes $num_nodes --gpus-per-node $ngpu --python $python${launch_config:+ --config-file $launch_config}"
-  else echo "$python"; fi
-}
+# how a training entry point is started: python, or utils/launch.sh (GPUs, nodes)
+if [ -n "$train_launcher" ]; then read -ra launcher <<< "$train_launcher"
+elif [ "$ngpu" -gt 1 ] || [ "$num_nodes" -gt 1 ] || [ -n "$launch_config" ]; then
+  launcher=(utils/launch.sh --num-nodes "$num_nodes" --gpus-per-node "$ngpu" --python "$python"
+            ${launch_config:+--config-file "$launch_config"})
+else read -ra launcher <<< "$python"; fi
 train_nodes=(); [ "$num_nodes" -gt 1 ] && train_nodes=(--nodes "$num_nodes")   # gpu_cmd of training jobs
 
 extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one sharded extraction of a set
-  local logname=$1 set=$2 entry=$3 in=$4 out=$5 storage=$6; shift 6
-  $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/$logname.${set/:/.}.JOB.log" \
-    $python -m "dualspeech.bin.$entry" "$@" --cuts "$in" --out-cuts "$out" \
-    --storage-dir "$storage/${set/:/.}" --nj "$nj" --job JOB --device "$device"
+  local logname=$1 tag=${2/:/.} entry=$3 in_cuts=$4 out_cuts=$5 storage=$6; shift 6
+  $gpu_cmd --gpu "$ngpu" JOB=0:$((nj - 1)) "$logdir/$logname.$tag.JOB.log" \
+    $python -m "dualspeech.bin.$entry" "$@" --cuts "$in_cuts" --out-cuts "$out_cuts" \
+    --storage-dir "$storage/$tag" --nj "$nj" --job JOB --device "$device"
 }
 same_config_or_die() {  # same_config_or_die DIR CONFIG [--check]: DIR resumes only from the config files it began with
   local dir=$1 now f
@@ -170,7 +176,7 @@ need() {  # need VAR: a setting the selected stages cannot run without
 mkdir -p "$expdir"
 printf '%s\t%s\t%s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${DS_RUN_COMMAND:-$ds_command_line}" \
   "$ds_command_line" >> "$expdir/command_history.tsv"
-printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd %q\n%s "$@"\n' \
+printf '#!/usr/bin/env bash\n# The last command run in this recipe (written by TEMPLATE/pipeline.sh).\ncd %q || exit 1\n%s "$@"\n' \
   "$PWD" "${DS_RUN_COMMAND:-$ds_command_line}" > "$expdir/run.sh"
 chmod +x "$expdir/run.sh"
 log "$recipe: stages $stage..$stop_stage, nj=$nj ngpu=$ngpu; command saved in $expdir/run.sh"
@@ -180,8 +186,8 @@ if in_stage 0; then
   # version, arguments and outputs (a no-op in seconds when current), which a marker over this
   # command line alone cannot see. Later stages hash the manifests it writes.
   if [ -n "$make_corpus" ]; then
-    # shellcheck disable=SC2086
-    $cpu_cmd "$logdir/stage0_corpus.log" $python -m $make_corpus --out-dir "$corpus_db" --nj "$nj"
+    read -ra make_corpus_argv <<< "$make_corpus"
+    $cpu_cmd "$logdir/stage0_corpus.log" $python -m "${make_corpus_argv[@]}" --out-dir "$corpus_db" --nj "$nj"
   fi
   if stage_begin 0 corpus --args "$corpus_db|$corpus_vars|$(corpus_locations)|$make_corpus|$download"; then
     if [ "$download" = true ]; then
@@ -204,8 +210,8 @@ if in_stage 0; then
 fi
 
 if in_stage 1; then
-  # shellcheck disable=SC2046
-  if stage_begin 1 manifests --inputs $(db_links) --args "$corpus $prepare_args $manifests_in_corpus" \
+  mapfile -t corpus_dirs < <(db_links)
+  if stage_begin 1 manifests --inputs "${corpus_dirs[@]}" --args "$corpus $prepare_args $manifests_in_corpus" \
        --clean "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"; then
     if [ -x local/data.sh ]; then                     # recipes with several corpora
       $cpu_cmd "$logdir/stage1_manifests.log" local/data.sh "$datadir" "$nj" "$python"
@@ -216,23 +222,21 @@ if in_stage 1; then
         cp -r "$corpus_db/$d" "$datadir/"
       done
     else
-      # shellcheck disable=SC2086
       $cpu_cmd "$logdir/stage1_manifests.log" $python -m dualspeech.bin.prepare_corpus "$corpus" \
-        --corpus-dir "$corpus_db" --output-dir "$datadir" --nj "$nj" $prepare_args
+        --corpus-dir "$corpus_db" --output-dir "$datadir" --nj "$nj" ${prepare_argv[@]+"${prepare_argv[@]}"}
     fi
     stage_end 1 manifests "$datadir/manifests" "$datadir/cuts" "$datadir/tasks"
   fi
   missing=()                                          # parts asked for that the corpus lacks
-  for set in $all_sets; do [ -f "$(speech_cuts "$set")" ] || missing+=("$set"); done
+  for set in ${all_sets[@]+"${all_sets[@]}"}; do [ -f "$(speech_cuts "$set")" ] || missing+=("$set"); done
   [ ${#missing[@]} -eq 0 ] || die "stage 1: the prepared data has no ${missing[*]} (no $(speech_cuts "${missing[0]}")).
 The corpus locations in db.sh ($(corpus_locations)) lack these parts, or all their utterances were skipped ($datadir/skipped_*.log).
 Get the parts (README.md), or leave them out of --train-parts / --dev-parts / --test-parts."
 fi
 
 if in_stage 2; then
-  # shellcheck disable=SC2086
-  if stage_begin 2 check --inputs "$datadir/cuts" "$datadir/tasks" --args "$all_sets" --clean "$datadir/checked"; then
-    $cpu_cmd "$logdir/stage2_check.log" $python -m dualspeech.bin.check_task_data --sets $all_sets \
+  if stage_begin 2 check --inputs "$datadir/cuts" "$datadir/tasks" --args "${all_sets[*]-}" --clean "$datadir/checked"; then
+    $cpu_cmd "$logdir/stage2_check.log" $python -m dualspeech.bin.check_task_data --sets ${all_sets[@]+"${all_sets[@]}"} \
       --tasks-dir "$datadir/tasks" --cuts-dir "$datadir/cuts" --out-dir "$datadir/checked"
     stage_end 2 check "$datadir/checked"
   fi
@@ -240,21 +244,19 @@ fi
 
 if in_stage 3; then
   if [ -n "$ustokenizer_config" ]; then               # train the tokenizer here
-    [ -n "$ust_sets" ] || die "--ustokenizer-parts / --train-parts are empty: nothing to train the USTokenizer on"
-    # shellcheck disable=SC2046,SC2086
-    if stage_begin 3 ustokenizer --inputs $(config_files "$ustokenizer_config") "$datadir/tasks" "$datadir/cuts" \
-         --args "$ust_sets|$dev_sets|$ustokenizer_args|$(launcher_for)" --move-aside "$(dirname "$ustokenizer_ckpt")"; then
-      # shellcheck disable=SC2086
-      $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage3_ustokenizer.log" $(launcher_for) -m dualspeech.bin.train_ustokenizer \
+    [ ${#ust_sets[@]} -gt 0 ] || die "--ustokenizer-parts / --train-parts are empty: nothing to train the USTokenizer on"
+    mapfile -t confs < <(config_files "$ustokenizer_config")
+    if stage_begin 3 ustokenizer --inputs "${confs[@]}" "$datadir/tasks" "$datadir/cuts" \
+         --args "${ust_sets[*]}|${dev_sets[*]-}|$ustokenizer_args|${launcher[*]}" --move-aside "$(dirname "$ustokenizer_ckpt")"; then
+      $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage3_ustokenizer.log" "${launcher[@]}" -m dualspeech.bin.train_ustokenizer \
         --conf "$ustokenizer_config" --exp-dir "$(dirname "$ustokenizer_ckpt")" --data-dir "$datadir" \
-        --train-sets $ust_sets ${dev_sets:+--valid-sets $dev_sets} $ustokenizer_args
+        --train-sets "${ust_sets[@]}" ${dev_sets[@]+--valid-sets "${dev_sets[@]}"} ${ustokenizer_argv[@]+"${ustokenizer_argv[@]}"}
       stage_end 3 ustokenizer "$ustokenizer_ckpt"
     fi
   fi
   [ -f "$ustokenizer_ckpt" ] || die "no USTokenizer checkpoint $ustokenizer_ckpt: train one (--ustokenizer-config, e.g. in egs/multitask) or pass --ustokenizer-ckpt"
-  # shellcheck disable=SC2086
-  if stage_begin 3 ustokens --inputs "$ustokenizer_ckpt" "$datadir/cuts" --args "$all_sets|$nj" --clean "$dumpdir/ustokens"; then
-    for set in $all_sets; do
+  if stage_begin 3 ustokens --inputs "$ustokenizer_ckpt" "$datadir/cuts" --args "${all_sets[*]-}|$nj" --clean "$dumpdir/ustokens"; then
+    for set in ${all_sets[@]+"${all_sets[@]}"}; do
       extract_jobs stage3_ustokens "$set" extract_ustokens "$(speech_cuts "$set")" \
         "$(token_cuts "$set" ustokens)" "$dumpdir/ustokens" --checkpoint "$ustokenizer_ckpt"
     done
@@ -268,20 +270,20 @@ codec_exp=$expdir/$(basename "${codec_config:-codec}" .yaml)
 codec_resolved=$codec_exp/codec.yaml
 if in_stage 4; then
   need codec_config; need speaker_config
-  # shellcheck disable=SC2046,SC2086
-  if stage_begin 4 codec --inputs $(config_files "$codec_config") $(for s in $train_sets; do speech_cuts "$s"; done) \
-       --args "$train_sets|$codec_args" --move-aside "$codec_exp"; then
+  mapfile -t confs < <(config_files "$codec_config")
+  train_cuts=(); for s in ${train_sets[@]+"${train_sets[@]}"}; do train_cuts+=("$(speech_cuts "$s")"); done
+  if stage_begin 4 codec --inputs "${confs[@]}" ${train_cuts[@]+"${train_cuts[@]}"} \
+       --args "${train_sets[*]-}|$codec_args" --move-aside "$codec_exp"; then
     # trains a trainable codec (melvq, vqmel) into $codec_exp, or checks a pretrained one's files
     # (e.g. WavTokenizer: stops here, naming the files and how to get them); writes $codec_resolved
-    # shellcheck disable=SC2046,SC2086
     $cpu_cmd "$logdir/stage4_codec.log" $python -m dualspeech.bin.train_codec --conf "$codec_config" \
-      --cuts $(for s in $train_sets; do speech_cuts "$s"; done) --out-dir "$codec_exp" $codec_args
+      --cuts ${train_cuts[@]+"${train_cuts[@]}"} --out-dir "$codec_exp" ${codec_argv[@]+"${codec_argv[@]}"}
     stage_end 4 codec "$codec_exp"
   fi
-  # shellcheck disable=SC2046
-  if stage_begin 4 tokens --inputs "$codec_exp" $(config_files "$speaker_config") "$dumpdir/ustokens" \
-       --args "$all_sets|$nj" --clean "$dumpdir/acoustic" "$dumpdir/speaker" "$dumpdir/cuts"; then
-    for set in $all_sets; do
+  mapfile -t confs < <(config_files "$speaker_config")
+  if stage_begin 4 tokens --inputs "$codec_exp" "${confs[@]}" "$dumpdir/ustokens" \
+       --args "${all_sets[*]-}|$nj" --clean "$dumpdir/acoustic" "$dumpdir/speaker" "$dumpdir/cuts"; then
+    for set in ${all_sets[@]+"${all_sets[@]}"}; do
       extract_jobs stage4_acoustic "$set" extract_acoustic "$(token_cuts "$set" ustokens)" \
         "$(token_cuts "$set" acoustic)" "$dumpdir/acoustic" --conf "$codec_resolved"
       extract_jobs stage4_speaker "$set" extract_speaker "$(token_cuts "$set" acoustic)" \
@@ -294,58 +296,53 @@ fi
 # Stage 5's output is the data root of training and decoding: tasks/ (checked examples) next to
 # cuts/ (speech cuts with ustokens, acoustic_tokens, speaker_embedding), and shards/: the train
 # and dev examples rendered once with the training config's tokenizer, which stage 6 streams.
-token_meta_files() {  # the meta.json of stages 3-4 for the training sets (they size the model)
+collect_token_meta() {  # token_meta=(the meta.json of stages 3-4 for the training sets): they size the model
   local set d
-  for set in $train_sets; do
+  token_meta=()
+  for set in ${train_sets[@]+"${train_sets[@]}"}; do
     for d in ustokens acoustic speaker; do
-      [ ! -f "$dumpdir/$d/${set/:/.}/meta.json" ] || echo "$dumpdir/$d/${set/:/.}/meta.json"
+      [ ! -f "$dumpdir/$d/${set/:/.}/meta.json" ] || token_meta+=("$dumpdir/$d/${set/:/.}/meta.json")
     done
   done
 }
 if in_stage 5; then
-  shard_sets=$(echo $train_sets $dev_sets | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
-  [ -n "${shard_sets// }" ] && need train_config
-  # shellcheck disable=SC2046,SC2086
-  if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" $(config_files "$train_config") \
-       --args "$all_sets|$shard_sets|$train_args" --clean "$dumpdir/tasks" "$dumpdir/shards"; then
-    $cpu_cmd "$logdir/stage5_task_data.log" $python -m dualspeech.bin.check_task_data --sets $all_sets \
+  mapfile -t shard_sets < <(unique ${train_sets[@]+"${train_sets[@]}"} ${dev_sets[@]+"${dev_sets[@]}"})
+  [ ${#shard_sets[@]} -eq 0 ] || need train_config
+  mapfile -t confs < <(config_files "$train_config")
+  if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" "${confs[@]}" \
+       --args "${all_sets[*]-}|${shard_sets[*]-}|$train_args" --clean "$dumpdir/tasks" "$dumpdir/shards"; then
+    $cpu_cmd "$logdir/stage5_task_data.log" $python -m dualspeech.bin.check_task_data --sets ${all_sets[@]+"${all_sets[@]}"} \
       --tasks-dir "$datadir/checked" --cuts-dir "$dumpdir/cuts" --out-dir "$dumpdir/tasks" --require-tokens
-    if [ -n "${shard_sets// }" ]; then    # a killed run resumes at its first unwritten shard
-      # shellcheck disable=SC2086
+    if [ ${#shard_sets[@]} -gt 0 ]; then    # a killed run resumes at its first unwritten shard
+      collect_token_meta
       $cpu_cmd "$logdir/stage5_shards.log" $python -m dualspeech.bin.write_shards --conf "$train_config" \
-        $train_args --data-root "$dumpdir" --sets $shard_sets --nj "$nj" \
-        $(meta=$(token_meta_files); [ -z "$meta" ] || echo --token-meta $meta)
+        ${train_argv[@]+"${train_argv[@]}"} --data-root "$dumpdir" --sets "${shard_sets[@]}" --nj "$nj" \
+        ${token_meta[@]+--token-meta "${token_meta[@]}"}
     fi
-    stage_end 5 task_data "$dumpdir/tasks" ${shard_sets:+"$dumpdir/shards"}
+    stage_end 5 task_data "$dumpdir/tasks" ${shard_sets[@]+"$dumpdir/shards"}
   fi
 fi
 
-if in_stage 6 && [ -z "$train_sets" ]; then
+if in_stage 6 && [ ${#train_sets[@]} -eq 0 ]; then
   log "stage 6: no --train-parts in this recipe, nothing to train (decode a model with --lm-exp DIR)"
 elif in_stage 6; then
   need train_config
   init_ckpt=       # model.speech_init.method=ustokenizer: the speech rows start from stage 3's USTokenizer
-  # shellcheck disable=SC2086   # the value training sees: the YAML with the --set of --train-args
-  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" $train_args --get model.speech_init.method)" = ustokenizer ]; then
+  # the value training sees: the YAML with the --set of --train-args
+  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" ${train_argv[@]+"${train_argv[@]}"} --get model.speech_init.method)" = ustokenizer ]; then
     init_ckpt=$ustokenizer_ckpt
   fi
   # an edited config stops here; other changed inputs (or --force) move the old experiment aside
   [ "$force" = true ] || same_config_or_die "$lm_exp" "$train_config" --check
-  # shellcheck disable=SC2046,SC2086
-  if stage_begin 6 train --inputs $(config_files "$train_config") "$dumpdir/tasks" "$dumpdir/cuts" ${init_ckpt:+"$init_ckpt"} \
-       --args "$train_sets|$dev_sets|$train_args|$(launcher_for)|$merge_lora" --move-aside "$lm_exp"; then
+  mapfile -t confs < <(config_files "$train_config")
+  if stage_begin 6 train --inputs "${confs[@]}" "$dumpdir/tasks" "$dumpdir/cuts" ${init_ckpt:+"$init_ckpt"} \
+       --args "${train_sets[*]}|${dev_sets[*]-}|$train_args|${launcher[*]}|$merge_lora" --move-aside "$lm_exp"; then
     same_config_or_die "$lm_exp" "$train_config"     # --train-args are in the dir name (args_tag)
-    token_meta=()    # token sizes recorded by stages 3-4 size the model (and check the config)
-    for set in $train_sets; do
-      for d in ustokens acoustic speaker; do
-        [ ! -f "$dumpdir/$d/${set/:/.}/meta.json" ] || token_meta+=("$dumpdir/$d/${set/:/.}/meta.json")
-      done
-    done
-    # shellcheck disable=SC2086
-    $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage6_train.log" $(launcher_for) -m dualspeech.bin.train \
-      --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train $train_sets \
-      ${dev_sets:+--valid $dev_sets} ${token_meta[@]+--token-meta "${token_meta[@]}"} \
-      ${init_ckpt:+--set "model.speech_init.ustokenizer_ckpt=$init_ckpt"} $train_args
+    collect_token_meta    # token sizes recorded by stages 3-4 size the model (and check the config)
+    $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage6_train.log" "${launcher[@]}" -m dualspeech.bin.train \
+      --conf "$train_config" --exp-dir "$lm_exp" --data-root "$dumpdir" --train "${train_sets[@]}" \
+      ${dev_sets[@]+--valid "${dev_sets[@]}"} ${token_meta[@]+--token-meta "${token_meta[@]}"} \
+      ${init_ckpt:+--set "model.speech_init.ustokenizer_ckpt=$init_ckpt"} ${train_argv[@]+"${train_argv[@]}"}
     if [ "$merge_lora" = true ]; then                 # a plain HF model: faster decoding, no peft
       $cpu_cmd "$logdir/stage6_merge.log" $python -m dualspeech.bin.merge --exp-dir "$lm_exp" --out "$lm_exp/merged"
     fi
@@ -370,7 +367,7 @@ decode_tag=$(basename "${decode_config:-decode}" .yaml)$(args_tag "$decode_args"
 decode_dir=$lm_exp/decode_$decode_tag                # other --decode-args: another dir, the old decode stays
 score_dir=$lm_exp/score_$decode_tag
 control_dir=$lm_exp/controls_$decode_tag             # --controls true: <control>/<test_set>/hyp.jsonl
-if in_stage 7 && [ -z "$test_sets" ]; then
+if in_stage 7 && [ ${#test_sets[@]} -eq 0 ]; then
   log "stage 7: no --test-parts in this recipe, nothing to decode"
 elif in_stage 7; then
   need decode_config
@@ -378,44 +375,39 @@ elif in_stage 7; then
   [ -d "$model_dir" ] || die "no trained model in $model_dir: run stage 6 or point --lm-exp at a trained experiment"
   codec_conf_arg=()                                  # the codec of stage 4 decodes generated speech
   [ -f "$codec_resolved" ] && codec_conf_arg=(--codec-conf "$codec_resolved")
-  # shellcheck disable=SC2046,SC2086
-  if stage_begin 7 decode --inputs $(config_files "$decode_config") "$model_dir" "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} \
-       --args "$test_sets|$decode_args|$decode_nj" --clean "$decode_dir"; then
-    # shellcheck disable=SC2086
+  mapfile -t confs < <(config_files "$decode_config")
+  if stage_begin 7 decode --inputs "${confs[@]}" "$model_dir" "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} \
+       --args "${test_sets[*]}|$decode_args|$decode_nj" --clean "$decode_dir"; then
     $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_decode.JOB.log" \
       $python -m dualspeech.bin.decode --conf "$decode_config" --model "$model_dir" \
-      --data-root "$dumpdir" --sources $test_sets --out-dir "$decode_dir" \
-      ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" $decode_args
+      --data-root "$dumpdir" --sources "${test_sets[@]}" --out-dir "$decode_dir" \
+      ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" ${decode_argv[@]+"${decode_argv[@]}"}
     stage_end 7 decode "$decode_dir"
   fi
-  # shellcheck disable=SC2046,SC2086
-  if [ "$controls" = true ] && stage_begin 7 controls --inputs $(config_files "$decode_config") "$model_dir" "$lm_exp/model" \
-       "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} --args "$test_sets|$decode_args|$decode_nj" --clean "$control_dir"; then
+  if [ "$controls" = true ] && stage_begin 7 controls --inputs "${confs[@]}" "$model_dir" "$lm_exp/model" \
+       "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} --args "${test_sets[*]}|$decode_args|$decode_nj" --clean "$control_dir"; then
     for control in shuffled_speech untrained resynth ground_truth; do   # docs/metrics.md: controls
       control_model=$model_dir; [ "$control" = untrained ] && control_model=$lm_exp/model   # not merged
-      # shellcheck disable=SC2086
       $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_control_$control.JOB.log" \
         $python -m dualspeech.bin.decode --conf "$decode_config" --model "$control_model" \
-        --data-root "$dumpdir" --sources $test_sets --out-dir "$control_dir/$control" \
-        ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" $decode_args \
+        --data-root "$dumpdir" --sources "${test_sets[@]}" --out-dir "$control_dir/$control" \
+        ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" ${decode_argv[@]+"${decode_argv[@]}"} \
         --set "+decode.control=$control"
     done
     stage_end 7 controls "$control_dir"
   fi
 fi
 
-if in_stage 8 && [ -n "$test_sets" ]; then
+if in_stage 8 && [ ${#test_sets[@]} -gt 0 ]; then
   need score_config
-  # shellcheck disable=SC2046
   control_arg=(); [ "$controls" = true ] && control_arg=(--control-dir "$control_dir")
   results_dir=$(dirname "$results_md")                # samples.html (listening page) goes next to it
-  # shellcheck disable=SC2046
-  if stage_begin 8 score --inputs $(config_files "$score_config") "$decode_dir" ${control_arg[@]+"${control_arg[1]}"} \
+  mapfile -t confs < <(config_files "$score_config")
+  if stage_begin 8 score --inputs "${confs[@]}" "$decode_dir" ${control_arg[@]+"${control_arg[1]}"} \
        --args "$results_title|$results_md|$score_args|$controls" --clean "$score_dir"; then
-    # shellcheck disable=SC2086
     $cpu_cmd "$logdir/stage8_score.log" $python -m dualspeech.bin.score --conf "$score_config" \
       --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}" \
-      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" $score_args
+      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" ${score_argv[@]+"${score_argv[@]}"}
     mkdir -p "$results_dir"
     cp "$score_dir/RESULTS.md" "$results_md"
     rm -rf "$results_dir/samples.html" "$results_dir/samples"

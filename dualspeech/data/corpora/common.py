@@ -169,10 +169,10 @@ def mp3_source(path: Path, cache_dir: Path) -> Path:
 
 def read_lines(path: Path, skips: SkipLog, bad_ids: set[str] | None = None) -> list[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file, lines ending in ``\n`` or ``\r\n`` (a ``\r``
-    inside a line is kept, not a line break: a transcript is never cut short); a line that does not decode is a counted skip
-    naming file and line, and every other line is kept. ``bad_ids`` collects the first field of
-    such lines (an utterance id in transcript files), so that their audio is not counted again
-    as "audio without transcript"."""
+    inside a line is kept, not a line break: a transcript is never cut short); a line that does
+    not decode is a counted skip naming file and line, and every other line is kept. ``bad_ids``
+    collects the first field of such lines (an utterance id in transcript files), so that their
+    audio is not counted again as "audio without transcript"."""
     skips.read(path)
     out = []
     raw_lines = Path(path).read_bytes().split(b"\n")   # \n and \r\n only: a lone \r is text

@@ -73,7 +73,8 @@ class LossConfig:
 
 
 @dataclass
-class DataConfig:
+class USTokenizerDataConfig:
+    """``data`` section of a USTokenizer config (not the DualSpeechLM one, data.dataset.DataConfig)."""
     tasks: list[str] = field(default_factory=lambda: ["asr", "ser", "sqa"])
     max_duration: float = 120.0      # seconds of audio per batch (per rank)
     max_cuts: int | None = None

@@ -12,7 +12,7 @@ from lhotse import CutSet
 
 from dualspeech.audio import load_cut_audio
 from dualspeech.data.tasks import parse_set, task_manifest_name, validate_example
-from dualspeech.tokenizers.ustokenizer.config import DataConfig
+from dualspeech.tokenizers.ustokenizer.config import USTokenizerDataConfig
 from dualspeech.tokenizers.ustokenizer.frontend import SAMPLE_RATE
 from dualspeech.tokenizers.ustokenizer.prompts import PromptBuilder
 
@@ -38,7 +38,8 @@ def task_manifests(data_dir: str | Path, sets: list[str], tasks: list[str]) -> l
     return found
 
 
-def load_examples(paths: list[Path], cfg: DataConfig, max_per_task: int | None = None) -> CutSet:
+def load_understanding_cuts(paths: list[Path], cfg: USTokenizerDataConfig,
+                            max_per_task: int | None = None) -> CutSet:
     """Task examples of ``cfg.tasks`` from ``paths``, ids prefixed with the task (ASR and SQA
     examples share their audio cut), too short / too long ones dropped with a logged count."""
     cuts, dropped = [], {"too_short": 0, "too_long": 0, "other_task": 0}

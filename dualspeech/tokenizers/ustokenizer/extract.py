@@ -46,7 +46,7 @@ def duration_batches(cuts: list, max_duration: float, max_batch: int, pad_to_30s
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
-def autocast_dtype(device: torch.device | str, choice: str = "auto") -> torch.dtype | None:
+def whisper_autocast_dtype(device: torch.device | str, choice: str = "auto") -> torch.dtype | None:
     """The dtype the Whisper encoder runs in: ``auto`` is bf16 on CUDA (fp16 without bf16
     support) and none (fp32) elsewhere; ``bf16``/``fp16``/``none`` force it (bf16 also works on CPU)."""
     if choice == "auto":
@@ -91,9 +91,9 @@ def tokenize_cuts(tokenizer: USTokenizer, cuts: list, skipped: dict[str, str],
                   max_duration: float = 300.0, max_batch: int = 64,
                   num_workers: int = 0, autocast: str = "auto") -> Iterator[tuple[object, np.ndarray]]:
     """Yield (cut, token ids) for every usable cut, in batch order; skipped cuts go into
-    ``skipped`` as {cut id: reason}. ``autocast``: see ``autocast_dtype``."""
+    ``skipped`` as {cut id: reason}. ``autocast``: see ``whisper_autocast_dtype``."""
     device = next(tokenizer.encoder.parameters()).device
-    dtype = autocast_dtype(device, autocast)
+    dtype = whisper_autocast_dtype(device, autocast)
     batches = duration_batches(cuts, max_duration, max_batch, tokenizer.cfg.pad_to_30s)
     loader = torch.utils.data.DataLoader(_WaveLoader(batches), batch_size=None,
                                          num_workers=num_workers, collate_fn=_as_is)
