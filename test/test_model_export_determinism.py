@@ -39,3 +39,17 @@ def test_torch_checkpoints_do_not_embed_the_temp_name(tmp_path):
     b = atomic_torch_save(state, tmp_path / "b" / "final.pt").read_bytes()
     assert a == b
     assert b".tmp" not in a
+
+
+def test_a_reloaded_vocab_saves_the_same_bytes(tmp_path):
+    """A resumed training loads its extended tokenizer from the experiment (in a new process) and
+    exports it; the export must equal the uninterrupted run's (found by ci/chaos.sh: a kill in
+    stage 6 changed tokenizer_config.json, ``local_files_only`` recorded as false)."""
+    resave = ("import sys\nfrom dualspeech.data.vocab import SpeechVocab\n"
+              "SpeechVocab.load(sys.argv[1]).save(sys.argv[2])\n")
+    fresh = EXPORT.replace("export_model(model, sys.argv[1])", "model.vocab.save(sys.argv[1])")
+    subprocess.run([sys.executable, "-c", fresh, str(tmp_path / "fresh")], check=True)
+    subprocess.run([sys.executable, "-c", resave, str(tmp_path / "fresh"), str(tmp_path / "resumed")],
+                   check=True)
+    for name in ("tokenizer_config.json", "tokenizer.json", "speech_vocab.json"):
+        assert (tmp_path / "fresh" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()

@@ -118,6 +118,9 @@ class SpeechVocab:
         directory = Path(directory)
         meta = json.loads((directory / "speech_vocab.json").read_text())
         text_vocab_size = meta.pop("text_vocab_size")
-        return cls(AutoTokenizer.from_pretrained(directory), SpeechVocabConfig(**meta),
-                   text_vocab_size)
+        # local_files_only as when the base tokenizer was first loaded: save_pretrained writes
+        # the load's arguments into tokenizer_config.json, and a resumed training must export
+        # the same bytes as an uninterrupted one
+        return cls(AutoTokenizer.from_pretrained(directory, local_files_only=True),
+                   SpeechVocabConfig(**meta), text_vocab_size)
 

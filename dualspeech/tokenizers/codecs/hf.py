@@ -9,7 +9,6 @@ Clips are encoded one at a time, since zero padding in a batch would change the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
