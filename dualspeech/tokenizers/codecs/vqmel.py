@@ -154,8 +154,11 @@ class VQMelModel(nn.Module):
 
     def encode(self, mel: torch.Tensor, gen: torch.Generator | None = None):
         """normalised mel [B, n_mels, F] (F a multiple of stride) -> (q, ids [B, F / stride], commit)"""
-        z = self.encoder(mel)
-        return self.quantizer(z[..., : mel.shape[-1] // self.arch.stride], gen)
+        return self.quantizer(self.features(mel), gen)
+
+    def features(self, mel: torch.Tensor) -> torch.Tensor:
+        """normalised mel [B, n_mels, F] -> the encoder's output before quantisation [B, D, F / stride]"""
+        return self.encoder(mel)[..., : mel.shape[-1] // self.arch.stride]
 
     def decode_codes(self, q: torch.Tensor) -> torch.Tensor:
         """[B, code_dim, N] -> normalised mel [B, n_mels, N * stride]"""
@@ -291,14 +294,18 @@ class VQMelCodec(Codec):
         self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
         return self
 
+    def _mel(self, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the vocoder's log mel, the codec's input: normalised per bin, padded to the stride)"""
+        mel = self.front(torch.from_numpy(wave)[None].to(self.device))
+        return mel, _pad_frames((mel - self.mean) / self.std, self.arch.stride)
+
+    def _vocode(self, norm_mel: torch.Tensor) -> np.ndarray:
+        return self.vocoder(norm_mel * self.std + self.mean)[0].cpu().numpy()
+
     @torch.inference_mode()
     def _encode(self, waves):
-        out = []
-        for w in waves:   # one clip at a time: the encoder is non-causal (padding would leak)
-            mel = self.front(torch.from_numpy(w)[None].to(self.device))
-            mel = _pad_frames((mel - self.mean) / self.std, self.arch.stride)
-            out.append(self.model.encode(mel)[1][0].cpu().numpy())
-        return out
+        # one clip at a time: the encoder is non-causal (padding would leak)
+        return [self.model.encode(self._mel(w)[1])[1][0].cpu().numpy() for w in waves]
 
     @torch.inference_mode()
     def resynthesis_stages(self, waves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -308,21 +315,16 @@ class VQMelCodec(Codec):
         into vocoder, encoder / decoder and codebook (``bench codec_resynthesis --stages``)."""
         out: dict[str, list[np.ndarray]] = {"vocoder on the mel": [], "unquantised": []}
         for w in waves:
-            mel = self.front(torch.from_numpy(w)[None].to(self.device))
+            mel, norm = self._mel(w)
             out["vocoder on the mel"].append(self.vocoder(mel)[0].cpu().numpy())
-            norm = _pad_frames((mel - self.mean) / self.std, self.arch.stride)
-            z = self.model.encoder(norm)[..., : norm.shape[-1] // self.arch.stride]
-            rec = self.model.decode_codes(F.normalize(z, dim=1))
-            out["unquantised"].append(self.vocoder(rec * self.std + self.mean)[0].cpu().numpy())
+            z = F.normalize(self.model.features(norm), dim=1)
+            out["unquantised"].append(self._vocode(self.model.decode_codes(z)))
         return out
 
     @torch.inference_mode()
     def _decode(self, ids):
-        out = []
-        for seq in ids:
-            mel = self.model.decode_ids(torch.from_numpy(seq)[None].to(self.device))
-            out.append(self.vocoder(mel * self.std + self.mean)[0].cpu().numpy())
-        return out
+        return [self._vocode(self.model.decode_ids(torch.from_numpy(seq)[None].to(self.device)))
+                for seq in ids]
 
 
 @register_codec("vqmel")
