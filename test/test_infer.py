@@ -129,9 +129,9 @@ def test_api_all_tasks_batched_equals_single_in_order(ds, audio):
     ({"task": "asr", "audio": "junk.wav"}, "cannot read"),
     ({"task": "asr", "audio": "long.wav"}, "over the 30 s cap"),
     ({"task": "s2tt", "audio": "stereo.flac", "target_lang": "xx"}, "unknown language 'xx'"),
-    ({"task": "t2st", "text": "hola", "prompt": "voice.wav"}, "needs --source-lang"),
+    ({"task": "t2st", "text": "hola", "prompt": "voice.wav"}, "needs 'source_lang'"),
     ({"task": "tts", "text": "word " * 1200, "prompt": "voice.wav"}, "at most 1024"),
-    ({"task": "tts", "text": "hi"}, "needs --prompt"),
+    ({"task": "tts", "text": "hi"}, "needs 'prompt'"),
     ({"task": "translate", "text": "hi"}, "unknown task 'translate'"),
 ])
 def test_api_bad_input_is_refused_with_reason(ds, audio, req, reason):
@@ -166,7 +166,8 @@ def test_cli_single_requests(model_dir, audio, tmp_path, capsys, ds):
     assert json.loads(out)["wav"] == str(wav)
     for args, reason in (((("--audio", audio / "empty.wav")), "empty"),
                          ((("--audio", audio / "long.wav", "--max-audio-seconds", 10)), "10 s cap"),
-                         ((("--audio", audio / "junk.wav")), "cannot read")):
+                         ((("--audio", audio / "junk.wav")), "cannot read"),
+                         ((), "needs 'audio' (a speech file) (--audio)")):
         code, out, err = run_cli(capsys, "--model", model_dir, "--task", "asr", *args)
         assert code == 2 and reason in err and out == ""
     code, _, err = run_cli(capsys, "--model", tmp_path, "--task", "asr", "--audio",

@@ -3,10 +3,12 @@ subprocess on a random debug model dir (dualspeech.testing.toy): every task, bot
 concurrent requests batched and answered with their own results, each refusal code, the queue
 and timeout limits (an in-process server whose decoder the test holds), the web page in headless
 Chromium; and the batcher on its own."""
+import base64
 import io
 import json
 import re
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -144,7 +146,7 @@ def test_concurrent_requests_are_batched_and_get_their_own_results(server, clips
     ("asr", {}, {"audio": "junk"}, 415, "cannot read the uploaded audio"),
     ("asr", {}, {"audio": "long"}, 413, "over the 5 s cap"),
     ("tts", {"text": "word " * 1200}, {"prompt": "voice"}, 413, "the model takes at most 1024"),
-    ("tts", {"text": "hi"}, {}, 422, "needs --prompt"),
+    ("tts", {"text": "hi"}, {}, 422, "needs 'prompt'"),
     ("s2tt", {"target_lang": "xx"}, {"audio": "speech"}, 422, "unknown language 'xx'"),
     ("asr", {"colour": "red"}, {"audio": "speech"}, 422, "unknown request key(s) ['colour']"),
     ("asr", {"task": "ser"}, {"audio": "speech"}, 422, "the URL says 'asr'"),
@@ -155,6 +157,44 @@ def test_bad_input_is_refused_with_a_json_reason(server, clips, task, fields, au
     for post in (client.post, client.post_form):
         status, rec = post(task, fields, {k: clips[v] for k, v in audio.items()})
         assert (status, rec["status"]) == (code, code) and reason in rec["error"]
+        assert " --" not in rec["error"]      # names request fields, not bin/infer's flags
+
+
+def test_tts_streams_the_one_shot_samples(server, clips):
+    """``?speech=stream``: a WAV header of unknown length, then 16-bit PCM as it is decoded;
+    the samples are the one-shot answer's (greedy toy model, MelVQ: cut from one decode)."""
+    client = Client(server.port)
+    fields, audio = {"text": "a red dog"}, {"prompt": clips["voice"]}
+    status, rec = client.post("tts", fields, audio, speech="base64")
+    assert status == 200, rec
+    one, sr = sf.read(io.BytesIO(base64.b64decode(rec["audio_base64"])), dtype="int16")
+    status, pieces = client.post_stream("tts", fields, audio)
+    data = b"".join(p for _, p in pieces)
+    assert status == 200 and data[:4] == b"RIFF" and data[36:40] == b"data"
+    assert struct.unpack("<IIHH", data[24:36]) == (sr, 2 * sr, 2, 16)   # rate, bytes/s, 16 bit
+    streamed = np.frombuffer(data[44:], "<i2").astype(int)
+    assert len(streamed) == len(one) and np.abs(streamed - one).max() <= 1
+    for task, fields, audio, reason in (
+            ("asr", {}, {"audio": clips["speech"]}, "answers with text"),
+            ("tts", {"text": "hi"}, {}, "needs 'prompt'")):
+        status, pieces = client.post_stream(task, fields, audio)
+        rec = json.loads(b"".join(p for _, p in pieces))
+        assert status == 422 and reason in rec["error"]
+
+
+def test_bench_serve_prints_its_table_and_gain(model_dir, capsys):
+    """``bench serve`` bounded (two client counts, a second each): a row per level without
+    errors and the gain as the last line."""
+    from dualspeech.bin import bench
+
+    bench.main(["serve", "--model", str(model_dir), "--clients", "1", "3", "--seconds", "1",
+                "--warmup-s", "0.3", "--max-batch", "4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"model: {model_dir}"
+    header = lines.index(next(line for line in lines if line.split()[:2] == ["clients", "requests"]))
+    rows = [line.split() for line in lines[header + 1:header + 3]]
+    assert [r[0] for r in rows] == ["1", "3"] and all(int(r[1]) > 0 and r[5] == "0" for r in rows)
+    assert re.fullmatch(r"batching_throughput_gain=\d+\.\d\d", lines[-1])
 
 
 def test_bad_bodies_are_refused_and_the_server_keeps_serving(server, clips):
@@ -172,7 +212,7 @@ def test_bad_bodies_are_refused_and_the_server_keeps_serving(server, clips):
     assert status == 422 and "uploaded audio file" in rec["error"]
     big = Client(server.port)
     status, rec = big.post("asr", {}, {"audio": b"\0" * (2 << 20)})   # over --max-upload-mb 1
-    assert status == 413 and "over 1 MB" in rec["error"]
+    assert status == 413 and "1 MB limit" in rec["error"]
     status, rec = client.post("asr", {}, {"audio": clips["speech"]})
     assert status == 200 and rec["status"] != "invalid"
 
@@ -226,7 +266,7 @@ def test_full_queue_503_and_timeout_504_then_serves_again(model_dir, clips):
         second.join(30)
         for name in ("first", "second"):
             status, rec = answers[name]
-            assert status == 504 and "no answer within 1.5 s" in rec["error"]
+            assert status == 504 and "no answer within the server's 1.5 s timeout" in rec["error"]
         model.release.set()
         while client.get_json("/health")["batcher"]["cancelled"] < 1:   # skips the second
             time.sleep(0.02)

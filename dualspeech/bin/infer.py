@@ -119,7 +119,9 @@ def run_one(args, model) -> int:
                   source_lang=args.source_lang, target_lang=args.target_lang, id="0")
     res = model.generate([req])[0]
     if res.status == "invalid":
-        return fail(res.error)
+        flag = (f" (--{res.error_field.replace('_', '-')})"
+                if res.error_field in vars(args) else "")
+        return fail(res.error + flag)
     if res.status == "error":
         return fail(res.error, 1)
     rec = res.record()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dualspeech.config import build, merge
-from dualspeech.data.tasks import TASKS
+from dualspeech.data.tasks import GENERATION, TASKS
 from dualspeech.data.templates import prompt_batch
 from dualspeech.inference.config import DecodeConfig
 from dualspeech.inference.generate import BatchGenerator, decode_isolated
@@ -145,6 +145,25 @@ class DualSpeech:
                         prompt=(prompt_wave, prompt_sr or sr))
         return res.wave, res.sample_rate
 
+    # -- streaming ----------------------------------------------------------------------------
+    def stream(self, request: Request | dict) -> "SpeechStream":
+        """A generation request's speech as wave chunks (``decode.stream``; see
+        ``inference/streaming.py``): checked and tokenised now (``InvalidRequest`` at once),
+        decoded while the chunks are read."""
+        results: list[Result | None] = [None]
+        prepared = self._prepare([request], results)
+        if results[0] is not None:
+            raise InvalidRequest(results[0].error, results[0].error_kind or "invalid",
+                                 results[0].error_field)
+        if prepared[0].kind != "generation":
+            raise InvalidRequest(f"{prepared[0].task} answers with text: only the speech tasks "
+                                 f"{sorted(GENERATION)} stream")
+        return SpeechStream(self, prepared[0])
+
+    def tts_stream(self, text: str, prompt_wave, sr: int) -> "SpeechStream":
+        """``tts`` in chunks: ``for chunk in m.tts_stream(...)`` (float32 at ``m.sample_rate``)."""
+        return self.stream(Request(task="tts", text=text, prompt=(prompt_wave, sr)))
+
     # -- batches ------------------------------------------------------------------------------
     def generate(self, requests: list[Request | dict]) -> list[Result]:
         """One ``Result`` per request, in request order (see the module docstring)."""
@@ -185,7 +204,7 @@ class DualSpeech:
                         continue
                     if self.ustokenizer is None:
                         raise InvalidRequest(f"{req.task} reads speech, but the model dir has no "
-                                             "USTokenizer (export it with --ustokenizer)")
+                                             "USTokenizer (bin/export adds it)")
                     waves[SPEECH_ROLES[role]] = read_audio(value, 16000, role,
                                                            self.max_audio_seconds)
                 for role, wave in waves.items():
@@ -193,7 +212,8 @@ class DualSpeech:
                 checked.append((i, rid, req, fields, {}))
             except InvalidRequest as e:
                 task = req.get("task") if isinstance(req, dict) else getattr(req, "task", None)
-                results[i] = Result(rid, str(task), "invalid", error=str(e), error_kind=e.kind)
+                results[i] = Result(rid, str(task), "invalid", error=str(e), error_kind=e.kind,
+                                    error_field=e.field)
         self._tokenize(audio_jobs, checked)
         speakers = self._embed(prompt_jobs)
         prepared = []
@@ -231,6 +251,27 @@ class DualSpeech:
         if chunk[0].speaker is not None:
             batch["speaker_embedding"] = torch.from_numpy(np.stack([p.speaker for p in chunk]))
         return batch
+
+
+class SpeechStream:
+    """Iterator of float32 wave chunks at ``sample_rate``; once exhausted, ``result`` holds the
+    request's ``Result`` (status, counts; no ``wave``: the chunks are the wave)."""
+
+    def __init__(self, model: DualSpeech, prepared: _Prepared):
+        self.id, self.task, self.sample_rate = prepared.id, prepared.task, model.sample_rate
+        self.result: Result | None = None
+        self._chunks = self._run(model, prepared)
+
+    def _run(self, model: DualSpeech, p: _Prepared):
+        out = yield from model.generator.speech_stream(model._collate([p]))
+        self.result = Result(p.id, p.task, out.status, error=out.error,
+                             n_speech_tokens=out.n_speech_tokens, n_acoustic=out.n_acoustic)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._chunks)
 
 
 __all__ = ["DualSpeech", "InvalidRequest", "ModelDirError", "Request", "Result"]

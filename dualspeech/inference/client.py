@@ -68,6 +68,24 @@ class Client:
                                     {"Content-Type": "application/json"})
         return status, json.loads(data)
 
+    def post_stream(self, task: str, fields: dict, audio: dict | None = None
+                    ) -> tuple[int, list[tuple[float, bytes]]]:
+        """``post`` with ``?speech=stream``: the body's pieces as they arrive, each with the
+        seconds since the request was sent (a refusal: one piece, its JSON)."""
+        body = {**fields, **{k: base64.b64encode(v).decode() for k, v in (audio or {}).items()}}
+        self.close()                 # a fresh connection: nothing of another answer is pending
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            t0 = time.perf_counter()
+            conn.request("POST", f"/v1/{task}?speech=stream", body=json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json"})
+            resp, pieces = conn.getresponse(), []
+            while piece := resp.read1(1 << 16):
+                pieces.append((time.perf_counter() - t0, piece))
+            return resp.status, pieces
+        finally:
+            conn.close()
+
     def post_form(self, task: str, fields: dict, audio: dict | None = None) -> tuple[int, dict]:
         """multipart/form-data request, as a browser sends it: ``audio`` as file parts."""
         boundary = secrets.token_hex(12)

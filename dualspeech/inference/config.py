@@ -54,6 +54,31 @@ class AcousticDecoding:
                              "number of codec frames per speech token, or null")
 
 
+STREAM_MODES = ("exact", "early")
+
+
+@dataclass
+class StreamDecoding:
+    """Chunked speech output (``DualSpeech.stream``, ``bin/serve ?speech=stream``), in codec
+    frames. ``exact``: chunks go out once AcousticGPT has ended, vocoded in windows that hold a
+    codec's whole receptive field (``Codec.local_synthesis``), so they equal one-shot decoding;
+    ``early``: chunks go out while AcousticGPT generates, each decoded from ``left`` frames
+    before it to ``right`` frames after it: sooner, but the samples differ (docs/inference.md)."""
+    mode: str = "exact"
+    first: int = 8      # frames of the first chunk (its latency)
+    chunk: int = 32     # frames of each later chunk (a window adds the context: fewer, longer
+                        # chunks vocode less twice)
+    left: int = 32      # early: frames of context before a chunk (already sent)
+    right: int = 16     # early: frames of lookahead after a chunk
+
+    def __post_init__(self):
+        if self.mode not in STREAM_MODES:
+            raise ValueError(f"decode.stream.mode={self.mode!r}; use one of {STREAM_MODES}")
+        if min(self.chunk, self.first) < 1 or min(self.left, self.right) < 0:
+            raise ValueError(f"decode.stream: chunk ({self.chunk}) and first ({self.first}) must "
+                             f"be >= 1, left ({self.left}) and right ({self.right}) >= 0")
+
+
 @dataclass
 class DecodeConfig:
     batch_size: int = 16
@@ -64,6 +89,7 @@ class DecodeConfig:
     text: TextDecoding = field(default_factory=TextDecoding)
     speech: SpeechDecoding = field(default_factory=SpeechDecoding)
     acoustic: AcousticDecoding = field(default_factory=AcousticDecoding)
+    stream: StreamDecoding = field(default_factory=StreamDecoding)
     codec: dict | None = None       # codec section ({name: ..., options}); null: the model config's
     max_len: int | None = None      # longest prompt in LLM tokens; null: the model's data.max_len
     prompt_sample_rate: int = 16000  # rate of the saved speaker prompt wavs (SIM metric)

@@ -112,14 +112,16 @@ class BatchGenerator:
         return [tok.decode(row.tolist(), skip_special_tokens=True) for row in out]
 
     # -- speech -------------------------------------------------------------------------------
-    def speech(self, batch: dict) -> list[Output]:
+    def _speech_tokens(self, batch: dict):
+        """First half of ``speech``: the LLM's speech tokens, an ``Output`` per example, the
+        indices that go on to AcousticGPT with their frame limits, and the batch's generator."""
         if self.codec is None:
             raise ValueError("generation tasks need a codec: set decode.codec (or a codec "
                              "section in the model's config)")
-        s, a, m = self.cfg.speech, self.cfg.acoustic, self.model
+        s = self.cfg.speech
         batch = self._to_device(batch)
         gen = self._generator(batch["ids"])
-        st = generate_speech_tokens(m, batch, max_new_tokens=s.max_new_tokens,
+        st = generate_speech_tokens(self.model, batch, max_new_tokens=s.max_new_tokens,
                                     temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                     do_sample=s.do_sample, generator=gen)
         outs = []
@@ -128,29 +130,67 @@ class BatchGenerator:
             status = "empty" if n == 0 else "no_eoa" if n >= s.max_new_tokens else "ok"
             outs.append(Output(status, n_speech_tokens=n, speech_ids=tokens.tolist()))
         keep = [i for i, o in enumerate(outs) if o.status != "empty"]
+        limit = {i: self._acoustic_limit(outs[i].n_speech_tokens) for i in keep}
+        return batch, st, outs, keep, limit, gen
+
+    def _acoustic(self, batch, st, keep: list[int], limit: dict, gen, stepwise: bool = False):
+        a = self.cfg.acoustic
+        return generate_acoustic(self.model, st.select(keep), batch["speaker_embedding"][keep],
+                                 max_len=torch.tensor([limit[i] for i in keep]), top_k=a.top_k,
+                                 temperature=a.temperature, generator=gen, stepwise=stepwise)
+
+    def _codes_status(self, out: Output, codes: torch.Tensor, limit: int) -> bool:
+        """Record an example's codec ids and their status; whether there is speech to decode."""
+        out.n_acoustic, out.acoustic_ids = len(codes), codes.tolist()
+        if len(codes) == 0:
+            out.status = "empty_acoustic"
+            return False
+        if self.model.acoustic_gpt is not None and out.status == "ok" and len(codes) >= limit:
+            out.status = "acoustic_max_len"
+        return True
+
+    def speech(self, batch: dict) -> list[Output]:
+        batch, st, outs, keep, limit, gen = self._speech_tokens(batch)
         if not keep:
             return outs
-        limit = {i: self._acoustic_limit(outs[i].n_speech_tokens) for i in keep}
-        if m.acoustic_gpt is None:   # speech tokens are codec ids (Baseline-Acoustic)
+        if self.model.acoustic_gpt is None:   # speech tokens are codec ids (Baseline-Acoustic)
             codes = [st.tokens[i] for i in keep]
         else:
-            codes = generate_acoustic(m, st.select(keep), batch["speaker_embedding"][keep],
-                                      max_len=torch.tensor([limit[i] for i in keep]),
-                                      top_k=a.top_k, temperature=a.temperature, generator=gen)
-        decodable = []
-        for i, c in zip(keep, codes):
-            outs[i].n_acoustic, outs[i].acoustic_ids = len(c), c.tolist()
-            if len(c) == 0:
-                outs[i].status = "empty_acoustic"
-                continue
-            if m.acoustic_gpt is not None and outs[i].status == "ok" and len(c) >= limit[i]:
-                outs[i].status = "acoustic_max_len"
-            decodable.append((i, c.cpu().numpy().astype(np.int64)))
+            codes = self._acoustic(batch, st, keep, limit, gen)
+        decodable = [(i, c.cpu().numpy().astype(np.int64)) for i, c in zip(keep, codes)
+                     if self._codes_status(outs[i], c, limit[i])]
         if decodable:
             waves = self.codec.decode([c for _, c in decodable])
             for (i, _), w in zip(decodable, waves):
                 outs[i].wave = w
         return outs
+
+    def speech_stream(self, batch: dict):
+        """``speech`` of a batch of one, as wave chunks (``inference/streaming.py``, per
+        ``decode.stream``): yields each chunk once it is decoded and returns the ``Output``
+        (its ``wave`` left None: the chunks are the wave). The same draws as ``speech``."""
+        from dualspeech.inference.streaming import ChunkedDecoder
+
+        if len(batch["ids"]) != 1:
+            raise ValueError(f"speech_stream decodes one example, got {len(batch['ids'])}")
+        batch, st, outs, keep, limit, gen = self._speech_tokens(batch)
+        out, n_limit = outs[0], limit.get(0)
+        if not keep:
+            return out
+        decoder = ChunkedDecoder(self.codec, self.cfg.stream)
+        if self.model.acoustic_gpt is None:
+            codes = st.tokens[0]
+        else:
+            ids = []
+            for step in self._acoustic(batch, st, keep, limit, gen, stepwise=True):
+                if int(step[0]) == self.model.acoustic_gpt.end_id:
+                    break
+                ids.append(int(step[0]))
+                yield from decoder.push(ids)
+            codes = torch.tensor(ids, dtype=torch.long)
+        if self._codes_status(out, codes, n_limit):
+            yield from decoder.finish(codes.cpu().numpy().astype(np.int64))
+        return out
 
     def _acoustic_limit(self, n_speech_tokens: int) -> int:
         """Most codec frames for an utterance of ``n_speech_tokens``: decode.acoustic.max_len,

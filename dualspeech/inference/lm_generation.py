@@ -126,15 +126,17 @@ def generate_speech_tokens(model, batch, max_new_tokens: int = 400, temperature:
 
 def generate_acoustic(model, out: SpeechTokens, speaker_embedding: torch.Tensor,
                       max_len: int | torch.Tensor = 1000, top_k: int = 10,
-                      temperature: float = 1.0,
-                      generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                      temperature: float = 1.0, generator: torch.Generator | None = None,
+                      stepwise: bool = False):
     """Codec ids from AcousticGPT, conditioned per Chain-of-Condition's inference rule
-    (``models/coc.py``: the fixed ablation modes apply to TTS/VC; other tasks: concatenation)."""
+    (``models/coc.py``: the fixed ablation modes apply to TTS/VC; other tasks: concatenation).
+    ``stepwise``: an iterator of each step's (B,) ids instead (``AcousticGPT.steps``), the
+    same draws one frame at a time (streaming)."""
     if model.acoustic_gpt is None:
         raise ValueError("this model has no AcousticGPT (model.acoustic_gpt: null): its "
                          "speech tokens go to a unit vocoder / codec decoder directly")
     cond, cond_mask, cond_pos = coc.inference_condition(model.cfg.condition, out.prompt_hidden,
                                                         out.token_hidden, out.tasks)
-    return model.acoustic_gpt.generate(cond, cond_mask, speaker_embedding.to(cond.device),
-                                       max_len, top_k, temperature, generator=generator,
-                                       cond_pos=cond_pos)
+    run = model.acoustic_gpt.steps if stepwise else model.acoustic_gpt.generate
+    return run(cond, cond_mask, speaker_embedding.to(cond.device), max_len, top_k, temperature,
+               generator=generator, cond_pos=cond_pos)

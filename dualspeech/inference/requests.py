@@ -26,11 +26,13 @@ TEXT_INPUTS = {"text": "text", "source_text": "text", "question": "question"}   
 
 
 class InvalidRequest(ValueError):
-    """A request that cannot be decoded; ``kind``: unreadable | too_long | invalid."""
+    """A request that cannot be decoded; ``kind``: unreadable | too_long | invalid. The message
+    names request fields (what the API, the request list and the server take); ``field`` is
+    the one at fault, which ``bin/infer`` names as its flag."""
 
-    def __init__(self, message: str, kind: str = "invalid"):
+    def __init__(self, message: str, kind: str = "invalid", field: str | None = None):
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.field = kind, field
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Result:
     status: str                       # the decoder's status (inference/generate.py), or invalid
     text: str | None = None
     error_kind: str | None = None     # an invalid request's InvalidRequest.kind
+    error_field: str | None = None    # and its .field
     wave: np.ndarray | None = field(default=None, repr=False)
     sample_rate: int | None = None
     error: str | None = None
@@ -115,8 +118,8 @@ def read_audio(audio, sr: int, what: str, max_seconds: float | None) -> np.ndarr
         raise InvalidRequest(f"{what}: holds NaN or infinite samples")
     seconds = wave.size / sr
     if max_seconds is not None and seconds > max_seconds:
-        raise InvalidRequest(f"{what}: {seconds:.1f} s is over the {max_seconds:g} s cap "
-                             "(--max-audio-seconds); cut it into shorter pieces", "too_long")
+        raise InvalidRequest(f"{what}: {seconds:.1f} s is over the {max_seconds:g} s cap on "
+                             "input audio; cut it into shorter pieces", "too_long", what)
     return np.ascontiguousarray(wave)
 
 
@@ -142,24 +145,26 @@ def check_request(req: Request, with_speaker: bool) -> tuple[dict, dict]:
             default = DEFAULT_LANGS.get(task, (None, None))[name == "target_lang"]
             value = getattr(req, name) or default
             if not value:
-                raise InvalidRequest(f"{task} needs --{name.replace('_', '-')} "
-                                     f"(one of {sorted(LANG_NAMES)})")
+                raise InvalidRequest(f"{task} needs {name!r} (one of {sorted(LANG_NAMES)})",
+                                     field=name)
             if value not in LANG_NAMES:
                 raise InvalidRequest(f"unknown language {value!r} for {name}; "
-                                     f"known: {sorted(LANG_NAMES)}")
+                                     f"known: {sorted(LANG_NAMES)}", field=name)
             fields_[name] = value
         elif name in TEXT_INPUTS:
             value = getattr(req, TEXT_INPUTS[name])
             if not isinstance(value, str) or not value.strip():
-                raise InvalidRequest(f"{task} needs a non-empty --{TEXT_INPUTS[name]}")
+                raise InvalidRequest(f"{task} needs a non-empty {TEXT_INPUTS[name]!r}",
+                                     field=TEXT_INPUTS[name])
             fields_[name] = value.strip()
     audio = {}
     for role in AUDIO_INPUTS[task]:
         if getattr(req, role) is None:
-            raise InvalidRequest(f"{task} needs --{role.replace('_', '-')} (a speech file)")
+            raise InvalidRequest(f"{task} needs {role!r} (a speech file)", field=role)
         audio[role] = getattr(req, role)
     if task in GENERATION and with_speaker:
         if req.prompt is None:
-            raise InvalidRequest(f"{task} needs --prompt: a recording of the voice to speak in")
+            raise InvalidRequest(f"{task} needs 'prompt': a recording of the voice to speak in",
+                                 field="prompt")
         audio["prompt"] = req.prompt
     return fields_, audio

@@ -18,6 +18,8 @@ import itertools
 import json
 import logging
 import secrets
+import struct
+import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -26,9 +28,9 @@ from importlib import resources
 import numpy as np
 from fastapi import FastAPI
 from fastapi import Request as HTTPRequest
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from dualspeech.data.tasks import TASKS
+from dualspeech.data.tasks import GENERATION, TASKS
 from dualspeech.data.templates import LANG_NAMES
 from dualspeech.inference.batcher import DynamicBatcher, QueueFull
 from dualspeech.inference.requests import (AUDIO_ROLES, InvalidRequest, Request, Result,
@@ -74,6 +76,23 @@ def wav_bytes(wave: np.ndarray, sr: int) -> bytes:
 
     buf = io.BytesIO()
     sf.write(buf, np.clip(wave, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def stream_header(sr: int) -> bytes:
+    """A 16-bit mono WAV header of unknown length (sizes 0xFFFFFFFF, as streaming writers do):
+    the PCM samples follow as they are decoded."""
+    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " +
+            struct.pack("<IHHIIHH", 16, 1, 1, sr, 2 * sr, 2, 16) + b"data" +
+            struct.pack("<I", 0xFFFFFFFF))
+
+
+def pcm16(wave: np.ndarray, sr: int) -> bytes:
+    """The samples of ``wav_bytes`` without the header (the same conversion)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wave, -1.0, 1.0), sr, format="RAW", subtype="PCM_16", endian="LITTLE")
     return buf.getvalue()
 
 
@@ -147,8 +166,13 @@ def as_request(task: str, fields: dict, ids) -> Request:
 def create_app(model, cfg: ServeConfig | None = None) -> FastAPI:
     """The app serving ``model`` (a ``DualSpeech``); its batcher runs while the app runs."""
     cfg = cfg or ServeConfig()
-    batcher = DynamicBatcher(model.generate, cfg.max_batch, cfg.max_wait_ms / 1000,
-                             cfg.queue_size)
+    lock = threading.Lock()    # one decoder: batches and stream chunks take turns
+
+    def generate(requests):
+        with lock:
+            return model.generate(requests)
+
+    batcher = DynamicBatcher(generate, cfg.max_batch, cfg.max_wait_ms / 1000, cfg.queue_size)
     store, ids = AudioStore(cfg.keep_audio), itertools.count(1)
     with_speaker = model.model.acoustic_gpt is not None
     page = resources.files("dualspeech.inference").joinpath("page.html").read_text()
@@ -193,17 +217,22 @@ def create_app(model, cfg: ServeConfig | None = None) -> FastAPI:
     async def run(task: str, request: HTTPRequest, speech: str = "url"):
         if task not in TASKS:
             return error(404, f"unknown task {task!r}; tasks: {sorted(TASKS)}")
-        if speech not in ("url", "base64"):
-            return error(422, f"speech={speech!r}: use url or base64")
+        if speech not in ("url", "base64", "stream"):
+            return error(422, f"speech={speech!r}: use url, base64 or stream")
+        if speech == "stream" and task not in GENERATION:
+            return error(422, f"speech=stream: {task} answers with text; the speech tasks are "
+                              f"{sorted(GENERATION)}")
         try:
             req = as_request(task, await parse_body(request, await read_body(request, limit)),
                              ids)
             check_request(req, with_speaker)    # missing fields are refused before queueing
         except TooLarge:
-            return error(413, f"the request body is over {cfg.max_upload_mb:g} MB "
-                              "(--max-upload-mb)")
+            return error(413, f"the request body is over the server's {cfg.max_upload_mb:g} MB "
+                              "limit: send shorter audio")
         except InvalidRequest as e:
             return error(HTTP_STATUS[e.kind], str(e))
+        if speech == "stream":
+            return await stream(req)
         try:
             fut = batcher.submit(req)
         except QueueFull as e:
@@ -212,11 +241,38 @@ def create_app(model, cfg: ServeConfig | None = None) -> FastAPI:
             result = await asyncio.wait_for(asyncio.wrap_future(fut), cfg.timeout_s)
         except asyncio.TimeoutError:
             fut.cancel()
-            return error(504, f"no answer within {cfg.timeout_s:g} s (--timeout-s); "
+            return error(504, f"no answer within the server's {cfg.timeout_s:g} s timeout; "
                               f"{batcher.stats()['queued']} requests are queued")
         except Exception as e:  # noqa: BLE001 -- this request's own decoding failure
             return error(500, f"decoding failed: {e}")
         return answer(result, speech, store)
+
+    async def stream(req: Request):
+        """The answer's wav in chunks as they are decoded (``DualSpeech.stream``), outside the
+        batcher: each chunk takes the decoder lock, so batches run between chunks."""
+        def start():
+            with lock:
+                return model.stream(req)
+
+        def next_chunk():
+            with lock:
+                return next(chunks, None)
+
+        try:
+            chunks = await asyncio.to_thread(start)
+        except InvalidRequest as e:
+            return error(HTTP_STATUS[e.kind], str(e))
+
+        async def body():
+            yield stream_header(chunks.sample_rate)
+            try:
+                while (chunk := await asyncio.to_thread(next_chunk)) is not None:
+                    yield pcm16(chunk, chunks.sample_rate)
+            except Exception:  # noqa: BLE001 -- headers are sent: the stream just ends early
+                log.exception("streaming request %s failed", req.id)
+
+        return StreamingResponse(body(), media_type="audio/wav",
+                                 headers={"X-Request-Id": req.id})
 
     return app
 

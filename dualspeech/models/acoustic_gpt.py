@@ -28,6 +28,8 @@ API::
     codes = gpt.generate(cond, cond_mask, spk, max_len=1000, top_k=10, temperature=1.0)
     # -> list of 1-D LongTensors of codec ids (end token stripped); use_cache=False recomputes
     #    the whole sequence every step (the reference decoder; for benchmarks only)
+    for ids in gpt.steps(cond, cond_mask, spk, max_len=1000):   # the same, one step at a time
+        ...                                                      # (B,) ids, end_id once ended
 """
 from __future__ import annotations
 
@@ -247,6 +249,24 @@ class AcousticGPT(nn.Module):
         ends there while the others go on); ``use_cache=False`` recomputes every step from
         scratch (reference behaviour); ``min_len`` forbids the end token before that many codes;
         ``cond_pos``: see ``_prefix``."""
+        out = list(self.steps(cond, cond_mask, spk, max_len, top_k, temperature, use_cache,
+                              generator, min_len, cond_pos))
+        if not out:
+            return [torch.zeros(0, dtype=torch.long) for _ in range(cond.shape[0])]
+        seqs = torch.stack(out, 1)
+        result = []
+        for row in seqs:
+            end = (row == self.end_id).nonzero()
+            result.append(row[: int(end[0]) if len(end) else len(row)].cpu())
+        return result
+
+    @torch.no_grad()
+    def steps(self, cond, cond_mask, spk, max_len: int | torch.Tensor = 1000, top_k: int = 10,
+              temperature: float = 1.0, use_cache: bool = True,
+              generator: torch.Generator | None = None, min_len: int = 0,
+              cond_pos: torch.Tensor | None = None):
+        """``generate`` one step at a time: yields the (B,) ids of each step (``end_id`` for an
+        example that has ended) until every example has ended; what streaming consumes."""
         B = cond.shape[0]
         px, pvalid = self._prefix(cond, cond_mask, spk, cond_pos)
         P = px.shape[1]
@@ -254,7 +274,7 @@ class AcousticGPT(nn.Module):
             max=self.max_new_tokens)
         tokens = torch.full((B, 1), self.start_id, dtype=torch.long, device=cond.device)
         done = limits <= 0
-        past, out = None, []
+        past = None
         for step in range(int(limits.max())):
             if use_cache and past is not None:
                 x = self._tokens(tokens[:, -1:], torch.full((B, 1), step, device=cond.device))
@@ -272,19 +292,11 @@ class AcousticGPT(nn.Module):
             nxt = self._sample(self._logits(h[:, -1]), top_k, temperature, generator,
                                allow_end=step >= min_len)
             nxt = nxt.masked_fill(done, self.end_id)
-            out.append(nxt)
             done |= (nxt == self.end_id) | (limits <= step + 1)
+            yield nxt
             if bool(done.all()):
-                break
+                return
             tokens = torch.cat([tokens, nxt.unsqueeze(1)], 1)
-        if not out:
-            return [torch.zeros(0, dtype=torch.long) for _ in range(B)]
-        seqs = torch.stack(out, 1)
-        result = []
-        for row in seqs:
-            end = (row == self.end_id).nonzero()
-            result.append(row[: int(end[0]) if len(end) else len(row)].cpu())
-        return result
 
 
 def _positions(valid: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,47 @@ def toy_codec(path: Path, n_codes: int, griffin_lim_iters: int = 32):
     return MelVQCodec(path, griffin_lim_iters=griffin_lim_iters)
 
 
+def toy_hifigan(out_dir: Path, channels: int = 32, seed: int = 0) -> Path:
+    """A random HiFi-GAN generator of the published V1 layout (kernels, dilations, upsampling:
+    the same receptive field and hop) with ``channels`` instead of 512; its ``config.json`` next
+    to it. Vocodes noise, fast enough for tests."""
+    import json
+
+    from dualspeech.tokenizers.codecs.hifigan import (HiFiGANConfig, HiFiGANGenerator,
+                                                      pip_vocoder_files)
+
+    conf = json.loads(pip_vocoder_files()[1].read_text())
+    conf["upsample_initial_channel"] = channels
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(conf))
+    torch.manual_seed(seed)
+    model = HiFiGANGenerator(HiFiGANConfig.from_dict(conf))
+    with torch.no_grad():        # unit-norm filters: every layer passes its input on, so far
+        for name, p in model.named_parameters():   # frames matter as in a trained vocoder
+            if name.endswith("weight_g"):
+                p.fill_(1.0)
+    torch.save({"generator": model.state_dict()}, out_dir / "generator.pt")
+    return out_dir / "generator.pt"
+
+
+def toy_vqmel(path: Path, n_codes: int, seed: int = 0, vocoder: str | None = None) -> Path:
+    """A random (untrained) tiny VQ-Mel checkpoint with ``n_codes`` codes: the real decoder
+    path (code decoder + HiFi-GAN: ``vocoder``, default the published one), noise for speech."""
+    import dataclasses
+
+    from dualspeech.tokenizers.codecs.vqmel import DEFAULT_VOCODER, VQMelArch, VQMelModel
+    from dualspeech.utils.io import atomic_torch_save
+
+    torch.manual_seed(seed)
+    arch = VQMelArch(channels=16, code_dim=8, codebook_size=n_codes, encoder_blocks=1,
+                     decoder_blocks=1)
+    atomic_torch_save({"arch": dataclasses.asdict(arch), "vocoder": vocoder or DEFAULT_VOCODER,
+                       "mean": torch.full((arch.n_mels,), -5.0), "std": torch.full((arch.n_mels,), 2.0),
+                       "model": VQMelModel(arch).state_dict()}, path)
+    return Path(path)
+
+
 def toy_ustokenizer(path: Path, codebook_size: int, seed: int = 0) -> Path:
     """A USTokenizer file (random tiny Whisper, random codebook) that tokenizes real audio."""
     from dualspeech.pretrained import load_whisper
@@ -68,20 +109,26 @@ TOY_DECODE = {"batch_size": 8, "text": {"strategy": "greedy", "max_new_tokens": 
 
 
 def toy_model_dir(root: Path, conf: str = "egs/mini/conf/dualspeechlm_debug.yaml",
-                  n_codes: int = 64, decode: dict | None = None) -> Path:
+                  n_codes: int = 64, decode: dict | None = None, codec: str = "melvq") -> Path:
     """A self-contained model dir (``inference.model_dir``) of a random debug model: USTokenizer,
-    MelVQ codec and Resemblyzer speaker encoder whose sizes fit it; short greedy decode
-    defaults. What the inference, API and server tests and ``bench serve`` load."""
+    codec (``melvq``: tone-trained MelVQ; ``vqmel``: random VQ-Mel + HiFi-GAN) and Resemblyzer
+    speaker encoder whose sizes fit it; short greedy decode defaults. What the inference, API
+    and server tests and ``bench serve`` / ``bench stream`` load."""
     from dualspeech.inference.model_dir import write_parts
     from dualspeech.models.io import export_model
 
     root = Path(root)
     model, cfg = toy_model(conf, [f"model.acoustic_gpt.n_codes={n_codes}"])
     out = export_model(model, root / "model")
-    toy_codec(root / "melvq.pt", n_codes, griffin_lim_iters=2)
+    if codec == "vqmel":
+        section = {"name": "vqmel", "checkpoint": str(toy_vqmel(root / "vqmel.pt", n_codes))}
+    elif codec == "melvq":
+        toy_codec(root / "melvq.pt", n_codes, griffin_lim_iters=2)
+        section = {"name": "melvq", "checkpoint": str(root / "melvq.pt"), "griffin_lim_iters": 2}
+    else:
+        raise ValueError(f"toy_model_dir: codec {codec!r}; use melvq or vqmel")
     write_parts(out, ustokenizer=toy_ustokenizer(root / "ustokenizer.pt",
                                                  cfg["model"]["speech"]["num_tokens"]),
-                codec={"name": "melvq", "checkpoint": str(root / "melvq.pt"),
-                       "griffin_lim_iters": 2},
+                codec=section,
                 speaker={"name": "resemblyzer"}, decode=decode or TOY_DECODE)
     return out

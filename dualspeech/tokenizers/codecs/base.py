@@ -80,6 +80,18 @@ def as_wave_list(waves, lengths: Sequence[int] | None = None) -> list[np.ndarray
     return out
 
 
+@dataclass(frozen=True)
+class LocalSynthesis:
+    """A decoder split in two: ``features(ids) -> [1, C, F]`` sees the whole sequence (cheap),
+    ``synthesize(features[..., a:b]) -> (b - a) * hop samples`` is local: a sample depends only
+    on the ``context`` feature frames either side of its own (its receptive field), so windows
+    with that much context give the samples of one-shot decoding."""
+    features: Callable[[np.ndarray], torch.Tensor]
+    synthesize: Callable[[torch.Tensor], np.ndarray]
+    hop: int
+    context: int
+
+
 class DecodeOnlyCodecError(NotImplementedError):
     """``encode`` asked of a codec that by design only decodes (a vocoder of units that another
     tokenizer makes): a refusal with directions, not a missing implementation."""
@@ -114,18 +126,25 @@ class Codec(abc.ABC):
 
     def decode(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One float32 waveform at ``sample_rate`` per id array."""
-        checked = []
-        for i, seq in enumerate(ids):
-            seq = np.asarray(seq)
-            want = 1 if self.num_codebooks == 1 else 2
-            if seq.ndim != want or seq.shape[0] == 0 or not np.issubdtype(seq.dtype, np.integer):
-                raise ValueError(f"ids {i}: expected a non-empty integer array with {want} dim(s), "
-                                 f"got {seq.dtype} {seq.shape}")
-            if seq.min() < 0 or seq.max() >= self.codebook_size:
-                raise ValueError(f"ids {i}: values must lie in [0, {self.codebook_size}), "
-                                 f"got [{seq.min()}, {seq.max()}]")
-            checked.append(seq.astype(np.int64))
-        return [np.asarray(w, dtype=np.float32) for w in self._decode(checked)]
+        return [np.asarray(w, dtype=np.float32)
+                for w in self._decode([self.check_ids(seq, i) for i, seq in enumerate(ids)])]
+
+    def check_ids(self, seq, i: int = 0) -> np.ndarray:
+        """``seq`` as int64 ids this codec decodes, or a ValueError saying what is wrong."""
+        seq = np.asarray(seq)
+        want = 1 if self.num_codebooks == 1 else 2
+        if seq.ndim != want or seq.shape[0] == 0 or not np.issubdtype(seq.dtype, np.integer):
+            raise ValueError(f"ids {i}: expected a non-empty integer array with {want} dim(s), "
+                             f"got {seq.dtype} {seq.shape}")
+        if seq.min() < 0 or seq.max() >= self.codebook_size:
+            raise ValueError(f"ids {i}: values must lie in [0, {self.codebook_size}), "
+                             f"got [{seq.min()}, {seq.max()}]")
+        return seq.astype(np.int64)
+
+    def local_synthesis(self) -> "LocalSynthesis | None":
+        """Where this codec's decoder becomes local, for exact chunked decoding (streaming);
+        None: every sample may depend on every frame (decode whole utterances)."""
+        return None
 
     @abc.abstractmethod
     def _decode(self, ids: list[np.ndarray]) -> list[np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -46,6 +47,22 @@ class HiFiGANConfig:
     def hop(self) -> int:
         """Output samples per input frame."""
         return int(np.prod(self.upsample_rates))
+
+    @property
+    def receptive_frames(self) -> int:
+        """Input frames either side that an output sample depends on (a bound, +1 frame): the
+        convolutions' reach at each stage's rate, summed. Windows with this much context
+        vocode the samples of the whole sequence (streaming, ``LocalSynthesis``)."""
+        reach, rate = 3.0, 1     # conv_pre: kernel 7
+        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            reach += math.ceil(k / u) / rate / 2 + 1 / rate   # transposed conv, in input frames
+            rate *= u
+            per_kernel = [sum(_padding(rk, d) + (_padding(rk) if self.resblock == "1" else 0)
+                              for d in rd)
+                          for rk, rd in zip(self.resblock_kernel_sizes,
+                                            self.resblock_dilation_sizes)]
+            reach += max(per_kernel) / rate
+        return math.ceil(reach + 3 / rate) + 1     # conv_post: kernel 7
 
     @classmethod
     def from_dict(cls, cfg: dict, where: str = "HiFi-GAN config") -> "HiFiGANConfig":

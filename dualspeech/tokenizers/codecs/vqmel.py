@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualspeech.config import ConfigError, build
-from dualspeech.tokenizers.codecs.base import CODEC_TRAINERS, Codec, CodecTrainer, register_codec
+from dualspeech.tokenizers.codecs.base import (CODEC_TRAINERS, Codec, CodecTrainer, LocalSynthesis,
+                                              register_codec)
 from dualspeech.tokenizers.codecs.hifigan import (HiFiGANConfig, MelFrontEnd, load_hifigan,
                                                   resolve_vocoder)
 from dualspeech.utils.io import atomic_torch_save, short_hash
@@ -325,6 +326,17 @@ class VQMelCodec(Codec):
     def _decode(self, ids):
         return [self._vocode(self.model.decode_ids(torch.from_numpy(seq)[None].to(self.device)))
                 for seq in ids]
+
+
+    def local_synthesis(self) -> LocalSynthesis:
+        """The code decoder (its GroupNorms see the whole sequence; cheap), then HiFi-GAN, whose
+        samples depend on ``receptive_frames`` mel frames either side (the costly part)."""
+        @torch.inference_mode()
+        def features(ids: np.ndarray) -> torch.Tensor:
+            return self.model.decode_ids(torch.from_numpy(self.check_ids(ids))[None].to(self.device))
+
+        return LocalSynthesis(features, torch.inference_mode()(self._vocode),
+                              self.vocoder.cfg.hop, self.vocoder.cfg.receptive_frames)
 
 
 @register_codec("vqmel")
