@@ -33,6 +33,19 @@ def test_resemblyzer_same_voice_closer_than_different_voice(make_speech):
     assert same > diff + 0.05, (same, diff)
 
 
+def test_resemblyzer_batched_equals_one_utterance_at_a_time(make_speech):
+    """Partial windows of many waves share LSTM batches (one a long, multi-window wave): the
+    embeddings are resemblyzer's own ``embed_utterance`` of each wave."""
+    from resemblyzer import preprocess_wav
+
+    enc = build_speaker_encoder({"name": "resemblyzer"})
+    waves = [load_audio(make_speech(t, f"b{i}", pitch=30 + 20 * i), 16000)[0]
+             for i, t in enumerate(TEXTS)]
+    waves.append(np.concatenate(waves))
+    one = [enc.encoder.embed_utterance(preprocess_wav(w, source_sr=16000)) for w in waves]
+    assert np.abs(enc.embed(waves) - np.stack(one)).max() < 1e-5
+
+
 def test_kaldi_fbank_shape_and_tone_peak():
     sr, f0 = 16000, 1000.0
     wave = 0.5 * np.sin(2 * np.pi * f0 * np.arange(sr) / sr)

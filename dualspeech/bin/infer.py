@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="longest input or prompt audio accepted (0: no cap)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a decode default, e.g. --set decode.text.strategy=sample")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of torch and of numpy's BLAS pools (0: default)")
     args = p.parse_args(argv)
     if (args.task is None) == (args.input is None):
         p.error("give either --task (one request) or --input (batch mode)")
@@ -102,9 +103,9 @@ def load(args):
     from dualspeech import DualSpeech
 
     if args.threads:
-        import torch
+        from dualspeech.utils.threads import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     return DualSpeech.from_pretrained(args.model, device=args.device,
                                       decode=decode_overrides(args.overrides),
                                       max_audio_seconds=args.max_audio_seconds or None)

@@ -56,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a decode default, e.g. --set decode.text.strategy=sample")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of torch and of numpy's BLAS pools (0: default)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="server log level (warning: no access log)")
     args = p.parse_args(argv)
@@ -79,9 +80,9 @@ def main(argv=None) -> int:
     from dualspeech.inference.server import ServeConfig, create_app
 
     if args.threads:
-        import torch
+        from dualspeech.utils.threads import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     try:
         decode = {**decode_overrides(args.overrides), "batch_size": args.max_batch}
         model = DualSpeech.from_pretrained(args.model, device=args.device, decode=decode,

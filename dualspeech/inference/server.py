@@ -4,7 +4,8 @@ Why here: the server is one more client of ``DualSpeech.generate`` (the same req
 and batched decoder as ``bin/infer``); this module only turns HTTP bodies into ``Request``s,
 queues them on a ``DynamicBatcher`` and turns ``Result``s into HTTP answers. Audio arrives as
 file bytes (multipart uploads, or base64 strings in JSON), never as a path on the server.
-Refusals are JSON ``{"error": ...}`` with 413 (body or audio too large, prompt too long), 415
+``?speech=stream`` answers a speech task with its wav in chunks as they are decoded
+(``DualSpeech.stream``). Refusals are JSON ``{"error": ...}`` with 413 (body or audio too large, prompt too long), 415
 (unreadable audio, unknown body type), 422 (invalid fields), 404 (unknown task), 503 (queue
 full) or 504 (no answer within ``timeout_s``).
 """

@@ -90,15 +90,33 @@ class ResemblyzerEncoder(SpeakerEncoder):
         self.dim = 256
         self.identity = f"resemblyzer:{path.name}@{short_hash(path)}"
 
-    def _embed(self, waves):
-        from resemblyzer import preprocess_wav
+    def _embed(self, waves, batch: int = 64):
+        """``VoiceEncoder.embed_utterance`` for many waves at once: every wave's fixed-size
+        partial mel windows go through the LSTM together (``batch`` windows at a time; each row
+        is independent, so the embeddings are those of one utterance at a time)."""
+        from resemblyzer import audio, preprocess_wav
 
-        out = []
-        for w in waves:
+        windows, owner = [], []
+        for i, w in enumerate(waves):
             if self.trim:
                 trimmed = preprocess_wav(w, source_sr=SR)
                 w = trimmed if len(trimmed) >= SR // 4 else w
-            out.append(self.encoder.embed_utterance(w))
+            wav_slices, mel_slices = self.encoder.compute_partial_slices(len(w), rate=1.3,
+                                                                         min_coverage=0.75)
+            if wav_slices[-1].stop >= len(w):
+                w = np.pad(w, (0, wav_slices[-1].stop - len(w)))
+            mel = audio.wav_to_mel_spectrogram(w)
+            windows += [mel[s] for s in mel_slices]
+            owner += [i] * len(mel_slices)
+        with torch.no_grad():
+            partial = np.concatenate([
+                self.encoder(torch.from_numpy(np.array(windows[k:k + batch])).to(
+                    self.encoder.device)).cpu().numpy() for k in range(0, len(windows), batch)])
+        owner = np.array(owner)
+        out = []
+        for i in range(len(waves)):
+            raw = partial[owner == i].mean(0)
+            out.append(raw / np.linalg.norm(raw, 2))
         return out
 
 
