@@ -329,9 +329,9 @@ elif in_stage 6; then
   need train_config
   init_ckpt=       # model.speech_init.method=ustokenizer: the speech rows start from stage 3's USTokenizer
   # the value training sees: the YAML with the --set of --train-args
-  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" ${train_argv[@]+"${train_argv[@]}"} --get model.speech_init.method)" = ustokenizer ]; then
-    init_ckpt=$ustokenizer_ckpt
-  fi
+  init_method=$($python -m dualspeech.bin.resolve_config "$train_config" ${train_argv[@]+"${train_argv[@]}"} \
+    --get model.speech_init.method) || die "cannot read model.speech_init.method of $train_config with --train-args (above)"
+  [ "$init_method" != ustokenizer ] || init_ckpt=$ustokenizer_ckpt
   # an edited config stops here; other changed inputs (or --force) move the old experiment aside
   [ "$force" = true ] || same_config_or_die "$lm_exp" "$train_config" --check
   config_files "$train_config"
