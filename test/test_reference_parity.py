@@ -288,7 +288,8 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     model, cfg = toy_model(DEBUG, [
         "model.lora.rank=0", "+model.coc_draw=batch", "+model.acoustic_understanding=true",
         "+model.acoustic_gpt.gelu=tanh", "+model.acoustic_gpt.spk_bias=false",
-        "+model.acoustic_gpt.head=untied"])
+        "+model.acoustic_gpt.head=untied", "+model.coc_spans=reference",
+        "+templates.format=reference"])
     model.train()
     out = model(_batch(model, cfg, examples, ["tts", "asr", "vc"]))
     out["loss"].backward()
@@ -296,6 +297,7 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     loaded = load_model(export_model(model.eval(), tmp_path / "m"))
     assert torch.equal(loaded.acoustic_gpt.head, model.acoustic_gpt.head)
     assert loaded.acoustic_gpt.spk_proj.bias is None and loaded.cfg.acoustic_understanding
+    assert loaded.templates.reference and loaded.cfg.coc_spans == "reference"
 
 
 

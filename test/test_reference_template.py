@@ -203,3 +203,14 @@ def test_per_batch_draw_uses_the_reference_thresholds():
         assert torch.equal(got, want), (seed, u)
         names[u < 0.33, u < 0.66] = True
     assert len(names) == 3
+
+
+def test_reference_format_needs_the_full_semantic_vocabulary(vocab):
+    """<boa> and eos are labelled in its speech answers: a CE over speech ids only cannot
+    score them, so that pairing stops at build time (stage 5 and training alike)."""
+    from dualspeech.models.dualspeechlm import ModelConfig, model_input
+
+    cfg = ModelConfig(speech=SpeechVocabConfig(num_tokens=K), semantic_vocab="speech")
+    with pytest.raises(ValueError, match="semantic_vocab"):
+        model_input(cfg, TemplateConfig(format="reference"), vocab)
+    assert model_input(cfg, TemplateConfig(), vocab).vocab is vocab
