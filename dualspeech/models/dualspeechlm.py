@@ -101,11 +101,8 @@ class DualSpeechLM(nn.Module):
         self.cfg = cfg
         self.full_config = full_config or {}
         llm, tokenizer = load_causal_lm(cfg.llm, dtype=DTYPES[cfg.dtype])
-        self.vocab = vocab or SpeechVocab.extend(tokenizer, cfg.speech)
-        if self.vocab.cfg.num_tokens != cfg.speech.num_tokens:
-            raise ValueError(f"saved vocabulary has {self.vocab.cfg.num_tokens} speech tokens, "
-                             f"model.speech.num_tokens is {cfg.speech.num_tokens}")
-        self.templates = TaskTemplates(template_cfg or TemplateConfig(), self.vocab)
+        self.templates = model_input(cfg, template_cfg or TemplateConfig(), vocab or tokenizer)
+        self.vocab = self.templates.vocab
         in_emb, head = llm.get_input_embeddings(), llm.get_output_embeddings()
         rows, text_vocab = in_emb.weight.shape[0], self.vocab.text_vocab_size
         if rows < text_vocab:
@@ -282,16 +279,28 @@ class DualSpeechLM(nn.Module):
                    init_speech_rows)
 
 
+def model_input(cfg: ModelConfig, template_cfg: TemplateConfig, vocab_or_tokenizer) -> TaskTemplates:
+    """The weight-free half of a model: its extended vocabulary (made from the backbone's
+    tokenizer, or a saved ``SpeechVocab``) and the task templates over it. The one home of that
+    construction, shared by ``DualSpeechLM`` and stage 5 (which writes the shards without the
+    LLM's weights)."""
+    vocab = (vocab_or_tokenizer if isinstance(vocab_or_tokenizer, SpeechVocab)
+             else SpeechVocab.extend(vocab_or_tokenizer, cfg.speech))
+    if vocab.cfg.num_tokens != cfg.speech.num_tokens:
+        raise ValueError(f"saved vocabulary has {vocab.cfg.num_tokens} speech tokens, "
+                         f"model.speech.num_tokens is {cfg.speech.num_tokens}")
+    return TaskTemplates(template_cfg, vocab)
+
+
 def build_templates(cfg: dict) -> tuple[TaskTemplates, str]:
-    """The templates (with the extended tokenizer) a model of the full config ``cfg`` renders
-    its input with, and its codec-id field, without loading the LLM weights: what stage 5
-    writes the shards with."""
+    """The templates a model of the full config ``cfg`` renders its input with, and its codec-id
+    field, loading the backbone's tokenizer only: what stage 5 writes the shards with."""
     from transformers import AutoTokenizer
 
     from dualspeech.pretrained import resolve
 
     model_cfg = build(ModelConfig, cfg.get("model"), "model")
     tok = AutoTokenizer.from_pretrained(resolve(model_cfg.llm), local_files_only=True)
-    vocab = SpeechVocab.extend(tok, model_cfg.speech)
     acoustic_field = model_cfg.acoustic_gpt.field if model_cfg.acoustic_gpt else "acoustic_tokens"
-    return TaskTemplates(build(TemplateConfig, cfg.get("templates"), "templates"), vocab), acoustic_field
+    templates = model_input(model_cfg, build(TemplateConfig, cfg.get("templates"), "templates"), tok)
+    return templates, acoustic_field
