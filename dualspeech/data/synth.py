@@ -394,7 +394,8 @@ class EngineSet(Engine):
         return {name: engine.describe() for name, engine in self.engines.items()}
 
     def all_packages(self) -> dict[str, list[str]]:
-        return {kind: sorted({p for e in self.engines.values() for p in e.all_packages()[kind]})
+        return {kind: sorted({*FINISH_PACKAGES[kind], *(p for e in self.engines.values()
+                                                       for p in e.packages.get(kind, ()))})
                 for kind in FINISH_PACKAGES}
 
     def batch_size_for(self, voice: Voice) -> int:
