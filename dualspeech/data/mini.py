@@ -31,11 +31,12 @@ from pathlib import Path
 from lhotse import Recording
 
 from dualspeech.data.fingerprint import FILENAME, corpus_fingerprint, write_fingerprint
-from dualspeech.data.manifest_io import PartData, Stamp, speech_cut, task_example, write_part
+from dualspeech.data.manifest_io import PartData, speech_cut, task_example, write_part
 from dualspeech.data.mini_grammar import Sentence, sample_sentences
 from dualspeech.data.synth import (Effects, EngineSet, SynthJob, Voice, claim_audio_dir,
                                    synthesize_all)
 from dualspeech.data.tasks import EMOTIONS
+from dualspeech.utils.stamp import Stamp
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, 
               "voices": {spk: asdict(v) for spk, (v, _) in SPEAKERS.items()},
               "emotions": {e: asdict(fx) for e, fx in EMOTION_EFFECTS.items()}}
     stamp = Stamp(out / f".{CORPUS}_stamp.json", params)
-    if stamp.done() and not force:
+    if stamp.done(force):
         log.info("mini corpus in %s is up to date (size=%s seed=%d); nothing to do", out, size, seed)
         if not (out / FILENAME).is_file():   # made before fingerprints: today's versions
             write_fingerprint(out, corpus_fingerprint(out, engine.all_packages()))
