@@ -66,6 +66,8 @@ class ModelConfig:
     acoustic_gpt: AcousticGPTConfig | None = None   # null: no acoustic stage (baselines)
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
     coc_draw: str = "example"         # example | batch (reference code: one draw per batch)
+    coc_spans: str = "codes"          # codes: prompt through <boa> / the codes; reference: bos +
+                                      # prompt / <boa> codes <eoa> (eos) (models/coc.py)
     acoustic_understanding: bool = False   # understanding examples train AcousticGPT too, on
                                       # [start, no-speech, end] with a zero speaker (reference)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -81,6 +83,8 @@ class ModelConfig:
             raise ValueError(f"model.condition={self.condition!r}; use one of {coc.CONDITIONS}")
         if self.coc_draw not in ("example", "batch"):
             raise ValueError(f"model.coc_draw={self.coc_draw!r}; use example or batch")
+        if self.coc_spans not in coc.SPANS:
+            raise ValueError(f"model.coc_spans={self.coc_spans!r}; use one of {coc.SPANS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
         if self.semantic_vocab not in SEMANTIC_VOCABS:
@@ -247,8 +251,10 @@ class DualSpeechLM(nn.Module):
         parts = []
         gen = batch["acoustic_index"]
         if gen.numel():
-            mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][gen],
-                                     batch["target_mask"][gen], self.training,
+            prompt, target = coc.condition_spans(self.cfg.coc_spans, batch["prompt_mask"][gen],
+                                                 batch["target_mask"][gen],
+                                                 batch["attention_mask"][gen])
+            mask = coc.training_mask(self.cfg.condition, prompt, target, self.training,
                                      [batch["tasks"][i] for i in gen.tolist()],
                                      per_batch=self.cfg.coc_draw == "batch")
             parts.append((gen, mask, batch["acoustic_tokens"], batch["acoustic_mask"].bool(),
@@ -289,6 +295,9 @@ def model_input(cfg: ModelConfig, template_cfg: TemplateConfig, vocab_or_tokeniz
     if vocab.cfg.num_tokens != cfg.speech.num_tokens:
         raise ValueError(f"saved vocabulary has {vocab.cfg.num_tokens} speech tokens, "
                          f"model.speech.num_tokens is {cfg.speech.num_tokens}")
+    if template_cfg.format == "reference" and cfg.semantic_vocab == "speech":
+        raise ValueError("templates.format: reference labels <boa> and eos in speech answers, "
+                         "which model.semantic_vocab: speech cannot score; use full")
     return TaskTemplates(template_cfg, vocab)
 
 
