@@ -19,7 +19,8 @@ import logging
 from pathlib import Path
 
 from dualspeech.config import add_config_args, build, config_from_args, save_config
-from dualspeech.metrics.controls import DECODE_CONTROLS, GROUND_TRUTH, attach_controls
+from dualspeech.inference.config import CONTROLS
+from dualspeech.metrics.controls import DECODE_CONTROLS, attach_controls
 from dualspeech.metrics.report import write_report
 from dualspeech.metrics.samples_page import SamplesPage
 from dualspeech.metrics.scoring import (Resources, ScoreConfig, read_hyps, score_records,
@@ -71,7 +72,7 @@ def score_controls(control_dir: Path, test_sets: dict[str, Path], out_dir: Path,
         raise SystemExit(f"--control-dir {control_dir} does not exist: decode the controls "
                          "first (decode.control; the pipeline's --controls true)")
     out = {}
-    for control in DECODE_CONTROLS + (GROUND_TRUTH,):
+    for control in CONTROLS:
         found = {name: control_dir / control / name / "hyp.jsonl" for name in test_sets
                  if (control_dir / control / name / "hyp.jsonl").is_file()}
         if found:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--title", default="Results", help="heading of RESULTS.md")
     parser.add_argument("--control-dir", type=Path,
                         help="dir with <control>/<test_set>/hyp.jsonl control decodes "
-                             f"({', '.join(DECODE_CONTROLS + (GROUND_TRUTH,))})")
+                             f"({', '.join(CONTROLS)})")
     parser.add_argument("--samples-html", type=Path,
                         help="write the listening page here (audio copies in samples/ beside it)")
     parser.add_argument("--samples-per-set", type=int, default=3,
