@@ -68,7 +68,10 @@ def encoding_fingerprint(templates) -> dict:
     tok = templates.tok
     vocab = sorted(tok.get_vocab().items())
     h = hashlib.sha256(json.dumps(vocab).encode())
-    h.update(json.dumps({"templates": asdict(templates.cfg), "prompts": templates.prompts,
+    layout = asdict(templates.cfg)
+    if layout["format"] == "ours":   # the key came later: shards written before it stay valid
+        del layout["format"]
+    h.update(json.dumps({"templates": layout, "prompts": templates.prompts,
                          "bos": templates.bos, "eos": templates.eos_id,
                          "speech": asdict(templates.vocab.cfg),
                          "chat": getattr(tok, "chat_template", None) if templates.cfg.chat_template

@@ -13,7 +13,8 @@ by the mean of its ``has_*`` is the mean over the batches that had it).
 Why the speech rows are a separate table: the backbone's embedding and head stay frozen and
 are never copied; only ``K + 2`` rows (K speech tokens + begin/end-of-audio) are trained. The
 logits are ``[frozen_head(h)[:, :text_vocab], h @ speech_head.T]``. If the backbone ties its
-embedding and head, the speech head is the speech embedding too.
+embedding and head, the speech head is the speech embedding too. ``model.train_text_rows``
+(the reference code) trains the backbone's own embedding and head as well, in place.
 
 Generation (KV-cached sampling of text / speech tokens, AcousticGPT decoding) lives in
 ``dualspeech.inference.lm_generation``; loading the four checkpoint layouts and exporting in
@@ -66,6 +67,8 @@ class ModelConfig:
     acoustic_gpt: AcousticGPTConfig | None = None   # null: no acoustic stage (baselines)
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
     coc_draw: str = "example"         # example | batch (reference code: one draw per batch)
+    coc_spans: str = "codes"          # codes: prompt through <boa> / the codes; reference: bos +
+                                      # prompt / <boa> codes <eoa> (eos) (models/coc.py)
     acoustic_understanding: bool = False   # understanding examples train AcousticGPT too, on
                                       # [start, no-speech, end] with a zero speaker (reference)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -74,6 +77,8 @@ class ModelConfig:
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
     speech_init: SpeechInitConfig = field(default_factory=SpeechInitConfig)  # speech_init.py
     train_norms: bool = True          # also train the backbone's norm weights (reference code)
+    train_text_rows: bool = False     # also train the backbone's whole embedding and LM head
+                                      # (reference code: modules_to_save); false: frozen
     seed: int = 0                     # init of the new rows / AcousticGPT
 
     def __post_init__(self):
@@ -81,6 +86,8 @@ class ModelConfig:
             raise ValueError(f"model.condition={self.condition!r}; use one of {coc.CONDITIONS}")
         if self.coc_draw not in ("example", "batch"):
             raise ValueError(f"model.coc_draw={self.coc_draw!r}; use example or batch")
+        if self.coc_spans not in coc.SPANS:
+            raise ValueError(f"model.coc_spans={self.coc_spans!r}; use one of {coc.SPANS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
         if self.semantic_vocab not in SEMANTIC_VOCABS:
@@ -134,6 +141,9 @@ class DualSpeechLM(nn.Module):
             for name, p in llm.named_parameters():
                 if "norm" in name.rsplit(".", 2)[-2].lower():
                     p.requires_grad_(True)
+        if cfg.train_text_rows:
+            for p in (in_emb.weight, *([] if head is None else [head.weight])):
+                p.requires_grad_(True)
         self.llm = llm
         self.hidden_size = in_emb.weight.shape[1]
         self.acoustic_gpt = None
@@ -247,8 +257,10 @@ class DualSpeechLM(nn.Module):
         parts = []
         gen = batch["acoustic_index"]
         if gen.numel():
-            mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][gen],
-                                     batch["target_mask"][gen], self.training,
+            prompt, target = coc.condition_spans(self.cfg.coc_spans, batch["prompt_mask"][gen],
+                                                 batch["target_mask"][gen],
+                                                 batch["attention_mask"][gen])
+            mask = coc.training_mask(self.cfg.condition, prompt, target, self.training,
                                      [batch["tasks"][i] for i in gen.tolist()],
                                      per_batch=self.cfg.coc_draw == "batch")
             parts.append((gen, mask, batch["acoustic_tokens"], batch["acoustic_mask"].bool(),
@@ -289,6 +301,9 @@ def model_input(cfg: ModelConfig, template_cfg: TemplateConfig, vocab_or_tokeniz
     if vocab.cfg.num_tokens != cfg.speech.num_tokens:
         raise ValueError(f"saved vocabulary has {vocab.cfg.num_tokens} speech tokens, "
                          f"model.speech.num_tokens is {cfg.speech.num_tokens}")
+    if template_cfg.format == "reference" and cfg.semantic_vocab == "speech":
+        raise ValueError("templates.format: reference labels <boa> and eos in speech answers, "
+                         "which model.semantic_vocab: speech cannot score; use full")
     return TaskTemplates(template_cfg, vocab)
 
 
