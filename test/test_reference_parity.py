@@ -300,6 +300,35 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     assert loaded.templates.reference and loaded.cfg.coc_spans == "reference"
 
 
+def test_whole_text_embedding_trains_exports_and_merges(toy, tmp_path):
+    """``model.train_text_rows`` (paper configs): the reference trains the whole embed_tokens
+    and lm_head (peft modules_to_save). They get gradients, and export, load and merge keep
+    the trained rows; off (mini / debug) they stay frozen."""
+    from dualspeech.bin.merge import merge
+    from dualspeech.models.io import export_model, load_model
+
+    _, cfg, examples = toy
+    frozen, _ = toy_model(DEBUG)
+    assert not frozen.backbone.get_input_embeddings().weight.requires_grad
+    model, cfg = toy_model(DEBUG, ["+model.train_text_rows=true"])   # LoRA on
+    emb = model.backbone.get_input_embeddings().weight
+    head = model.backbone.get_output_embeddings().weight
+    assert emb.requires_grad and head.requires_grad
+    model.train()
+    batch = _batch(model, cfg, examples, ["asr", "tts"])
+    model(batch)["loss"].backward()
+    used = batch["input_ids"][batch["input_ids"] < model.vocab.text_vocab_size].unique()
+    assert emb.grad[used].abs().sum() > 0 and head.grad.abs().sum() > 0
+    with torch.no_grad():
+        emb[used[:3]] += 0.5                   # a training step's change to text rows
+    exported = export_model(model.eval(), tmp_path / "m")
+    loaded = load_model(exported)
+    assert torch.equal(loaded.backbone.get_input_embeddings().weight[used], emb[used])
+    merged = load_model(merge(exported, tmp_path / "merged"))
+    assert not merged.cfg.train_text_rows
+    assert torch.allclose(merged.backbone.get_input_embeddings().weight[used], emb[used])
+
+
 
 def _conv(x, p, bias, stride=1):
     w = next(p)

@@ -13,7 +13,8 @@ by the mean of its ``has_*`` is the mean over the batches that had it).
 Why the speech rows are a separate table: the backbone's embedding and head stay frozen and
 are never copied; only ``K + 2`` rows (K speech tokens + begin/end-of-audio) are trained. The
 logits are ``[frozen_head(h)[:, :text_vocab], h @ speech_head.T]``. If the backbone ties its
-embedding and head, the speech head is the speech embedding too.
+embedding and head, the speech head is the speech embedding too. ``model.train_text_rows``
+(the reference code) trains the backbone's own embedding and head as well, in place.
 
 Generation (KV-cached sampling of text / speech tokens, AcousticGPT decoding) lives in
 ``dualspeech.inference.lm_generation``; loading the four checkpoint layouts and exporting in
@@ -76,6 +77,8 @@ class ModelConfig:
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
     speech_init: SpeechInitConfig = field(default_factory=SpeechInitConfig)  # speech_init.py
     train_norms: bool = True          # also train the backbone's norm weights (reference code)
+    train_text_rows: bool = False     # also train the backbone's whole embedding and LM head
+                                      # (reference code: modules_to_save); false: frozen
     seed: int = 0                     # init of the new rows / AcousticGPT
 
     def __post_init__(self):
@@ -138,6 +141,9 @@ class DualSpeechLM(nn.Module):
             for name, p in llm.named_parameters():
                 if "norm" in name.rsplit(".", 2)[-2].lower():
                     p.requires_grad_(True)
+        if cfg.train_text_rows:
+            for p in (in_emb.weight, *([] if head is None else [head.weight])):
+                p.requires_grad_(True)
         self.llm = llm
         self.hidden_size = in_emb.weight.shape[1]
         self.acoustic_gpt = None

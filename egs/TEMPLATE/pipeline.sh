@@ -67,6 +67,7 @@ score_config=            # scoring config
 score_args=              # extra arguments for score (e.g. "--set score.dnsmos=false")
 results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
+reference_fingerprint=   # corpus fingerprint the committed results were made with: stages 0 and 8 warn when this corpus differs
 
 utils=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils" && pwd)
 # shellcheck source=../../utils/log.sh
@@ -206,6 +207,9 @@ if in_stage 0; then
     done
     [ -e "$corpus_db" ] || die "$corpus_db is missing after stage 0 (expected the generated corpus or a db.sh link)"
     stage_end 0 corpus "$corpus_db"
+  fi
+  if [ -n "$reference_fingerprint" ] && [ -f "$corpus_db/fingerprint.json" ]; then   # warns, never stops
+    $python -m dualspeech.bin.corpus_fingerprint --corpus-dir "$corpus_db" --reference "$reference_fingerprint"
   fi
 fi
 
@@ -408,12 +412,20 @@ if in_stage 8 && [ ${#test_sets[@]} -gt 0 ]; then
   need score_config
   control_arg=(); [ "$controls" = true ] && control_arg=(--control-dir "$control_dir")
   results_dir=$(dirname "$results_md")                # samples.html (listening page) goes next to it
+  corpus_files=()                                     # the table names the corpus (and warns if it is not the reference's)
+  [ ! -f "$corpus_db/fingerprint.json" ] || corpus_files=("$corpus_db/fingerprint.json")
+  corpus_arg=(${corpus_files[@]+--corpus-fingerprint "${corpus_files[@]}"})
+  if [ -n "$reference_fingerprint" ]; then
+    corpus_files+=("$reference_fingerprint"); corpus_arg+=(--reference-fingerprint "$reference_fingerprint")
+  fi
   config_files "$score_config"
   if stage_begin 8 score --inputs "${confs[@]}" "$decode_dir" ${control_arg[@]+"${control_arg[1]}"} \
+       ${corpus_files[@]+"${corpus_files[@]}"} \
        --args "$results_title|$results_md|$score_args|$controls" --clean "$score_dir"; then
     $cpu_cmd "$logdir/stage8_score.log" $python -m dualspeech.bin.score --conf "$score_config" \
       --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}" \
-      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" ${score_argv[@]+"${score_argv[@]}"}
+      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" \
+      ${corpus_arg[@]+"${corpus_arg[@]}"} ${score_argv[@]+"${score_argv[@]}"}
     mkdir -p "$results_dir"
     cp "$score_dir/RESULTS.md" "$results_md"
     rm -rf "$results_dir/samples.html" "$results_dir/samples"
