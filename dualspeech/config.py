@@ -38,23 +38,39 @@ def _yaml(text_or_file) -> Any:
     return yaml.load(text_or_file, Loader=_Loader)
 
 
-def load_yaml(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> dict:
-    path = Path(path)
+def _read(spelt: str | os.PathLike, including: tuple[Path, ...]) -> tuple[dict, list[str]]:
+    """One YAML file without its ``include:`` key, and the paths it includes (in order), spelt
+    as the recipes' stage markers record them: the including file's directory + the name."""
+    path = Path(spelt)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    if path.resolve() in _including:
-        raise ConfigError(f"include cycle: {' -> '.join(map(str, _including + (path,)))}")
+    if path.resolve() in including:
+        raise ConfigError(f"include cycle: {' -> '.join(map(str, including + (path,)))}")
     with open(path) as f:
         data = _yaml(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     base = data.pop("include", None)
-    if base is None:
+    names = [] if base is None else [base] if isinstance(base, str) else base
+    return data, [os.path.join(os.path.dirname(os.fspath(spelt)) or ".", name) for name in names]
+
+
+def load_yaml(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> dict:
+    path = Path(path)
+    data, includes = _read(path, _including)
+    if not includes:
         return data
     merged: dict = {}
-    for name in [base] if isinstance(base, str) else base:
-        merged = merge(merged, load_yaml(path.parent / name, _including + (path.resolve(),)))
+    for inc in includes:
+        merged = merge(merged, load_yaml(inc, _including + (path.resolve(),)))
     return merge(merged, data)
+
+
+def config_files(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> list[str]:
+    """``path`` and every file it includes, depth first: what a config's result depends on."""
+    _, includes = _read(path, _including)
+    inner = _including + (Path(path).resolve(),)
+    return [os.fspath(path)] + [f for inc in includes for f in config_files(inc, inner)]
 
 
 def merge(base: dict, update: dict) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualspeech.config import (ConfigError, add_config_args, build, config_from_args, load_config,
-                               save_config)
+from dualspeech.config import (ConfigError, add_config_args, build, config_files, config_from_args,
+                               load_config, save_config)
 
 
 @dataclasses.dataclass
@@ -64,6 +64,35 @@ def test_include_list_later_wins_and_cycles_are_errors(tmp_path):
         load_config(write(tmp_path / "d.yaml", "include: missing.yaml\n"))
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(write(tmp_path / "e.yaml", "- 1\n- 2\n"))
+
+
+def test_config_files_lists_includes_in_any_yaml_form(tmp_path, capsys):
+    """What a recipe stage hashes: the config and its includes, depth first, spelt as
+    ``<dir of the including file>/<name>``; a block-style list counts like a flow one."""
+    from dualspeech.bin import resolve_config
+
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "a.yaml", "x: 1\n")
+    write(tmp_path / "sub" / "b.yaml", "include: ../a.yaml\ny: 2\n")
+    top = write(tmp_path / "c.yaml", "# a comment\ninclude:\n  - sub/b.yaml\n  - 'a.yaml'\nz: 3\n")
+    d = str(tmp_path)
+    assert config_files(top) == [f"{d}/c.yaml", f"{d}/sub/b.yaml", f"{d}/sub/../a.yaml", f"{d}/a.yaml"]
+    resolve_config.main([str(top), "--files"])
+    assert capsys.readouterr().out.split() == config_files(top)
+    with pytest.raises(SystemExit, match="config file not found"):
+        resolve_config.main([str(write(tmp_path / "d.yaml", "include: missing.yaml\n")), "--files"])
+
+
+def test_resolve_config_choices_are_the_decode_controls(capsys):
+    from dualspeech.bin import resolve_config
+    from dualspeech.inference.config import CONTROLS
+
+    resolve_config.main(["--choices", "decode.control"])
+    assert tuple(capsys.readouterr().out.split()) == CONTROLS
+    with pytest.raises(SystemExit, match="known keys are decode.control"):
+        resolve_config.main(["--choices", "decode.nope"])
+    with pytest.raises(SystemExit, match="need the config file"):
+        resolve_config.main(["--files"])
 
 
 def test_overrides_parse_yaml_values(conf):

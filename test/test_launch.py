@@ -9,6 +9,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "utils" / "launch.sh"
 TRAIN = ["-m", "dualspeech.bin.train", "--conf", "conf/a b.yaml", "--exp-dir", "exp/x"]
+# the pipeline's default --python is `python`, which reads the configs: this checkout's package
+PYTHON_ON_PATH = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
 
 
 def _tool(bindir: Path, name: str, body: str) -> None:
@@ -171,7 +174,7 @@ def test_pipeline_stage6_launch(tmp_path, options, nodes, launcher):
     proc = subprocess.run(["bash", "pipeline.sh", "--stage", "6", "--stop-stage", "6", "--corpus", "c",
                            "--train-parts", "p", "--train-config", "conf/train.yaml", *options],
                           cwd=rec, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "gpu_cmd": str(fake)})
+                          env={**os.environ, "gpu_cmd": str(fake), **PYTHON_ON_PATH})
     assert proc.returncode == 0, proc.stderr
     args = (rec / "gpu_cmd_args").read_text().splitlines()
     assert args[:2 + len(nodes)] == ["--gpu", options[1] if options else "0", *nodes]

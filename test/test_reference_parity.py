@@ -147,6 +147,82 @@ def test_mixed_batch_joins_generation_and_understanding_rows(toy):
     assert spk[n_tts:].abs().sum() == 0 and spk[:n_tts].abs().sum() > 0
 
 
+@pytest.fixture(scope="module")
+def ref_toy(toy):
+    """The toy model with the reference's prompt layout and CoC spans (the paper configs')."""
+    _, _, examples = toy
+    model, cfg = toy_model(DEBUG, ["model.lora.rank=0", "model.condition=target",
+                                   "+model.coc_spans=reference", "+templates.format=reference"])
+    return model, cfg, examples
+
+
+def test_reference_answer_condition_matches_the_full_sequence_computation(ref_toy):
+    """``coc_spans: reference``: its answer mask is every position from the first labelled
+    one (``<audio>``) to the end (codes, ``</audio>``, eos); its question mask the rest
+    (bos + prompt). Both, through our training path, give the reference's acoustic CE."""
+    model, cfg, examples = ref_toy
+    batch = _batch(model, cfg, examples, ["tts", "vc"])
+    labelled = (batch["labels"] != -100).long().cummax(1).values.bool()
+    answer = labelled & batch["attention_mask"].bool()
+    question = batch["attention_mask"].bool() & ~answer
+    assert (batch["input_ids"][answer.long().argmax(1).unsqueeze(1).squeeze(1) * 0 +
+            torch.arange(len(answer)), answer.long().argmax(1)] ==
+            model.vocab.begin_audio_id).all()
+    with torch.no_grad():
+        for mode, mask in (("target", answer), ("prompt", question)):
+            model.cfg.condition = mode
+            ours = model(batch)["acoustic_ce"]
+            ref = _reference_acoustic_ce(model, batch, mask)
+            assert abs(float(ours) - float(ref)) < 1e-5, (mode, float(ours), float(ref))
+        model.cfg.condition = "target"
+
+
+def _check_inference_condition(model, batch, seed: int) -> list[bool]:
+    """Decode ``batch`` and compare each condition with the LLM re-run over its whole sequence;
+    returns which prompts ended with end-of-audio."""
+    from dualspeech.inference.lm_generation import generate_speech_tokens
+
+    out = generate_speech_tokens(model, batch, max_new_tokens=24, do_sample=True,
+                                 generator=torch.Generator().manual_seed(seed))
+    ended = []
+    for i in range(len(out.tokens)):
+        prompt = batch["input_ids"][i][batch["attention_mask"][i].bool()]
+        gen = model.vocab.speech_ids(out.tokens[i]).tolist()
+        ended.append(len(out.token_hidden[i]) > len(gen))
+        seq = torch.tensor([*prompt.tolist(), *gen, *([model.vocab.end_audio_id] * ended[-1])])
+        full, _ = model.hidden(seq[None], torch.ones(1, len(seq), dtype=torch.long))
+        one = out.select([i])
+        for mode, start in (("concat", 0), ("target", len(prompt) - 1)):
+            rows, valid, pos = coc.inference_condition(mode, one.prompt_hidden, one.token_hidden,
+                                                       one.tasks, "reference")
+            assert torch.allclose(rows[0][valid[0]], full[0, start:], atol=1e-4), mode
+            assert pos[0].tolist() == list(range(start + 1, len(seq) + 1))
+    return ended
+
+
+def test_reference_inference_condition_is_the_generated_sequence(ref_toy):
+    """At inference the reference re-runs the LLM over prompt + generated ``<audio>`` codes
+    ``</audio>`` and conditions AcousticGPT on all of it (answer-only: from ``<audio>``
+    on); ours gives the same rows and positions from the KV-cached decoding."""
+    model, cfg, examples = ref_toy
+    ds = TaskDataset({"tts": examples["tts"]}, model.templates,
+                     build(DataConfig, cfg["data"], "data"), model.acoustic_spec())
+    eoa = model._speech_head()[-1]
+    kept = eoa.detach().clone()
+    try:
+        with torch.no_grad():
+            eoa.zero_()          # seed 0 then ends two prompts early and cuts one at 24 tokens
+            ended = _check_inference_condition(model, ds.collate_prompts(examples["tts"][:3]), 0)
+            assert 1 <= sum(ended) < len(ended)
+            # one prompt alone: its end of audio is the last step (its state is fed after it)
+            alone = [_check_inference_condition(model, ds.collate_prompts(examples["tts"][:1]),
+                                                seed)[0] for seed in range(4)]
+            assert any(alone)
+    finally:
+        with torch.no_grad():
+            eoa.copy_(kept)
+
+
 def test_per_batch_coc_draw_gives_every_row_the_same_choice():
     torch.manual_seed(0)
     prompt = torch.tensor([[True, True, False, False]]).repeat(8, 1)
@@ -212,7 +288,8 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     model, cfg = toy_model(DEBUG, [
         "model.lora.rank=0", "+model.coc_draw=batch", "+model.acoustic_understanding=true",
         "+model.acoustic_gpt.gelu=tanh", "+model.acoustic_gpt.spk_bias=false",
-        "+model.acoustic_gpt.head=untied"])
+        "+model.acoustic_gpt.head=untied", "+model.coc_spans=reference",
+        "+templates.format=reference"])
     model.train()
     out = model(_batch(model, cfg, examples, ["tts", "asr", "vc"]))
     out["loss"].backward()
@@ -220,6 +297,36 @@ def test_all_reference_options_train_and_export(toy, tmp_path):
     loaded = load_model(export_model(model.eval(), tmp_path / "m"))
     assert torch.equal(loaded.acoustic_gpt.head, model.acoustic_gpt.head)
     assert loaded.acoustic_gpt.spk_proj.bias is None and loaded.cfg.acoustic_understanding
+    assert loaded.templates.reference and loaded.cfg.coc_spans == "reference"
+
+
+def test_whole_text_embedding_trains_exports_and_merges(toy, tmp_path):
+    """``model.train_text_rows`` (paper configs): the reference trains the whole embed_tokens
+    and lm_head (peft modules_to_save). They get gradients, and export, load and merge keep
+    the trained rows; off (mini / debug) they stay frozen."""
+    from dualspeech.bin.merge import merge
+    from dualspeech.models.io import export_model, load_model
+
+    _, cfg, examples = toy
+    frozen, _ = toy_model(DEBUG)
+    assert not frozen.backbone.get_input_embeddings().weight.requires_grad
+    model, cfg = toy_model(DEBUG, ["+model.train_text_rows=true"])   # LoRA on
+    emb = model.backbone.get_input_embeddings().weight
+    head = model.backbone.get_output_embeddings().weight
+    assert emb.requires_grad and head.requires_grad
+    model.train()
+    batch = _batch(model, cfg, examples, ["asr", "tts"])
+    model(batch)["loss"].backward()
+    used = batch["input_ids"][batch["input_ids"] < model.vocab.text_vocab_size].unique()
+    assert emb.grad[used].abs().sum() > 0 and head.grad.abs().sum() > 0
+    with torch.no_grad():
+        emb[used[:3]] += 0.5                   # a training step's change to text rows
+    exported = export_model(model.eval(), tmp_path / "m")
+    loaded = load_model(exported)
+    assert torch.equal(loaded.backbone.get_input_embeddings().weight[used], emb[used])
+    merged = load_model(merge(exported, tmp_path / "merged"))
+    assert not merged.cfg.train_text_rows
+    assert torch.allclose(merged.backbone.get_input_embeddings().weight[used], emb[used])
 
 
 

@@ -72,7 +72,7 @@ def valid_rows(exp: Path) -> list[float]:
 
 
 def test_deepspeed_batch_settings_come_from_the_trainer(caplog):
-    from dualspeech.training.engines import configure_deepspeed
+    from dualspeech.training.engines.deepspeed import configure_deepspeed
 
     ds = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
           "gradient_accumulation_steps": 1, "zero_optimization": {"stage": 2}}
@@ -88,7 +88,7 @@ def test_fsdp_wraps_decoder_layers_and_repeated_blocks():
     sys.path.insert(0, str(Path(__file__).parent))
     from training_toy import ToyLM
 
-    from dualspeech.training.engines import layer_classes
+    from dualspeech.training.engines.fsdp import layer_classes
 
     names = {c.__name__ for c in layer_classes(ToyLM())}
     assert names == {"LlamaDecoderLayer"}

@@ -99,7 +99,7 @@ def uneven_valid_fn(model, accelerator) -> dict[str, float]:
 def train(exp_dir, cfg: TrainerConfig, crash_after: int | None = None, model: str = "mlp",
           dtype: torch.dtype = torch.float32, valid: bool = False) -> torch.nn.Module:
     trainer = Trainer(cfg, exp_dir)
-    if trainer.engine == "deepspeed":  # ZeRO-3 keeps tensors under 1e5 elements whole: the
+    if trainer.engine.name == "deepspeed":  # ZeRO-3 keeps tensors under 1e5 elements whole: the
         ds = trainer.accelerator.state.deepspeed_plugin.deepspeed_config   # toy must partition
         ds["zero_optimization"]["stage3_param_persistence_threshold"] = 0
     model = ToyModel(crash_after) if model == "mlp" else ToyLM(dtype)

@@ -16,17 +16,22 @@ the end-of-audio rate, generated / reference length, and SIM to the prompt vs an
 The paper's key ablation at this scale is the same run with ``--set
 model.loss_weights.semantic=0``.
 
-Every stage's output lives under ``--work-dir`` in a directory named by the hash of everything
-it was made from, so a second run (e.g. the ablation) reuses the corpus, tokenizers and codec,
-and a changed argument never reuses a stale output.
+Each stage runs as the recipe runs it, ``python -m dualspeech.bin.<stage>`` in its own process
+(the bench layer does not import ``bin``). Every stage's output lives under ``--work-dir`` in a
+directory named by the hash of everything it was made from, so a second run (e.g. the
+ablation) reuses the corpus, tokenizers and codec, and a changed argument never reuses a stale
+output.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +54,29 @@ VOICES = ("spk01", "spk04")  # two seen mini voices: festival slt (f), flite rms
 def _digest(*parts) -> str:
     """A step's key: the project's parameter hash over everything it is made from."""
     return params_digest({"inputs": parts})
+
+
+class Cli:
+    """Runs ``python -m dualspeech.bin.<name> ARGS`` with this checkout first on the path and
+    ``--threads`` as the children's OMP_NUM_THREADS; a failure names the command (its log is
+    above it)."""
+
+    def __init__(self, threads: int = 0):
+        path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+        if threads:
+            self.env["OMP_NUM_THREADS"] = str(threads)
+
+    def __call__(self, name: str, args: list[str]) -> None:
+        cmd = [sys.executable, "-m", f"dualspeech.bin.{name}", *args]
+        proc = subprocess.run(cmd, env=self.env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"stage {name} failed (exit {proc.returncode}; its log is above): "
+                               + " ".join(cmd))
+
+
+def _sets(sets: list[str]) -> list[str]:
+    return [a for s in sets for a in ("--set", s)]
 
 
 class Steps:
@@ -110,52 +138,41 @@ def _cuts(d: Path) -> Path:
     return d / f"{CORPUS}_cuts_{PART}.jsonl.gz"
 
 
-def train_ustokenizer(out: Path, corpus: Path, conf: Path, sets: list[str]) -> None:
-    from dualspeech.bin.train_ustokenizer import main
-
-    args = ["--conf", str(conf), "--exp-dir", str(out), "--data-dir", str(corpus),
-            "--train-sets", SOURCE]
-    for s in sets:
-        args += ["--set", s]
-    main(args)
+def train_ustokenizer(cli: Cli, out: Path, corpus: Path, conf: Path, sets: list[str]) -> None:
+    cli("train_ustokenizer", ["--conf", str(conf), "--exp-dir", str(out), "--data-dir", str(corpus),
+                              "--train-sets", SOURCE, *_sets(sets)])
 
 
-def extract(out: Path, corpus: Path, ust: Path, codec: Path, speaker_conf: Path) -> None:
-    from dualspeech.bin.extract_acoustic import main as acoustic
-    from dualspeech.bin.extract_speaker import main as speaker
-    from dualspeech.bin.extract_ustokens import main as ustokens
-
-    steps = [(ustokens, _cuts(corpus / "cuts"), "ustokens", ["--checkpoint", str(ust / "final.pt")]),
-             (acoustic, None, "acoustic", ["--conf", str(codec / "codec.yaml")]),
-             (speaker, None, "cuts", ["--conf", str(speaker_conf)])]
+def extract(cli: Cli, out: Path, corpus: Path, ust: Path, codec: Path, speaker_conf: Path) -> None:
+    steps = [("extract_ustokens", _cuts(corpus / "cuts"), "ustokens",
+              ["--checkpoint", str(ust / "final.pt")]),
+             ("extract_acoustic", None, "acoustic", ["--conf", str(codec / "codec.yaml")]),
+             ("extract_speaker", None, "cuts", ["--conf", str(speaker_conf)])]
     prev = None
-    for fn, src, name, extra in steps:
+    for stage, src, name, extra in steps:
         src = src or prev
         prev = _cuts(out / name)
-        fn(["--cuts", str(src), "--out-cuts", str(prev), "--storage-dir",
-            str(out / "arrays" / name), *extra])
+        cli(stage, ["--cuts", str(src), "--out-cuts", str(prev), "--storage-dir",
+                    str(out / "arrays" / name), *extra])
     meta = [str(p) for p in sorted((out / "arrays").glob("*/meta.json"))]
     (out / "token_meta.json").write_text(json.dumps(meta))
 
 
-def task_data(out: Path, corpus: Path, tokens: Path, lm_conf: Path, sets: list[str]) -> None:
+def task_data(cli: Cli, out: Path, corpus: Path, tokens: Path, lm_conf: Path,
+              sets: list[str]) -> None:
     """Stage 5: the checked examples next to the token cuts, and the training shards."""
-    from dualspeech.bin.check_task_data import main as check
-    from dualspeech.bin.write_shards import main as write_shards
-
     (out / "cuts").mkdir()
     shutil.copy(_cuts(tokens / "cuts"), _cuts(out / "cuts"))
-    check(["--sets", SOURCE, "--tasks-dir", str(corpus / "tasks"), "--cuts-dir", str(out / "cuts"),
-           "--out-dir", str(out / "tasks"), "--require-tokens"])
-    args = ["--conf", str(lm_conf), "--data-root", str(out), "--sets", SOURCE,
-            "--token-meta", *json.loads((tokens / "token_meta.json").read_text())]
-    for s in sets:
-        args += ["--set", s]
-    write_shards(args)
+    cli("check_task_data", ["--sets", SOURCE, "--tasks-dir", str(corpus / "tasks"),
+                            "--cuts-dir", str(out / "cuts"), "--out-dir", str(out / "tasks"),
+                            "--require-tokens"])
+    cli("write_shards", ["--conf", str(lm_conf), "--data-root", str(out), "--sets", SOURCE,
+                         "--token-meta", *json.loads((tokens / "token_meta.json").read_text()),
+                         *_sets(sets)])
 
 
-def train_lm(out: Path, data: Path, tokens: Path, ust: Path, lm_conf: Path, sets: list[str]) -> None:
-    from dualspeech.bin.train import main
+def train_lm(cli: Cli, out: Path, data: Path, tokens: Path, ust: Path, lm_conf: Path,
+             sets: list[str]) -> None:
     from dualspeech.config import load_config
 
     args = ["--conf", str(lm_conf), "--exp-dir", str(out / "exp"), "--data-root", str(data),
@@ -163,23 +180,17 @@ def train_lm(out: Path, data: Path, tokens: Path, ust: Path, lm_conf: Path, sets
             "--token-meta", *json.loads((tokens / "token_meta.json").read_text())]
     if load_config(lm_conf, sets)["model"].get("speech_init", {}).get("method") == "ustokenizer":
         args += ["--set", f"model.speech_init.ustokenizer_ckpt={ust / 'final.pt'}"]
-    for s in sets:
-        args += ["--set", s]
-    main(args)
+    cli("train", args + _sets(sets))
 
 
-def decode(out: Path, data: Path, model: Path, codec: Path, decode_conf: Path,
+def decode(cli: Cli, out: Path, data: Path, model: Path, codec: Path, decode_conf: Path,
            sets: list[str]) -> None:
-    from dualspeech.bin.decode import main
-
     for control in (None, "resynth", "ground_truth"):
-        args = ["--conf", str(decode_conf), "--model", str(model), "--data-root", str(data),
-                "--sources", SOURCE, "--tasks", "tts", "vc",
-                "--out-dir", str(out / (control or "model")),
-                "--codec-conf", str(codec / "codec.yaml"), "--set", "decode.max_examples=null"]
-        for s in sets + ([f"+decode.control={control}"] if control else []):
-            args += ["--set", s]
-        main(args)
+        cli("decode", ["--conf", str(decode_conf), "--model", str(model), "--data-root", str(data),
+                       "--sources", SOURCE, "--tasks", "tts", "vc",
+                       "--out-dir", str(out / (control or "model")),
+                       "--codec-conf", str(codec / "codec.yaml"), "--set", "decode.max_examples=null",
+                       *_sets(sets + ([f"+decode.control={control}"] if control else []))])
 
 
 def _test_dir(root: Path, task: str) -> Path:
@@ -278,7 +289,8 @@ def run(argv: list[str]) -> None:
     p.add_argument("--whisper", default="whisper:tiny.en", help="scorer of all three versions")
     p.add_argument("--work-dir", default=None,
                    help="keep stage outputs here and reuse them (default: a temporary dir)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads of the bench and of every stage (0: torch's default)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -296,25 +308,25 @@ def run(argv: list[str]) -> None:
     if args.work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="generation_overfit-")
     work = Path(args.work_dir or tmp.name).resolve()
-    steps = Steps(work)
+    steps, cli = Steps(work), Cli(args.threads)
     t0 = time.perf_counter()
     try:
         k_corpus = _digest(args.num_sentences, args.seed, VOICES)
         corpus = steps.run("corpus", k_corpus, lambda o: make_corpus(o, args.num_sentences, args.seed))
         k_ust = _digest(k_corpus, content["ust"], ust_sets)
         ust = steps.run("ustokenizer", k_ust,
-                        lambda o: train_ustokenizer(o, corpus, files["ust"], ust_sets))
+                        lambda o: train_ustokenizer(cli, o, corpus, files["ust"], ust_sets))
         k_codec = _digest(k_corpus, content["codec"], codec_sets)
-        codec = steps.run("codec", k_codec, lambda o: _train_codec(o, corpus, files["codec"], codec_sets))
+        codec = steps.run("codec", k_codec, lambda o: _train_codec(cli, o, corpus, files["codec"], codec_sets))
         k_tok = _digest(k_ust, k_codec, content["spk"])
-        tokens = steps.run("tokens", k_tok, lambda o: extract(o, corpus, ust, codec, files["spk"]))
+        tokens = steps.run("tokens", k_tok, lambda o: extract(cli, o, corpus, ust, codec, files["spk"]))
         k_data = _digest(k_tok, content["lm"], args.lm_sets)
         data = steps.run("task_data", k_data,
-                         lambda o: task_data(o, corpus, tokens, files["lm"], args.lm_sets))
+                         lambda o: task_data(cli, o, corpus, tokens, files["lm"], args.lm_sets))
         k_lm = _digest(k_data)
-        lm = steps.run("train", k_lm, lambda o: train_lm(o, data, tokens, ust, files["lm"], args.lm_sets))
+        lm = steps.run("train", k_lm, lambda o: train_lm(cli, o, data, tokens, ust, files["lm"], args.lm_sets))
         k_dec = _digest(k_lm, content["dec"], args.decode_set)
-        decoded = steps.run("decode", k_dec, lambda o: decode(o, data, lm / "exp" / "model", codec,
+        decoded = steps.run("decode", k_dec, lambda o: decode(cli, o, data, lm / "exp" / "model", codec,
                                                                files["dec"], args.decode_set))
         t_score = time.perf_counter()
         scores = score(decoded, args.whisper)
@@ -327,10 +339,6 @@ def run(argv: list[str]) -> None:
     print(f"overfit_wer_ratio={ratio:.3f}")
 
 
-def _train_codec(out: Path, corpus: Path, conf: Path, sets: list[str]) -> None:
-    from dualspeech.bin.train_codec import main
-
-    args = ["--conf", str(conf), "--cuts", str(_cuts(corpus / "cuts")), "--out-dir", str(out)]
-    for s in sets:
-        args += ["--set", s]
-    main(args)
+def _train_codec(cli: Cli, out: Path, corpus: Path, conf: Path, sets: list[str]) -> None:
+    cli("train_codec", ["--conf", str(conf), "--cuts", str(_cuts(corpus / "cuts")),
+                        "--out-dir", str(out), *_sets(sets)])

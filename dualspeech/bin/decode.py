@@ -6,8 +6,8 @@ For every ``--sources corpus:part`` and task (``--tasks``, default all 8) whose 
 or wav path, references), ``wav/`` and ``prompt/`` (generation tasks), ``text``,
 ``stats.json`` and ``decode_config.yaml``. Re-running skips finished ids; ``--shard k
 --num-shards n`` decodes every n-th example (run n jobs; the last one to finish merges).
-``--set +decode.control=NAME`` writes a control decode instead (shuffled_speech, untrained,
-resynth, ground_truth: dualspeech/inference/controls.py) for the tasks it applies to.
+``--set +decode.control=NAME`` writes a control decode instead (a name of CONTROLS in
+dualspeech/inference/config.py; dualspeech/inference/controls.py) for the tasks it applies to.
 See docs/inference.md.
 """
 from __future__ import annotations

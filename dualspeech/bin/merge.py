@@ -57,6 +57,8 @@ def merge(source: str | Path, out: str | Path) -> Path:
         save_file(extra, str(tmp))
     cfg = copy.deepcopy(model.full_config)
     cfg["model"].update(llm="llm", train_norms=False)
+    if cfg["model"].get("train_text_rows"):   # trained rows are in llm/ now
+        cfg["model"]["train_text_rows"] = False
     cfg["model"].setdefault("lora", {})["rank"] = 0
     save_config(cfg, out)
     log.info("merged %s -> %s (%d text + %d speech tokens)", source, out, text_vocab,

@@ -8,7 +8,9 @@ test set found (or those named with ``--test-sets``), and writes into ``--out-di
 (``<control-dir>/<control>/<test_set>/hyp.jsonl``, written with ``decode.control``) as columns
 beside each metric; their per-utterance scores go to ``controls/<control>/per_utt/``.
 ``--samples-html`` writes the listening page (a few examples per test set with audio players;
-``--data-root`` supplies the input and reference speech).
+``--data-root`` supplies the input and reference speech). The table names the commit it was
+made at and the corpus fingerprint (``--corpus-fingerprint``); with ``--reference-fingerprint``
+a corpus that differs from the reference gets a warning beside the table.
 See docs/metrics.md.
 """
 from __future__ import annotations
@@ -19,13 +21,16 @@ import logging
 from pathlib import Path
 
 from dualspeech.config import add_config_args, build, config_from_args, save_config
-from dualspeech.metrics.controls import DECODE_CONTROLS, GROUND_TRUTH, attach_controls
-from dualspeech.metrics.report import write_report
+from dualspeech.data.fingerprint import compare_message, describe, read_fingerprint
+from dualspeech.inference.config import CONTROLS
+from dualspeech.metrics.controls import DECODE_CONTROLS, attach_controls
+from dualspeech.metrics.report import provenance_notes, write_report
 from dualspeech.metrics.samples_page import SamplesPage
 from dualspeech.metrics.scoring import (Resources, ScoreConfig, read_hyps, score_records,
                                         split_records)
 from dualspeech.utils.io import atomic_write_text
 from dualspeech.utils.logs import setup_logging
+from dualspeech.utils.provenance import source_commit
 
 log = logging.getLogger("dualspeech.score")
 
@@ -71,7 +76,7 @@ def score_controls(control_dir: Path, test_sets: dict[str, Path], out_dir: Path,
         raise SystemExit(f"--control-dir {control_dir} does not exist: decode the controls "
                          "first (decode.control; the pipeline's --controls true)")
     out = {}
-    for control in DECODE_CONTROLS + (GROUND_TRUTH,):
+    for control in CONTROLS:
         found = {name: control_dir / control / name / "hyp.jsonl" for name in test_sets
                  if (control_dir / control / name / "hyp.jsonl").is_file()}
         if found:
@@ -94,6 +99,24 @@ def write_samples_page(out_html: Path, results: dict, test_sets: dict[str, Path]
     return page.write(f"{args.title}: listening page")
 
 
+def corpus_notes(fingerprint_path: Path | None, reference_path: Path | None) -> list[str]:
+    """Provenance paragraphs of RESULTS.md: commit, corpus fingerprint, corpus warning."""
+    try:
+        fingerprint = read_fingerprint(fingerprint_path) if fingerprint_path else None
+        reference = read_fingerprint(reference_path) if reference_path else None
+    except ValueError as e:
+        raise SystemExit(f"ERROR: {e}") from e
+    warning = None
+    if fingerprint is not None and reference is not None:
+        warning = compare_message(fingerprint, reference, str(reference_path))
+    elif reference is not None:
+        warning = (f"the corpus has no fingerprint, so it cannot be compared with the reference "
+                   f"{reference_path}")
+    if warning:
+        log.warning("%s", warning)
+    return provenance_notes(source_commit(), fingerprint and describe(fingerprint), warning)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m dualspeech.bin.score", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--title", default="Results", help="heading of RESULTS.md")
     parser.add_argument("--control-dir", type=Path,
                         help="dir with <control>/<test_set>/hyp.jsonl control decodes "
-                             f"({', '.join(DECODE_CONTROLS + (GROUND_TRUTH,))})")
+                             f"({', '.join(CONTROLS)})")
     parser.add_argument("--samples-html", type=Path,
                         help="write the listening page here (audio copies in samples/ beside it)")
     parser.add_argument("--samples-per-set", type=int, default=3,
@@ -113,8 +136,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-root", type=Path,
                         help="dir with tasks/ and cuts/ of the decoded sets (input and reference "
                              "speech on the listening page)")
+    parser.add_argument("--corpus-fingerprint", type=Path,
+                        help="the corpus's fingerprint.json (named in RESULTS.md)")
+    parser.add_argument("--reference-fingerprint", type=Path,
+                        help="the fingerprint the committed results were made with: a corpus "
+                             "that differs gets a warning beside the table")
     args = parser.parse_args(argv)
     setup_logging()
+    notes = corpus_notes(args.corpus_fingerprint, args.reference_fingerprint)   # bad files: now
     raw = config_from_args(args)
     cfg = build(ScoreConfig, raw.get("score"), "score")
     out_dir = args.out_dir or args.decode_dir
@@ -130,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.samples_html is not None:
         write_samples_page(args.samples_html, results, test_sets, cfg, args)
     json_path, md_path = write_report(results, out_dir, cfg.paper_systems, cfg.paper_refs,
-                                      args.title)
+                                      args.title, notes)
     print(md_path.read_text())
     log.info("wrote %s and %s", json_path, md_path)
     return results

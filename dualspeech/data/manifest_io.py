@@ -8,14 +8,14 @@ supervisions, speech cuts and task examples, then :func:`write_part` writes them
     <out>/tasks/<corpus>_<task>_<part>.jsonl.gz        (schema: dualspeech.data.tasks)
 
 Files are gzip with a zeroed timestamp (byte-identical re-runs) and written atomically.
-A :class:`Stamp` records what a finished run was made from and the size + sha256 of what it
-wrote, so an unchanged re-run is a no-op and a damaged output is re-made;
-a :class:`SkipLog` counts and lists inputs that were dropped (corrupt audio, empty text, ...).
+A stamp (``dualspeech.utils.stamp``) records what a finished run was made from and the size +
+sha256 of what it wrote, so an unchanged re-run is a no-op and a damaged output is re-made;
+a :class:`SkipLog` counts and lists inputs that were dropped (corrupt audio, empty text, ...)
+and the files the build read, which the stamp fingerprints.
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import logging
@@ -28,7 +28,8 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 from lhotse.utils import fastcopy
 
 from dualspeech.data.tasks import speech_manifest_name, task_manifest_name, validate_example
-from dualspeech.utils.io import atomic_write_bytes, atomic_write_text, file_sha256
+from dualspeech.utils.io import atomic_write_bytes, atomic_write_text
+from dualspeech.utils.stamp import params_digest  # noqa: F401 (bench.generation_overfit imports it from here)
 
 log = logging.getLogger(__name__)
 
@@ -147,97 +148,3 @@ class SkipLog:
             log.info("%s: %d multi-channel audio files (e.g. %s) are downmixed to mono (mean of "
                      "channels)", self.corpus, len(self.multichannel), min(self.multichannel))
         return path
-
-
-def params_digest(params: dict) -> str:
-    """Short stable hash of a JSON-able parameter dict."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class Stamp:
-    """Remembers the parameters a finished run was made from and the files it wrote.
-
-    ``params`` must hold everything the outputs depend on (arguments, a code version, input
-    fingerprints known before the run). Inputs found while running are passed to :meth:`write`
-    and fingerprinted again by ``done()``, which is true when the parameters match, no such
-    input changed (size, mtime, existence) and every recorded output still has the size and
-    sha256 it was written with: a truncated or corrupted manifest is re-made, not trusted.
-    """
-
-    def __init__(self, path: str | Path, params: dict):
-        self.path = Path(path)
-        self.params = params
-        self.digest = params_digest(params)
-
-    def done(self) -> bool:
-        try:
-            saved = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return False
-        if saved.get("digest") != self.digest:
-            return False
-        damaged = self.damaged(saved)
-        if damaged:
-            log.warning("%s: %d recorded output(s) missing or changed since they were written "
-                        "(size / sha256), e.g. %s; re-making them", self.path.name, len(damaged),
-                        damaged[0])
-            return False
-        read = saved.get("read", [])
-        return input_fingerprint(p for p, _, _ in read) == [tuple(r) for r in read]
-
-    def damaged(self, saved: dict | None = None) -> list[Path]:
-        """The outputs a finished run with these parameters recorded that are now missing or
-        differ from what it wrote (none without such a stamp): a writer that reuses existing
-        files (the mini corpus's wavs) must re-make these, not keep them."""
-        if saved is None:
-            try:
-                saved = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                return []
-        if saved.get("digest") != self.digest:
-            return []
-        return [self.path.parent / rel for rel, want in _listing(saved).items()
-                if output_fingerprint(self.path.parent / rel) != want]
-
-    def previous_outputs(self) -> list[Path]:
-        """The outputs the last finished run recorded (none without a readable stamp)."""
-        try:
-            saved = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return []
-        return [self.path.parent / rel for rel in _listing(saved)]
-
-    def write(self, outputs: Iterable[str | Path], read: Iterable[str | Path] = ()) -> None:
-        base = self.path.parent.resolve()
-        listing = {str(Path(p).resolve().relative_to(base)): output_fingerprint(p) for p in outputs}
-        atomic_write_text(self.path, json.dumps({"digest": self.digest, "params": self.params,
-                                                 "outputs": listing, "read": input_fingerprint(read)},
-                                                indent=1, sort_keys=True, default=str) + "\n")
-
-
-def _listing(saved: dict) -> dict[str, dict | None]:
-    """A stamp's outputs as {relative path: fingerprint}; a stamp written before outputs were
-    fingerprinted lists bare paths, whose fingerprint (None) never matches, so it is re-made."""
-    outputs = saved.get("outputs", [])
-    return dict(outputs) if isinstance(outputs, dict) else {rel: None for rel in outputs}
-
-
-def output_fingerprint(path: str | Path) -> dict | None:
-    """{"size", "sha256"} of a written file, None when it is gone."""
-    try:
-        return {"size": Path(path).stat().st_size, "sha256": file_sha256(path)}
-    except FileNotFoundError:
-        return None
-
-
-def input_fingerprint(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of input files, (path, -1, -1) when absent: cheap change detection."""
-    out = []
-    for p in sorted({str(p) for p in paths}):
-        try:
-            st = Path(p).stat()
-        except FileNotFoundError:
-            out.append((p, -1, -1))
-        else:
-            out.append((p, st.st_size, st.st_mtime_ns))
-    return out

@@ -17,7 +17,9 @@ Design (docs/data.md has the full story):
 Same size + seed -> byte-identical audio and manifests (for the same output dir, whose absolute
 path is recorded in the recordings). A finished run is stamped (the voices and engine versions
 included); re-running it is a no-op, and an interrupted run resumes from the wavs already
-written. A missing engine fails up front, naming the command that installs it.
+written. A missing engine fails up front, naming the command that installs it. The finished
+corpus gets its fingerprint (``fingerprint.json``: hashes of audio and texts, synthesiser package
+versions; :mod:`dualspeech.data.fingerprint`).
 """
 from __future__ import annotations
 
@@ -28,11 +30,13 @@ from pathlib import Path
 
 from lhotse import Recording
 
-from dualspeech.data.manifest_io import PartData, Stamp, speech_cut, task_example, write_part
+from dualspeech.data.fingerprint import FILENAME, corpus_fingerprint, write_fingerprint
+from dualspeech.data.manifest_io import PartData, speech_cut, task_example, write_part
 from dualspeech.data.mini_grammar import Sentence, sample_sentences
 from dualspeech.data.synth import (Effects, EngineSet, SynthJob, Voice, claim_audio_dir,
                                    synthesize_all)
 from dualspeech.data.tasks import EMOTIONS
+from dualspeech.utils.stamp import Stamp
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +193,10 @@ def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, 
               "voices": {spk: asdict(v) for spk, (v, _) in SPEAKERS.items()},
               "emotions": {e: asdict(fx) for e, fx in EMOTION_EFFECTS.items()}}
     stamp = Stamp(out / f".{CORPUS}_stamp.json", params)
-    if stamp.done() and not force:
+    if stamp.done(force):
         log.info("mini corpus in %s is up to date (size=%s seed=%d); nothing to do", out, size, seed)
+        if not (out / FILENAME).is_file():   # made before fingerprints: today's versions
+            write_fingerprint(out, corpus_fingerprint(out, engine.all_packages()))
         return counts
     audio = out / "audio"
     for damaged in stamp.damaged():   # resynthesised below (a damaged manifest is rewritten anyway)
@@ -205,6 +211,9 @@ def make_mini_corpus(out_dir: str | Path, size: str = "default", seed: int = 0, 
     for part in PARTS:
         outputs += write_part(out, CORPUS, part, build_part(plans[part], audio / part))
     stamp.write(outputs)
+    fingerprint = corpus_fingerprint(out, engine.all_packages())
+    log.info("corpus fingerprint %s written to %s", fingerprint["id"],
+             write_fingerprint(out, fingerprint))
     log.info("mini corpus (%s, seed %d) written to %s: %s utterances", size, seed, out, counts)
     return counts
 

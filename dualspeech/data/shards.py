@@ -37,6 +37,7 @@ import numpy as np
 from dualspeech.data.tasks import TASKS
 from dualspeech.utils.io import atomic_write_text
 from dualspeech.utils.procs import die_with_parent
+from dualspeech.utils.stamp import Stamp
 
 FORMAT = "dualspeech-shar-1"
 FIELDS = ("input_ids", "acoustic_tokens", "speaker_embedding")
@@ -67,7 +68,10 @@ def encoding_fingerprint(templates) -> dict:
     tok = templates.tok
     vocab = sorted(tok.get_vocab().items())
     h = hashlib.sha256(json.dumps(vocab).encode())
-    h.update(json.dumps({"templates": asdict(templates.cfg), "prompts": templates.prompts,
+    layout = asdict(templates.cfg)
+    if layout["format"] == "ours":   # the key came later: shards written before it stay valid
+        del layout["format"]
+    h.update(json.dumps({"templates": layout, "prompts": templates.prompts,
                          "bos": templates.bos, "eos": templates.eos_id,
                          "speech": asdict(templates.vocab.cfg),
                          "chat": getattr(tok, "chat_template", None) if templates.cfg.chat_template
@@ -289,28 +293,21 @@ def _write_array(f, key: str, arr: np.ndarray) -> None:
 class ShardWriter:
     """Writes one set's shards; resumable: a shard counts as written once its ``done`` record
     exists and its files have the recorded sizes, so a killed run redoes only unfinished shards.
-    Each file is written under a temp name and renamed; ``index.json`` comes last."""
+    ``writing.json`` (a ``dualspeech.utils.stamp`` claim) holds the inputs and settings: other
+    ones are refused unless ``force``. Each file is written under a temp name and renamed;
+    ``index.json`` comes last."""
 
     def __init__(self, path: str | Path, identity: dict, shard_size: int, force: bool = False):
         self.path, self.identity, self.shard_size = Path(path), identity, shard_size
         if shard_size < 1:
             raise ValueError(f"shard size must be >= 1, got {shard_size}")
-        stamp = self.path / "writing.json"
-        if force and self.path.exists():
-            import shutil
+        stamp = Stamp(self.path / "writing.json", {"format": FORMAT, "shard_size": shard_size, **identity})
+        if stamp.claim(force, "shards of other inputs or settings", "rewrite them", ShardError):
+            if self.path.exists():              # --force, or shards of unknown inputs: not reused
+                import shutil
 
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        want = {"format": FORMAT, "shard_size": shard_size, **identity}
-        if stamp.is_file():
-            have = json.loads(stamp.read_text())
-            if have != want:
-                changed = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-                raise ShardError(f"{self.path} holds shards of other inputs or settings (changed: "
-                                 f"{changed}); pass --force to rewrite them")
-        else:
-            (self.path / "index.json").unlink(missing_ok=True)
-            atomic_write_text(stamp, json.dumps(want, indent=1, sort_keys=True))
+                shutil.rmtree(self.path)
+            stamp.write()
 
     def _done_path(self, task: str, k: int) -> Path:
         return self.path / task / f"done.{k:06d}.json"

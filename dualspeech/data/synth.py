@@ -50,6 +50,9 @@ from dualspeech.utils.io import atomic_write_text, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
+# what every job's audio goes through after its engine (_finish): sox effects, soundfile reading
+# and writing, soxr resampling (through librosa)
+FINISH_PACKAGES = {"debian": ("sox", "libsox3"), "pypi": ("soundfile", "soxr", "librosa", "numpy")}
 DEFAULT_TEMPLATE = "espeak-ng -v {voice} -s {rate} -p {pitch} -a {amplitude} -w {wav} {text}"
 PLACEHOLDERS = ("wav", "text", "text_file", "voice", "rate", "pitch", "amplitude", "lang")
 APT_HINT = "run tools/install.sh as root (it installs the Debian packages), or apt-get install -y {}"
@@ -114,6 +117,7 @@ class Engine(abc.ABC):
     """Renders texts to audio files of any format; :meth:`synthesize_many` finishes them."""
     sample_rate: int = 16000
     batch_size: int = 1   # jobs rendered per call of render_many
+    packages: dict[str, tuple[str, ...]] = {}   # {"debian"|"pypi": names}: what makes its audio
 
     @abc.abstractmethod
     def describe(self) -> dict:
@@ -124,6 +128,12 @@ class Engine(abc.ABC):
 
     def batch_size_for(self, voice: Voice) -> int:
         return self.batch_size
+
+    def all_packages(self) -> dict[str, list[str]]:
+        """The Debian and PyPI packages whose versions determine the audio (corpus fingerprints):
+        the engine's own and those of the finishing every job goes through."""
+        return {kind: sorted({*self.packages.get(kind, ()), *FINISH_PACKAGES[kind]})
+                for kind in FINISH_PACKAGES}
 
     @abc.abstractmethod
     def render_many(self, jobs: list[SynthJob], tmp: Path) -> list[Path]:
@@ -209,9 +219,11 @@ class TTSCommand(Engine):
 class CheckedCommand(TTSCommand):
     """A built-in command engine whose voices are checked against what is installed."""
 
-    def __init__(self, template: str, sample_rate: int, install: str, list_voices=None):
+    def __init__(self, template: str, sample_rate: int, install: str, list_voices=None,
+                 debian: tuple[str, ...] = ()):
         super().__init__(template, sample_rate, install)
         self.install, self.list_voices = install, list_voices
+        self.packages = {"debian": debian}
 
     def check(self, voices: list[Voice]) -> None:
         if self.list_voices is None:  # e.g. espeak-ng: variants like en-us+f2 are not listed
@@ -240,6 +252,7 @@ FESTIVAL_PACKAGES = {"cmu_us_slt_arctic_hts": "festvox-us-slt-hts", "kal_diphone
 class FestivalEngine(Engine):
     """festival voices, a batch of utterances per festival process (start-up is ~0.3 s)."""
     batch_size = 24
+    packages = {"debian": ("festival", "festlex-cmu", "festlex-poslex", *FESTIVAL_PACKAGES.values())}
 
     def __init__(self, sample_rate: int = 16000):
         self.sample_rate = sample_rate
@@ -285,6 +298,7 @@ class PiperEngine(Engine):
     parallelism comes from the job threads. espeak-ng phonemisation is not thread-safe: locked.
     """
     batch_size = 8
+    packages = {"pypi": ("piper-tts", "onnxruntime", *(p for _, _, p in PIPER_VOICES.values()))}
 
     def __init__(self, sample_rate: int = 16000):
         self.sample_rate = sample_rate
@@ -350,13 +364,15 @@ class PiperEngine(Engine):
 
 # engine name -> factory(sample_rate); the mini corpus's voices name these
 ENGINES = {
-    "espeak": lambda sr: CheckedCommand(DEFAULT_TEMPLATE, sr, APT_HINT.format("espeak-ng")),
+    "espeak": lambda sr: CheckedCommand(DEFAULT_TEMPLATE, sr, APT_HINT.format("espeak-ng"),
+                                        debian=("espeak-ng", "espeak-ng-data", "libespeak-ng1")),
     "flite": lambda sr: CheckedCommand("flite -voice {voice} -f {text_file} -o {wav}", sr,
-                                       APT_HINT.format("flite"), _flite_voices),
+                                       APT_HINT.format("flite"), _flite_voices,
+                                       debian=("flite", "libflite1")),
     "pico": lambda sr: CheckedCommand(
         "pico2wave -l {voice} -w {wav} {text}", sr,
         APT_HINT.format("libttspico-utils (Debian non-free; tools/install.sh adds the component)"),
-        _pico_voices),
+        _pico_voices, debian=("libttspico-utils", "libttspico0", "libttspico-data")),
     "festival": FestivalEngine,
     "piper": PiperEngine,
 }
@@ -376,6 +392,11 @@ class EngineSet(Engine):
 
     def describe(self) -> dict:
         return {name: engine.describe() for name, engine in self.engines.items()}
+
+    def all_packages(self) -> dict[str, list[str]]:
+        return {kind: sorted({*FINISH_PACKAGES[kind], *(p for e in self.engines.values()
+                                                       for p in e.packages.get(kind, ()))})
+                for kind in FINISH_PACKAGES}
 
     def batch_size_for(self, voice: Voice) -> int:
         return self.engines[voice.engine].batch_size

@@ -11,6 +11,11 @@ becomes tokens:
 * understanding tasks append the answer text + eos, labelled for the text loss;
 * generation tasks append ``<boa>`` (end of the prompt: decoding starts right after it), then
   the target speech tokens + ``<eoa>``, labelled for the semantic loss.
+
+``format: reference`` renders what the reference code (lavendery/UUG, its data pipeline) trains
+on instead: bos + ``REFERENCE_FORMAT`` with its per-task texts, no chat template, no space token
+before a speech span, and generation answers ``<boa>`` codes ``<eoa>`` eos, all labelled
+(decoding still feeds ``<boa>`` as the last prompt token). docs/model.md gives the assumptions.
 """
 from __future__ import annotations
 
@@ -47,14 +52,48 @@ DEFAULT_PROMPTS = {
     "sc": "{speech} Answer the spoken question with speech. {question_speech}",
 }
 
+FORMATS = ("ours", "reference")
+REFERENCE_FORMAT = "{system} USER: {content}\nASSISTANT: "
+REFERENCE_SYSTEM = {   # the reference data pipeline's system messages (torchdata_sft_speech_latest.py)
+    "asr": "Recognize the speech and give me the transcription.",
+    "s2tt": "Please translate the {source_lang} speech into {target_lang} text transcription.",
+    "ser": "Please describe the emotion of the speaker.",
+    "sqa": "Based on the content, provide a text-based answer to the question.",
+    "tts": "Please read this sentence out loud.",
+    "t2st": "Please translate the {source_lang} text into {target_lang} speech.",
+    "vc": "Without altering the spoken content, transform the speaker's voice in this speech to "
+          "match the target voice.",
+    "sc": "Please listen to the speech content and provide a spoken answer to the question.",
+}
+REFERENCE_CONTENT = {  # ... and its user turns ({content})
+    "asr": "{speech}", "s2tt": "{speech}", "ser": "{speech}", "vc": "{speech}",
+    "sqa": "The content is: {speech}\nThe question is: {question}",
+    "tts": "{text}", "t2st": "{source_text}",
+    "sc": "The speech content is: {speech}\nThe question is: {question_speech}",
+}
+
 
 @dataclass
 class TemplateConfig:
     """``templates`` config section."""
+    format: str = "ours"               # ours | reference (the reference code's layout, above)
     chat_template: bool = False        # wrap prompts with the backbone's chat template
     system: str | None = None          # system message (chat template only)
     user_format: str = "USER: {prompt}\nASSISTANT:"
     prompts: dict = field(default_factory=lambda: dict(DEFAULT_PROMPTS))
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"templates.format={self.format!r}; use one of {FORMATS}")
+        if self.format == "reference" and (self.chat_template or self.system or self.prompts
+                                           != DEFAULT_PROMPTS or self.user_format != USER_FORMAT):
+            raise ValueError("templates.format: reference has its own layout and texts "
+                             "(REFERENCE_FORMAT, REFERENCE_SYSTEM, REFERENCE_CONTENT in "
+                             "dualspeech/data/templates.py; bos, no chat template): leave "
+                             "chat_template, system, user_format and prompts unset")
+
+
+USER_FORMAT = TemplateConfig.user_format
 
 
 @dataclass
@@ -77,8 +116,12 @@ class TaskTemplates:
         unknown = sorted(set(cfg.prompts) - set(TASKS))
         if unknown:
             raise ValueError(f"templates.prompts: unknown task(s) {unknown}; tasks: {sorted(TASKS)}")
-        self.prompts = {**DEFAULT_PROMPTS, **cfg.prompts}
+        self.reference = cfg.format == "reference"
+        self.prompts = dict(REFERENCE_CONTENT) if self.reference else {**DEFAULT_PROMPTS,
+                                                                        **cfg.prompts}
         for task, text in self.prompts.items():
+            if self.reference:
+                text = REFERENCE_SYSTEM[task] + " " + text
             used = {f for _, f, _, _ in string.Formatter().parse(text) if f}
             bad = used - set(PROMPT_INPUTS[task])
             if bad:
@@ -90,6 +133,11 @@ class TaskTemplates:
         probe = self.tok("a")["input_ids"]
         self.bos = ([self.tok.bos_token_id] if not cfg.chat_template and probe
                     and probe[0] == self.tok.bos_token_id else [])  # only if the backbone uses one
+        if self.reference:   # the reference always starts with bos
+            if self.tok.bos_token_id is None:
+                raise ValueError("templates.format: reference starts every sequence with bos, "
+                                 "but the backbone tokenizer has no bos token")
+            self.bos = [self.tok.bos_token_id]
         self.eos_id = self.tok.eos_token_id
         if self.eos_id is None:
             raise ValueError("the backbone tokenizer has no eos token: answers need one")
@@ -120,7 +168,10 @@ class TaskTemplates:
             else:
                 values[name] = fields[name]
         prompt = self.prompts[task].format(**values)
-        if self.cfg.chat_template:
+        if self.reference:
+            text = REFERENCE_FORMAT.format(system=REFERENCE_SYSTEM[task].format(**values),
+                                           content=prompt)
+        elif self.cfg.chat_template:
             messages = ([{"role": "system", "content": self.cfg.system}] if self.cfg.system
                         else []) + [{"role": "user", "content": prompt}]
             text = self.tok.apply_chat_template(messages, tokenize=False,
@@ -128,6 +179,9 @@ class TaskTemplates:
         else:
             text = self.cfg.user_format.format(prompt=prompt)
         parts = _SENTINEL_RE.split(text)
+        if self.reference:   # the space before "<audio>" is not a token there (docs/model.md)
+            parts = [p.rstrip(" ") if i % 2 == 0 and i + 1 < len(parts) else p
+                     for i, p in enumerate(parts)]
         # odd indices are the captured speech roles
         return [p if i % 2 == 0 else (p,) for i, p in enumerate(parts) if p or i % 2]
 
@@ -165,9 +219,12 @@ class TaskTemplates:
             return Encoded(ids + answer, labels + answer, prompt_len)
         if target is None:
             raise ValueError(f"{task}: a generation example needs target speech codes")
-        tgt = self.vocab.speech_ids(target).tolist() + [self.vocab.end_audio_id]
+        codes = self.vocab.speech_ids(target).tolist()
+        if self.reference:   # the reference labels <boa> and ends the answer with eos
+            labels[-1] = self.vocab.begin_audio_id
+        tgt = codes + [self.vocab.end_audio_id] + ([self.eos_id] if self.reference else [])
         return Encoded(ids + tgt, labels + tgt, prompt_len,
-                       (prompt_len, prompt_len + len(tgt) - 1))
+                       (prompt_len, prompt_len + len(codes)))
 
     def length(self, task: str, fields: dict, speech_lens: dict, target_len: int = 0) -> int:
         """Token count of ``encode(...)`` from lengths alone (for bucketing; no array loads)."""
@@ -177,7 +234,7 @@ class TaskTemplates:
         spec = TASKS[task]
         if spec.kind == "understanding":
             return n + len(self._text_ids(str(fields[spec.answer_field]))) + 1
-        return n + 1 + target_len + 1
+        return n + 1 + target_len + 1 + self.reference
 
 
 def prompt_batch(encoded: list[Encoded], pad_id: int) -> dict:

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dualspeech.data.tasks import TASKS
+from dualspeech.data.tasks import GENERATION, TASKS, UNDERSTANDING
 
 STRATEGIES = ("sample", "greedy", "beam")
-CONTROLS = ("shuffled_speech", "untrained", "resynth", "ground_truth")   # inference/controls.py
+# The one list of control decodes (``decode.control``; docs/metrics.md: controls) and the tasks
+# each decodes. inference/controls.py runs them, metrics/controls.py scores and labels them, and
+# the recipes ask `python -m dualspeech.bin.resolve_config --choices decode.control`.
+CONTROL_TASKS = {
+    "shuffled_speech": UNDERSTANDING,
+    "untrained": GENERATION,
+    "resynth": GENERATION,
+    "ground_truth": ("asr",) + GENERATION,
+}
+CONTROLS = tuple(CONTROL_TASKS)
+GROUND_TRUTH = "ground_truth"       # scored as its own column, not beside the model's numbers
 
 
 @dataclass

@@ -22,18 +22,12 @@ import numpy as np
 import torch
 
 from dualspeech.audio import load_cut_audio, save_wav
-from dualspeech.data.tasks import GENERATION, TASKS, UNDERSTANDING
+from dualspeech.data.tasks import TASKS
+from dualspeech.inference.config import CONTROL_TASKS
 from dualspeech.inference.generate import Output
 from dualspeech.inference.runner import DecodeRunner, reference_fields
 
 log = logging.getLogger(__name__)
-
-CONTROL_TASKS = {
-    "shuffled_speech": UNDERSTANDING,
-    "untrained": GENERATION,
-    "resynth": GENERATION,
-    "ground_truth": ("asr",) + GENERATION,
-}
 
 
 def control_tasks(control: str | None, tasks: list[str]) -> list[str]:

@@ -31,6 +31,7 @@ class SpeechTokens:
     tokens: list[torch.Tensor]         # speech codes 0..K-1 per example
     prompt_hidden: list[torch.Tensor]  # (Lp, H) final-layer hidden states of the prompt
     token_hidden: list[torch.Tensor]   # (N, H) hidden states at the generated speech tokens
+                                       # (+ <eoa> when it ended, with model.coc_spans: reference)
     tasks: list[str]                   # task of each example (Chain-of-Condition covers TTS/VC)
 
     def select(self, keep: list[int]) -> "SpeechTokens":
@@ -41,10 +42,10 @@ class SpeechTokens:
 @torch.no_grad()
 def _decode(model, batch, allowed: torch.Tensor, stop_ids: list[int], max_new_tokens: int,
             temperature: float, top_p: float, top_k: int, do_sample: bool, generator,
-            keep_hidden: bool):
+            keep_hidden: bool, stop_hidden: bool = False):
     """Batched incremental sampling with the backbone's KV cache; left-padded prompts. Returns
-    per example the ids before the first stop id, the prompt and token hidden states, and
-    whether it stopped by itself."""
+    per example the ids before the first stop id, the prompt and token hidden states (with
+    ``stop_hidden`` also the stop token's, where it stopped), and whether it stopped by itself."""
     from transformers import DynamicCache
 
     ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -68,6 +69,10 @@ def _decode(model, batch, allowed: torch.Tensor, stop_ids: list[int], max_new_to
         h, past = model.hidden(nxt[:, None], mask, past, pos[:, None])
         if keep_hidden:
             hiddens.append(h[:, -1])
+    if stop_hidden and len(hiddens) < len(tokens):   # the last stop token was not fed yet
+        mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
+        h, past = model.hidden(nxt[:, None], mask, past, pos[:, None] + 1)
+        hiddens.append(h[:, -1])
     seq = torch.stack(tokens, 1)
     hits = torch.isin(seq, stops)
     ended = hits.any(1).tolist()
@@ -75,7 +80,8 @@ def _decode(model, batch, allowed: torch.Tensor, stop_ids: list[int], max_new_to
     prompts = [prompt_h[i][batch["attention_mask"][i].bool()] for i in range(B)]
     hid = torch.stack(hiddens, 1) if hiddens else h.new_zeros(B, 0, h.shape[-1])
     return ([seq[i, :n] for i, n in enumerate(lengths)], prompts,
-            [hid[i, :n] for i, n in enumerate(lengths)], ended)
+            [hid[i, :n + (stop_hidden and e)] for i, (n, e) in enumerate(zip(lengths, ended))],
+            ended)
 
 
 def _allowed(vocab, speech: bool, device) -> torch.Tensor:
@@ -119,7 +125,7 @@ def generate_speech_tokens(model, batch, max_new_tokens: int = 400, temperature:
     seqs, prompts, hid, _ = _decode(
         model, batch, _allowed(model.vocab, True, batch["input_ids"].device),
         [model.vocab.end_audio_id], max_new_tokens, temperature, top_p, top_k, do_sample,
-        generator, keep_hidden=True)
+        generator, keep_hidden=True, stop_hidden=model.cfg.coc_spans == "reference")
     return SpeechTokens([model.vocab.codes(s).cpu() for s in seqs], prompts, hid,
                         list(batch["tasks"]))
 
@@ -136,7 +142,8 @@ def generate_acoustic(model, out: SpeechTokens, speaker_embedding: torch.Tensor,
         raise ValueError("this model has no AcousticGPT (model.acoustic_gpt: null): its "
                          "speech tokens go to a unit vocoder / codec decoder directly")
     cond, cond_mask, cond_pos = coc.inference_condition(model.cfg.condition, out.prompt_hidden,
-                                                        out.token_hidden, out.tasks)
+                                                        out.token_hidden, out.tasks,
+                                                        model.cfg.coc_spans)
     run = model.acoustic_gpt.steps if stepwise else model.acoustic_gpt.generate
     return run(cond, cond_mask, speaker_embedding.to(cond.device), max_len, top_k, temperature,
                generator=generator, cond_pos=cond_pos)

@@ -16,9 +16,11 @@ from collections import Counter
 import numpy as np
 
 from dualspeech.data.tasks import EMOTIONS
+from dualspeech.inference.config import CONTROLS, GROUND_TRUTH
 from dualspeech.metrics.bootstrap import Estimate, bootstrap
 
-# control name -> what the report calls it (table cells and footnote)
+# control name -> what the report calls it (table cells and footnote): the control decodes
+# (inference/config.py CONTROLS) but ground truth, and the controls computed while scoring
 CONTROL_LABELS = {
     "shuffled_speech": ("shuffled", "the trained model with each test example's input speech "
                         "replaced by another test example's (seeded derangement)"),
@@ -29,8 +31,7 @@ CONTROL_LABELS = {
     "resynth": ("resynth", "the reference speech's own codec ids decoded by the codec"),
     "other_speaker": ("other spk", "SIM of the output to the prompt of another test speaker"),
 }
-DECODE_CONTROLS = ("shuffled_speech", "untrained", "resynth")
-GROUND_TRUTH = "ground_truth"
+DECODE_CONTROLS = tuple(c for c in CONTROLS if c != GROUND_TRUTH)   # attached beside the numbers
 
 
 def _constant(value: float, n: int) -> Estimate:

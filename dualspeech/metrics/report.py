@@ -4,6 +4,10 @@ Layout of the markdown (one row per test set and metric):
 
 | test set | task | n | metric | ours [95% CI] | controls [95% CI] | ground truth [95% CI] | <paper system> ... |
 
+Under the title, a provenance paragraph: the commit the table was made at, the fingerprint of
+the corpus it was made from (data/fingerprint.py) and, when that differs from the recipe's
+reference, a warning naming what differs. README summaries find these in the lines below.
+
 "controls" lists every control scored for that metric (metrics/controls.py), each with its
 short label; a footnote says which is which and which scorer read the speech. Paper columns are
 filled only where the score config maps the test set onto one of the paper's test sets
@@ -24,6 +28,17 @@ METRIC_LABELS = {"wer": "WER %", "cer": "CER %", "bleu": "BLEU-4", "accuracy": "
                  "uar": "UAR %", "judge": "LLM judge", "sim": "SIM", "eoa": "ended %",
                  "length_ratio": "length gen/ref", "dnsmos_ovrl": "DNSMOS OVRL",
                  "dnsmos_p808": "DNSMOS P.808"}
+
+
+PROVENANCE = "Made at commit {commit} from the corpus with fingerprint {fingerprint}."
+NO_FINGERPRINT = "none (the corpus has no fingerprint.json)"
+WARNING = "**Corpus warning**: {}."
+
+
+def provenance_notes(commit: str, fingerprint: str | None, warning: str | None = None) -> list[str]:
+    """The paragraphs under the title: commit and corpus fingerprint, then any corpus warning."""
+    notes = [PROVENANCE.format(commit=commit, fingerprint=fingerprint or NO_FINGERPRINT)]
+    return notes + ([WARNING.format(warning)] if warning else [])
 
 
 def _fmt(x: float | None, metric: str) -> str:
@@ -93,8 +108,9 @@ def failure_notes(results: dict) -> str:
 
 
 def write_report(results: dict, out_dir: Path, paper_systems: list[str], paper_refs: dict,
-                 title: str = "Results") -> tuple[Path, Path]:
-    """Write ``results.json`` (summary, no per-utterance rows) and ``RESULTS.md``."""
+                 title: str = "Results", notes: list[str] = ()) -> tuple[Path, Path]:
+    """Write ``results.json`` (summary, no per-utterance rows) and ``RESULTS.md``; ``notes``
+    (provenance_notes) go under the title."""
     for name, key in paper_refs.items():
         if key not in TEST_KEYS:
             raise ValueError(f"paper_refs.{name}: {key!r} is not a paper test set; "
@@ -106,7 +122,8 @@ def write_report(results: dict, out_dir: Path, paper_systems: list[str], paper_r
     signatures = sorted({r["meta"]["bleu_signature"] for r in results.values()
                          if "bleu_signature" in r["meta"]})
     asr_models = sorted({r["meta"]["asr_model"] for r in results.values() if "asr_model" in r["meta"]})
-    md = [f"# {title}\n", markdown_table(results, paper_systems, paper_refs)]
+    md = [f"# {title}\n"] + [f"\n{note}\n" for note in notes]
+    md += ["\n" if notes else "", markdown_table(results, paper_systems, paper_refs)]
     if signatures:
         md.append("\nsacrebleu signature: " + "; ".join(f"`{s}`" for s in signatures) + "\n")
     md.append(control_notes(results, asr_models))

@@ -7,6 +7,11 @@ Both halves live here so the rule is read in one place:
   speech-token states, or their concatenation; outside training mode the concatenation;
 * inference: ``coc`` always uses the concatenation ``[prompt; generated speech tokens]``.
 
+What "prompt" and "target" are (``model.coc_spans``): ``codes`` = the prompt through ``<boa>``
+and the speech codes; ``reference`` (the reference code's masks) = the question (bos + prompt,
+before ``<boa>``) and the answer (``<boa>`` codes ``<eoa>``, + eos under ``templates.format:
+reference``), so their concatenation is the whole sequence (``condition_spans``).
+
 The fixed modes (``prompt`` | ``target`` | ``concat``, ablations) use the same rows in both.
 Each row keeps its position in the LLM sequence (``gather_positions`` / ``inference_condition``)
 so AcousticGPT sees where in the sequence a condition frame sat, as in the reference.
@@ -18,7 +23,22 @@ from __future__ import annotations
 import torch
 
 CONDITIONS = ("coc", "prompt", "target", "concat")
+SPANS = ("codes", "reference")
 COC_TASKS = ("tts", "vc")   # the paper's CoC (and its ablations) cover these two tasks
+REFERENCE_DRAW = (0.33, 0.66)   # its one draw per batch: < .33 question, < .66 answer, else all
+
+
+def condition_spans(spans: str, prompt: torch.Tensor, target: torch.Tensor,
+                    attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt, target) masks (B, T) of generation rows whose batch masks are ``prompt``
+    (through ``<boa>``), ``target`` (the codes) and ``attention`` (the whole sequence), under
+    ``model.coc_spans``: ``codes`` keeps them; ``reference`` moves ``<boa>`` (the last prompt
+    position) to the answer, which runs to the end of the sequence."""
+    if spans == "codes":
+        return prompt, target
+    question = prompt.clone()
+    question[torch.arange(len(prompt), device=prompt.device), prompt.sum(1) - 1] = False
+    return question, attention.bool() & ~question
 
 
 def _follows_rule(mode: str, tasks: list[str]) -> list[bool]:
@@ -28,13 +48,18 @@ def _follows_rule(mode: str, tasks: list[str]) -> list[bool]:
 def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor, training: bool,
                   tasks: list[str], per_batch: bool = False) -> torch.Tensor:
     """(B, T) mask of the conditioning positions from the prompt / target masks (B, T) of
-    examples of ``tasks`` (B,). ``per_batch``: one CoC draw for the whole batch (the reference
-    code, ``model.coc_draw: batch``) instead of one per example."""
+    examples of ``tasks`` (B,). ``per_batch``: one CoC draw for the whole batch with the
+    reference code's thresholds (``model.coc_draw: batch``) instead of a uniform one per
+    example."""
     concat = prompt | target
     if mode == "coc":
         if not training:
             return concat
-        choice = torch.randint(0, 3, (1 if per_batch else len(prompt), 1), device=prompt.device)
+        if per_batch:
+            u = torch.rand((1, 1), device=prompt.device)
+            choice = (u >= REFERENCE_DRAW[0]).long() + (u >= REFERENCE_DRAW[1]).long()
+        else:
+            choice = torch.randint(0, 3, (len(prompt), 1), device=prompt.device)
         drawn = torch.where(choice == 0, prompt, torch.where(choice == 1, target, concat))
     else:
         drawn = {"prompt": prompt, "target": target, "concat": concat}[mode]
@@ -43,14 +68,18 @@ def training_mask(mode: str, prompt: torch.Tensor, target: torch.Tensor, trainin
 
 
 def inference_condition(mode: str, prompt_hidden: list[torch.Tensor],
-                        token_hidden: list[torch.Tensor], tasks: list[str]):
+                        token_hidden: list[torch.Tensor], tasks: list[str],
+                        spans: str = "codes"):
     """Condition at inference: (B, L, H) rows zero padded, validity mask (B, L) and condition
     positions (B, L): each row's index in the LLM sequence (prompt, then generated tokens) + 1,
-    as in training (``gather_positions``)."""
+    as in training (``gather_positions``). ``spans`` as in ``condition_spans``: with
+    ``reference`` the prompt's last row (``<boa>``) opens the answer, and ``token_hidden``
+    holds the end-of-audio row too (the reference conditions on ``</audio>``)."""
     rows, positions = [], []
     for p, t, rule in zip(prompt_hidden, token_hidden, _follows_rule(mode, tasks)):
         pos = torch.arange(1, len(p) + len(t) + 1, device=p.device)
-        part = {"prompt": slice(0, len(p)), "target": slice(len(p), None)}.get(
+        cut = len(p) - (spans == "reference")
+        part = {"prompt": slice(0, cut), "target": slice(cut, None)}.get(
             mode if rule else "concat", slice(None))
         rows.append(torch.cat([p, t])[part])
         positions.append(pos[part, None])

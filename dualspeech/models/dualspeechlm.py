@@ -13,7 +13,8 @@ by the mean of its ``has_*`` is the mean over the batches that had it).
 Why the speech rows are a separate table: the backbone's embedding and head stay frozen and
 are never copied; only ``K + 2`` rows (K speech tokens + begin/end-of-audio) are trained. The
 logits are ``[frozen_head(h)[:, :text_vocab], h @ speech_head.T]``. If the backbone ties its
-embedding and head, the speech head is the speech embedding too.
+embedding and head, the speech head is the speech embedding too. ``model.train_text_rows``
+(the reference code) trains the backbone's own embedding and head as well, in place.
 
 Generation (KV-cached sampling of text / speech tokens, AcousticGPT decoding) lives in
 ``dualspeech.inference.lm_generation``; loading the four checkpoint layouts and exporting in
@@ -66,6 +67,8 @@ class ModelConfig:
     acoustic_gpt: AcousticGPTConfig | None = None   # null: no acoustic stage (baselines)
     condition: str = "coc"            # coc (paper) | prompt | target | concat (fixed; ablations)
     coc_draw: str = "example"         # example | batch (reference code: one draw per batch)
+    coc_spans: str = "codes"          # codes: prompt through <boa> / the codes; reference: bos +
+                                      # prompt / <boa> codes <eoa> (eos) (models/coc.py)
     acoustic_understanding: bool = False   # understanding examples train AcousticGPT too, on
                                       # [start, no-speech, end] with a zero speaker (reference)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -74,6 +77,8 @@ class ModelConfig:
     init_noise: float = 0.01          # new rows = mean of existing rows + noise * their std
     speech_init: SpeechInitConfig = field(default_factory=SpeechInitConfig)  # speech_init.py
     train_norms: bool = True          # also train the backbone's norm weights (reference code)
+    train_text_rows: bool = False     # also train the backbone's whole embedding and LM head
+                                      # (reference code: modules_to_save); false: frozen
     seed: int = 0                     # init of the new rows / AcousticGPT
 
     def __post_init__(self):
@@ -81,6 +86,8 @@ class ModelConfig:
             raise ValueError(f"model.condition={self.condition!r}; use one of {coc.CONDITIONS}")
         if self.coc_draw not in ("example", "batch"):
             raise ValueError(f"model.coc_draw={self.coc_draw!r}; use example or batch")
+        if self.coc_spans not in coc.SPANS:
+            raise ValueError(f"model.coc_spans={self.coc_spans!r}; use one of {coc.SPANS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
         if self.semantic_vocab not in SEMANTIC_VOCABS:
@@ -101,11 +108,8 @@ class DualSpeechLM(nn.Module):
         self.cfg = cfg
         self.full_config = full_config or {}
         llm, tokenizer = load_causal_lm(cfg.llm, dtype=DTYPES[cfg.dtype])
-        self.vocab = vocab or SpeechVocab.extend(tokenizer, cfg.speech)
-        if self.vocab.cfg.num_tokens != cfg.speech.num_tokens:
-            raise ValueError(f"saved vocabulary has {self.vocab.cfg.num_tokens} speech tokens, "
-                             f"model.speech.num_tokens is {cfg.speech.num_tokens}")
-        self.templates = TaskTemplates(template_cfg or TemplateConfig(), self.vocab)
+        self.templates = model_input(cfg, template_cfg or TemplateConfig(), vocab or tokenizer)
+        self.vocab = self.templates.vocab
         in_emb, head = llm.get_input_embeddings(), llm.get_output_embeddings()
         rows, text_vocab = in_emb.weight.shape[0], self.vocab.text_vocab_size
         if rows < text_vocab:
@@ -137,6 +141,9 @@ class DualSpeechLM(nn.Module):
             for name, p in llm.named_parameters():
                 if "norm" in name.rsplit(".", 2)[-2].lower():
                     p.requires_grad_(True)
+        if cfg.train_text_rows:
+            for p in (in_emb.weight, *([] if head is None else [head.weight])):
+                p.requires_grad_(True)
         self.llm = llm
         self.hidden_size = in_emb.weight.shape[1]
         self.acoustic_gpt = None
@@ -250,8 +257,10 @@ class DualSpeechLM(nn.Module):
         parts = []
         gen = batch["acoustic_index"]
         if gen.numel():
-            mask = coc.training_mask(self.cfg.condition, batch["prompt_mask"][gen],
-                                     batch["target_mask"][gen], self.training,
+            prompt, target = coc.condition_spans(self.cfg.coc_spans, batch["prompt_mask"][gen],
+                                                 batch["target_mask"][gen],
+                                                 batch["attention_mask"][gen])
+            mask = coc.training_mask(self.cfg.condition, prompt, target, self.training,
                                      [batch["tasks"][i] for i in gen.tolist()],
                                      per_batch=self.cfg.coc_draw == "batch")
             parts.append((gen, mask, batch["acoustic_tokens"], batch["acoustic_mask"].bool(),
@@ -282,16 +291,31 @@ class DualSpeechLM(nn.Module):
                    init_speech_rows)
 
 
+def model_input(cfg: ModelConfig, template_cfg: TemplateConfig, vocab_or_tokenizer) -> TaskTemplates:
+    """The weight-free half of a model: its extended vocabulary (made from the backbone's
+    tokenizer, or a saved ``SpeechVocab``) and the task templates over it. The one home of that
+    construction, shared by ``DualSpeechLM`` and stage 5 (which writes the shards without the
+    LLM's weights)."""
+    vocab = (vocab_or_tokenizer if isinstance(vocab_or_tokenizer, SpeechVocab)
+             else SpeechVocab.extend(vocab_or_tokenizer, cfg.speech))
+    if vocab.cfg.num_tokens != cfg.speech.num_tokens:
+        raise ValueError(f"saved vocabulary has {vocab.cfg.num_tokens} speech tokens, "
+                         f"model.speech.num_tokens is {cfg.speech.num_tokens}")
+    if template_cfg.format == "reference" and cfg.semantic_vocab == "speech":
+        raise ValueError("templates.format: reference labels <boa> and eos in speech answers, "
+                         "which model.semantic_vocab: speech cannot score; use full")
+    return TaskTemplates(template_cfg, vocab)
+
+
 def build_templates(cfg: dict) -> tuple[TaskTemplates, str]:
-    """The templates (with the extended tokenizer) a model of the full config ``cfg`` renders
-    its input with, and its codec-id field, without loading the LLM weights: what stage 5
-    writes the shards with."""
+    """The templates a model of the full config ``cfg`` renders its input with, and its codec-id
+    field, loading the backbone's tokenizer only: what stage 5 writes the shards with."""
     from transformers import AutoTokenizer
 
     from dualspeech.pretrained import resolve
 
     model_cfg = build(ModelConfig, cfg.get("model"), "model")
     tok = AutoTokenizer.from_pretrained(resolve(model_cfg.llm), local_files_only=True)
-    vocab = SpeechVocab.extend(tok, model_cfg.speech)
     acoustic_field = model_cfg.acoustic_gpt.field if model_cfg.acoustic_gpt else "acoustic_tokens"
-    return TaskTemplates(build(TemplateConfig, cfg.get("templates"), "templates"), vocab), acoustic_field
+    templates = model_input(model_cfg, build(TemplateConfig, cfg.get("templates"), "templates"), tok)
+    return templates, acoustic_field

@@ -299,7 +299,7 @@ def reference_model_config(cfg: dict, sizes: dict, head: str) -> dict:
     agpt = {**(model.get("acoustic_gpt") or {}), **sizes,
             "dropout": 0.0, "gelu": "tanh", "spk_bias": False, "head": head}
     agpt.setdefault("n_head", 8)   # the reference's; not fixed by any shape
-    model.update(llm="llm", acoustic_gpt=agpt, train_norms=False)
+    model.update(llm="llm", acoustic_gpt=agpt, train_norms=False, train_text_rows=False)
     model.setdefault("lora", {})["rank"] = 0
     return cfg
 

@@ -12,15 +12,16 @@ it). How it works:
   first missing chunk and no half-written file is ever referenced;
 * temporal arrays (tokens) are stored with the cut's ``start``, so ``cut.load_custom`` reads
   them right for cuts that begin inside a longer recording (LibriHeavy);
-* ``<storage-dir>/meta.json`` records the field, the extractor identity (model name + checkpoint
-  hash + settings) and the input cut ids; a re-run with a different extractor or input is an
-  error unless ``--force`` (which discards the old chunks);
+* ``<storage-dir>/meta.json`` (a ``dualspeech.utils.stamp`` record) holds the field, the
+  extractor identity (model name + checkpoint hash + settings) and the input cut ids; a re-run
+  with a different extractor or input is an error naming what changed, unless ``--force``
+  (which discards the old chunks);
 * when every chunk of every shard exists, the job that finishes last merges them into
   ``--out-cuts``: the input cuts (input order) with the field attached, plus
   ``<field>_source`` = the extractor identity. Cuts whose audio could not be used are logged
   with a count per reason, listed with their reason in ``<storage-dir>/skipped.tsv`` and left
-  without the field. A re-run after the merge leaves ``--out-cuts`` untouched
-  (``<storage-dir>/merged.json`` records the sha256 of what it wrote).
+  without the field. A re-run after the merge leaves ``--out-cuts`` untouched (``meta.json``
+  then also records the size and sha256 of what the merge wrote).
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from dualspeech.audio import AudioError, load_cut_audio
-from dualspeech.utils.io import atomic_path, atomic_write_text, file_sha256
+from dualspeech.utils.io import atomic_path, atomic_write_text
+from dualspeech.utils.stamp import Stamp
 
 log = logging.getLogger(__name__)
 
@@ -114,20 +116,6 @@ def _ids_hash(cuts: list) -> str:
     return hashlib.sha256("\n".join(c.id for c in cuts).encode()).hexdigest()[:16]
 
 
-def _check_meta(storage: Path, meta: dict, force: bool) -> None:
-    path = storage / "meta.json"
-    if force and storage.exists():
-        shutil.rmtree(storage / "parts", ignore_errors=True)
-        (storage / "merged.json").unlink(missing_ok=True)
-    elif path.exists():
-        old = json.loads(path.read_text())
-        if old != meta:
-            changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-            raise RuntimeError(f"{storage} holds outputs of a different extraction (changed: "
-                               f"{changed}); pass --force to redo it or use another --storage-dir")
-    atomic_write_text(path, json.dumps(meta, indent=1, sort_keys=True))
-
-
 def _chunk_name(field: str, job: int, nj: int, chunk: int) -> str:
     return f"{field}.{job}-of-{nj}.{chunk:05d}"
 
@@ -149,9 +137,13 @@ def run_extraction(args: argparse.Namespace, field: str, identity: str, settings
     if dup:
         raise ValueError(f"{args.cuts}: duplicate cut ids {dup[:5]}; ids must be unique")
     storage = Path(args.storage_dir)
-    _check_meta(storage, {"field": field, "identity": identity, "settings": settings,
-                          "frame_shift": frame_shift, "nj": args.nj, "chunk_size": args.chunk_size,
-                          "cut_ids": _ids_hash(cuts), "num_cuts": len(cuts)}, args.force)
+    stamp = Stamp(storage / "meta.json", {
+        "field": field, "identity": identity, "settings": settings, "frame_shift": frame_shift,
+        "nj": args.nj, "chunk_size": args.chunk_size, "cut_ids": _ids_hash(cuts), "num_cuts": len(cuts)})
+    if stamp.claim(args.force, "outputs of a different extraction", "redo it or use another --storage-dir"):
+        if args.force:      # without a record, the parts of jobs running beside this one are kept
+            shutil.rmtree(storage / "parts", ignore_errors=True)
+        stamp.write()
     chunks = {}  # (job, chunk) -> cuts
     for job in range(args.nj):
         shard = cuts[job::args.nj]
@@ -194,24 +186,12 @@ def run_extraction(args: argparse.Namespace, field: str, identity: str, settings
         log.info("%d chunks still missing (other jobs); merge happens when all are done", len(missing))
         return None
     out_path = Path(args.out_cuts or args.cuts)
-    if _merged(storage, out_path):
+    if stamp.done(outputs=[out_path]):   # the manifest the last merge wrote: left byte-identical
         log.info("%s is up to date (merged from these chunks); nothing to do", out_path)
         return out_path
     _merge(args, cuts, chunks, field, identity, frame_shift, out_path)
-    atomic_write_text(storage / "merged.json", json.dumps(_merge_record(out_path)))
+    stamp.write(outputs=[out_path])
     return out_path
-
-
-def _merge_record(out_path: Path) -> dict:
-    return {"out_cuts": str(out_path), "sha256": file_sha256(out_path)}
-
-
-def _merged(storage: Path, out_path: Path) -> bool:
-    """True when ``out_path`` is the manifest the last merge of this storage dir wrote (a re-run
-    then leaves it byte-identical instead of rewriting it)."""
-    marker = storage / "merged.json"
-    return (marker.is_file() and out_path.is_file()
-            and json.loads(marker.read_text()) == _merge_record(out_path))
 
 
 def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:

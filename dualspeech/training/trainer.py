@@ -7,7 +7,6 @@ model, a dataset and a sampler must follow.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import inspect
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 
 from dualspeech.training import checkpoint as ckpt
 from dualspeech.training import engines
@@ -208,25 +207,13 @@ class Trainer:
                                        cpu=not cuda and not deepspeed)
         # the launcher's ACCELERATE_GRADIENT_ACCUMULATION_STEPS must not override the config
         self.accelerator.gradient_accumulation_steps = cfg.grad_accum
-        self.engine = self._engine()
+        self.engine = engines.create(self.accelerator, cfg)
         set_seed(cfg.seed)  # identical model init on every rank
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.epoch = 0
         self.batches_done = 0  # batches consumed in the current epoch
         self.sampler = None
-
-    def _engine(self) -> str:
-        kind = self.accelerator.distributed_type
-        if kind == DistributedType.DEEPSPEED:
-            return "deepspeed"
-        if self.cfg.engine == "fsdp" or kind == DistributedType.FSDP:
-            if self.accelerator.num_processes == 1:
-                log.warning("trainer.engine=fsdp in a single process: nothing to shard, "
-                            "training without FSDP")
-                return "ddp"
-            return "fsdp"
-        return "ddp"
 
     @property
     def device(self) -> torch.device:
@@ -236,28 +223,15 @@ class Trainer:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
-    def _prepare(self, model: torch.nn.Module):
-        """Model, optimizer and scheduler for this engine (trainable weights in fp32)."""
-        cfg, acc = self.cfg, self.accelerator
-        n_up = engines.upcast_trainable(model)
-        if n_up:
-            log.info("%d trainable parameter tensors cast to fp32 (master weights)", n_up)
-        self.autocast_dtype = engines.autocast_dtype(model, cfg.mixed_precision)
-        model.to(self.device)
-        if self.engine == "fsdp":
-            model = engines.fsdp_wrap(model, self.device)
+    def _build_optimizer(self, model: torch.nn.Module):
+        """AdamW over the trainable parameter groups, and its warmup + cosine schedule."""
+        cfg = self.cfg
         optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.no_decay,
                                                    cfg.lr_scales, cfg.lr), lr=cfg.lr,
                                       betas=tuple(cfg.betas), eps=cfg.eps)
         scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
                                    cfg.warmup_init_lr, cfg.min_lr)
-        if self.engine == "deepspeed":
-            ds = acc.state.deepspeed_plugin.deepspeed_config
-            engines.configure_deepspeed(ds, cfg.grad_accum, cfg.clip_grad, acc.num_processes)
-            self.zero_stage = engines.deepspeed_zero_stage(ds)
-        if self.engine != "fsdp":  # FSDP2 needs no wrapper: fully_shard works in place
-            model, optimizer = acc.prepare(model, optimizer)
-        return model, optimizer, scheduler
+        return optimizer, scheduler
 
     def fit(self, model: torch.nn.Module, dataset: Any, sampler: Iterable,
             valid_fn: ValidFn | None = None) -> torch.nn.Module:
@@ -269,7 +243,7 @@ class Trainer:
                 raise ValueError("trainer.gradient_checkpointing=true but the model has no "
                                  "gradient_checkpointing_enable() method")
             model.gradient_checkpointing_enable()
-        model, optimizer, scheduler = self._prepare(model)
+        model, optimizer, scheduler = self.engine.prepare(model, self._build_optimizer)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.sampler = sampler
         metrics = MetricsLog(self.exp_dir, self.is_main)
@@ -290,12 +264,12 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 batch, batches = self._next_batch(batches, loader, resumable)
                 batch = to_device(batch, self.device)
-                with self._accumulate(model, micro == cfg.grad_accum - 1):
-                    with engines.autocast(self.device, self.autocast_dtype):
+                with self.engine.accumulate(model, micro == cfg.grad_accum - 1):
+                    with self.engine.autocast():
                         out = model(batch)
                     if not isinstance(out, dict) or "loss" not in out:
                         raise TypeError("model(batch) must return a dict with a 'loss' entry")
-                    acc.backward(out["loss"])  # divided by grad_accum (DeepSpeed: inside)
+                    self.engine.backward(out["loss"])
                 for name, value in out.items():
                     if torch.is_tensor(value) and value.dim() == 0:
                         sums[name] += value.item()
@@ -303,11 +277,9 @@ class Trainer:
                         sums[name] += float(value)
                 count += 1
             if cfg.clip_grad > 0:
-                norm_sum += float(self._clip(model))
+                norm_sum += float(self.engine.clip(model))
             lr = scheduler.get_last_lr()[0]
-            optimizer.step()   # DeepSpeed: a no-op, its engine stepped in the last backward
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            self.engine.step(optimizer, scheduler)
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 n_steps = count // cfg.grad_accum
@@ -326,26 +298,7 @@ class Trainer:
                 self.save()
         metrics.close()
         acc.wait_for_everyone()
-        if self.engine == "fsdp":
-            return engines.fsdp_release(model)
-        if self.engine == "deepspeed" and self.zero_stage >= 3:
-            return engines.zero3_release(model, acc.unwrap_model(model))
-        return acc.unwrap_model(model)
-
-    def _accumulate(self, model, sync: bool):
-        """No gradient all-reduce on the micro-batches before the last of a step."""
-        if self.engine == "fsdp":
-            model.set_requires_gradient_sync(sync)
-            return contextlib.nullcontext()
-        return self.accelerator.accumulate(model)
-
-    def _clip(self, model) -> float:
-        if self.engine == "fsdp":  # DTensor grads: torch's clip computes the global norm
-            params = [p for p in model.parameters() if p.grad is not None]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
-            return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-        norm = self.accelerator.clip_grad_norm_(model.parameters(), self.cfg.clip_grad)
-        return float(norm) if norm is not None else float("nan")
+        return self.engine.release(model)
 
     def _loader(self, dataset: Any, sampler: ResumableSampler) -> torch.utils.data.DataLoader:
         sampler.set_epoch(self.epoch)
@@ -382,41 +335,14 @@ class Trainer:
         return dict(zip(names, t.tolist()))
 
     def _validate(self, valid_fn: ValidFn) -> dict[str, float]:
-        model = self.model if self.engine == "fsdp" else self.accelerator.unwrap_model(self.model)
+        model = self.engine.unwrap(self.model)
         model.eval()
-        if self.engine == "fsdp":
-            gathered = engines.fsdp_full_params(model)
-        elif self.engine == "deepspeed":   # ZeRO-3: ranks may run different numbers of forwards
-            gathered = engines.deepspeed_gathered(model, self.zero_stage, trainable_only=False)
-        else:
-            gathered = contextlib.nullcontext()
-        with torch.no_grad(), gathered, engines.autocast(self.device, self.autocast_dtype):
+        with torch.no_grad(), self.engine.full_params(model), self.engine.autocast():
             values = valid_fn(model, self.accelerator)
         model.train()
         return {k: float(v) for k, v in values.items()}
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        """Full trainable tensors (gathered from FSDP shards / ZeRO-3 partitions; all ranks)."""
-        if self.engine == "fsdp":
-            return engines.full_tensors(ckpt.trainable_state_dict(self.model))
-        model = self.accelerator.unwrap_model(self.model)
-        if self.engine == "deepspeed":
-            with engines.deepspeed_gathered(model, self.zero_stage):
-                return {k: v.float() for k, v in ckpt.trainable_state_dict(model).items()}
-        return ckpt.trainable_state_dict(model)
-
-    def _optimizer_state(self) -> dict | None:
-        if self.engine == "deepspeed":
-            return None   # in engine/, one file per rank
-        if self.engine == "fsdp":
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_optimizer_state_dict)
-
-            return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(
-                full_state_dict=True, cpu_offload=True))
-        return self.optimizer.state_dict()
-
     def save(self) -> Path:
         """Write ``checkpoints/step-N`` (all ranks must call this)."""
         acc = self.accelerator
@@ -430,14 +356,15 @@ class Trainer:
         if stateful(self.sampler):
             rank_state["sampler"] = self.sampler.state_dict(self.batches_done)
         torch.save(rank_state, tmp / f"rng-rank{acc.process_index}.pt")
-        model_state, optim_state = self._trainable_state(), self._optimizer_state()
-        if self.engine == "deepspeed":
-            acc.save_state(str(tmp / "engine"))
+        # full trainable tensors (gathered from FSDP shards / ZeRO-3 partitions; all ranks)
+        model_state = self.engine.trainable_state(self.model)
+        optim_state = self.engine.optimizer_state(self.model, self.optimizer)
+        self.engine.save_state(tmp)
         if self.is_main:
             torch.save(model_state, tmp / "model.pt")
             torch.save({"optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
                         "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
-                        "num_processes": acc.num_processes, "engine": self.engine,
+                        "num_processes": acc.num_processes, "engine": self.engine.name,
                         "num_threads": torch.get_num_threads(),
                         "config": dataclasses.asdict(self.cfg)}, tmp / "trainer.pt")
         acc.wait_for_everyone()
@@ -488,27 +415,9 @@ class Trainer:
     def _restore(self, path: Path, states: dict, rank_state: dict | None) -> int:
         acc = self.accelerator
         state = states["trainer.pt"]
-        if state.get("engine", "ddp") != self.engine:
-            raise RuntimeError(f"{path} was written by the {state.get('engine', 'ddp')} engine; "
-                               f"this run uses {self.engine} (optimizer states do not convert)")
-        if self.engine == "deepspeed":
-            acc.load_state(str(path / "engine"))
-        elif self.engine == "fsdp":
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 set_model_state_dict,
-                                                                 set_optimizer_state_dict)
-
-            full = StateDictOptions(full_state_dict=True, strict=False)
-            set_model_state_dict(self.model, states["model.pt"], options=full)
-            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=full)
-        else:
-            ckpt.load_trainable_state_dict(acc.unwrap_model(self.model), states["model.pt"])
-            try:
-                self.optimizer.load_state_dict(state["optimizer"])
-            except ValueError as e:
-                raise RuntimeError(f"{path}: its optimizer state does not fit this model's "
-                                   f"trainable parameters ({e}); the model config or code changed "
-                                   "since the checkpoint was written: use a new --exp-dir") from e
+        self.engine.check_written_by(path, state)
+        self.engine.load_state(path, self.model, self.optimizer, states["model.pt"],
+                               state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done"]
         skip = self.batches_done

@@ -62,11 +62,12 @@ merge_lora=false         # stage 6 also writes <lm-exp>/merged (LoRA merged into
 decode_config=           # decoding config
 decode_args=             # extra arguments for decode
 decode_nj=               # decoding shard jobs (default: --nj)
-controls=false           # stage 7 also decodes the controls (shuffled speech, untrained model, resynthesis, ground truth) that stage 8 puts beside every number
+controls=false           # stage 7 also decodes the controls (decode.control: docs/metrics.md) that stage 8 puts beside every number
 score_config=            # scoring config
 score_args=              # extra arguments for score (e.g. "--set score.dnsmos=false")
 results_md=RESULTS.md    # where stage 8 writes the results table
 results_title=           # heading of RESULTS.md (default: the recipe name)
+reference_fingerprint=   # corpus fingerprint the committed results were made with: stages 0 and 8 warn when this corpus differs
 
 utils=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils" && pwd)
 # shellcheck source=../../utils/log.sh
@@ -132,13 +133,12 @@ in_stage() {  # in_stage N: N is selected by --stage/--stop-stage and not in a s
   esac
 }
 
-config_files() {  # a YAML config and the files it includes, one a line (all are stage inputs)
-  local f=$1 inc
-  echo "$f"
-  [ -f "$f" ] || return 0
-  for inc in $(sed -n 's/^include:[[:space:]]*//p' "$f" | tr -d '[],"'"'"); do
-    config_files "$(dirname "$f")/$inc"
-  done
+config_files() {  # config_files CONF: confs=(CONF and the files it includes): a stage's config inputs
+  local listed                       # Python reads the YAML (includes in any form); a missing
+  confs=("$1")                       # CONF stays as it is, for stage_begin to name
+  [ -f "$1" ] || return 0
+  listed=$($python -m dualspeech.bin.resolve_config "$1" --files) || die "cannot read the config $1 (above)"
+  mapfile -t confs <<< "$listed"
 }
 
 # how a training entry point is started: python, or utils/launch.sh (GPUs, nodes)
@@ -156,8 +156,9 @@ extract_jobs() {  # extract_jobs LOGNAME SET ENTRY IN OUT STORAGE ARGS...: one s
     --storage-dir "$storage/$tag" --nj "$nj" --job JOB --device "$device"
 }
 same_config_or_die() {  # same_config_or_die DIR CONFIG [--check]: DIR resumes only from the config files it began with
-  local dir=$1 now f
-  now=$(for f in $(config_files "$2"); do printf '%s sha256:%s\n' "$f" "$(sha256sum < "$f" | cut -c1-16)"; done)
+  local dir=$1 now f confs=()
+  config_files "$2"
+  now=$(for f in "${confs[@]}"; do printf '%s sha256:%s\n' "$f" "$(sha256sum < "$f" | cut -c1-16)"; done)
   if [ -s "$dir/config_files.txt" ] && [ "$(cat "$dir/config_files.txt")" != "$now" ]; then
     die "$dir holds a run of other config files, and its checkpoints would resume under the new ones:
 $(diff "$dir/config_files.txt" <(echo "$now") | sed -n 's/^< /  before: /p; s/^> /  now:    /p')
@@ -207,6 +208,9 @@ if in_stage 0; then
     [ -e "$corpus_db" ] || die "$corpus_db is missing after stage 0 (expected the generated corpus or a db.sh link)"
     stage_end 0 corpus "$corpus_db"
   fi
+  if [ -n "$reference_fingerprint" ] && [ -f "$corpus_db/fingerprint.json" ]; then   # warns, never stops
+    $python -m dualspeech.bin.corpus_fingerprint --corpus-dir "$corpus_db" --reference "$reference_fingerprint"
+  fi
 fi
 
 if in_stage 1; then
@@ -245,7 +249,7 @@ fi
 if in_stage 3; then
   if [ -n "$ustokenizer_config" ]; then               # train the tokenizer here
     [ ${#ust_sets[@]} -gt 0 ] || die "--ustokenizer-parts / --train-parts are empty: nothing to train the USTokenizer on"
-    mapfile -t confs < <(config_files "$ustokenizer_config")
+    config_files "$ustokenizer_config"
     if stage_begin 3 ustokenizer --inputs "${confs[@]}" "$datadir/tasks" "$datadir/cuts" \
          --args "${ust_sets[*]}|${dev_sets[*]-}|$ustokenizer_args|${launcher[*]}" --move-aside "$(dirname "$ustokenizer_ckpt")"; then
       $gpu_cmd --gpu "$ngpu" ${train_nodes[@]+"${train_nodes[@]}"} "$logdir/stage3_ustokenizer.log" "${launcher[@]}" -m dualspeech.bin.train_ustokenizer \
@@ -270,7 +274,7 @@ codec_exp=$expdir/$(basename "${codec_config:-codec}" .yaml)
 codec_resolved=$codec_exp/codec.yaml
 if in_stage 4; then
   need codec_config; need speaker_config
-  mapfile -t confs < <(config_files "$codec_config")
+  config_files "$codec_config"
   train_cuts=(); for s in ${train_sets[@]+"${train_sets[@]}"}; do train_cuts+=("$(speech_cuts "$s")"); done
   if stage_begin 4 codec --inputs "${confs[@]}" ${train_cuts[@]+"${train_cuts[@]}"} \
        --args "${train_sets[*]-}|$codec_args" --move-aside "$codec_exp"; then
@@ -280,7 +284,7 @@ if in_stage 4; then
       --cuts ${train_cuts[@]+"${train_cuts[@]}"} --out-dir "$codec_exp" ${codec_argv[@]+"${codec_argv[@]}"}
     stage_end 4 codec "$codec_exp"
   fi
-  mapfile -t confs < <(config_files "$speaker_config")
+  config_files "$speaker_config"
   if stage_begin 4 tokens --inputs "$codec_exp" "${confs[@]}" "$dumpdir/ustokens" \
        --args "${all_sets[*]-}|$nj" --clean "$dumpdir/acoustic" "$dumpdir/speaker" "$dumpdir/cuts"; then
     for set in ${all_sets[@]+"${all_sets[@]}"}; do
@@ -308,7 +312,7 @@ collect_token_meta() {  # token_meta=(the meta.json of stages 3-4 for the traini
 if in_stage 5; then
   mapfile -t shard_sets < <(unique ${train_sets[@]+"${train_sets[@]}"} ${dev_sets[@]+"${dev_sets[@]}"})
   [ ${#shard_sets[@]} -eq 0 ] || need train_config
-  mapfile -t confs < <(config_files "$train_config")
+  config_files "$train_config"
   if stage_begin 5 task_data --inputs "$datadir/checked" "$dumpdir/cuts" "${confs[@]}" \
        --args "${all_sets[*]-}|${shard_sets[*]-}|$train_args" --clean "$dumpdir/tasks" "$dumpdir/shards"; then
     $cpu_cmd "$logdir/stage5_task_data.log" $python -m dualspeech.bin.check_task_data --sets ${all_sets[@]+"${all_sets[@]}"} \
@@ -329,12 +333,12 @@ elif in_stage 6; then
   need train_config
   init_ckpt=       # model.speech_init.method=ustokenizer: the speech rows start from stage 3's USTokenizer
   # the value training sees: the YAML with the --set of --train-args
-  if [ "$($python -m dualspeech.bin.resolve_config "$train_config" ${train_argv[@]+"${train_argv[@]}"} --get model.speech_init.method)" = ustokenizer ]; then
-    init_ckpt=$ustokenizer_ckpt
-  fi
+  init_method=$($python -m dualspeech.bin.resolve_config "$train_config" ${train_argv[@]+"${train_argv[@]}"} \
+    --get model.speech_init.method) || die "cannot read model.speech_init.method of $train_config with --train-args (above)"
+  [ "$init_method" != ustokenizer ] || init_ckpt=$ustokenizer_ckpt
   # an edited config stops here; other changed inputs (or --force) move the old experiment aside
   [ "$force" = true ] || same_config_or_die "$lm_exp" "$train_config" --check
-  mapfile -t confs < <(config_files "$train_config")
+  config_files "$train_config"
   if stage_begin 6 train --inputs "${confs[@]}" "$dumpdir/tasks" "$dumpdir/cuts" ${init_ckpt:+"$init_ckpt"} \
        --args "${train_sets[*]}|${dev_sets[*]-}|$train_args|${launcher[*]}|$merge_lora" --move-aside "$lm_exp"; then
     same_config_or_die "$lm_exp" "$train_config"     # --train-args are in the dir name (args_tag)
@@ -375,7 +379,7 @@ elif in_stage 7; then
   [ -d "$model_dir" ] || die "no trained model in $model_dir: run stage 6 or point --lm-exp at a trained experiment"
   codec_conf_arg=()                                  # the codec of stage 4 decodes generated speech
   [ -f "$codec_resolved" ] && codec_conf_arg=(--codec-conf "$codec_resolved")
-  mapfile -t confs < <(config_files "$decode_config")
+  config_files "$decode_config"
   if stage_begin 7 decode --inputs "${confs[@]}" "$model_dir" "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} \
        --args "${test_sets[*]}|$decode_args|$decode_nj" --clean "$decode_dir"; then
     $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_decode.JOB.log" \
@@ -384,9 +388,15 @@ elif in_stage 7; then
       ${codec_conf_arg[@]+"${codec_conf_arg[@]}"} --shard JOB --num-shards "$decode_nj" ${decode_argv[@]+"${decode_argv[@]}"}
     stage_end 7 decode "$decode_dir"
   fi
+  control_names=()                                   # the one list: dualspeech/inference/config.py
+  if [ "$controls" = true ]; then
+    names=$($python -m dualspeech.bin.resolve_config --choices decode.control) || die "cannot list the control decodes (above)"
+    mapfile -t control_names <<< "$names"
+  fi
   if [ "$controls" = true ] && stage_begin 7 controls --inputs "${confs[@]}" "$model_dir" "$lm_exp/model" \
-       "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} --args "${test_sets[*]}|$decode_args|$decode_nj" --clean "$control_dir"; then
-    for control in shuffled_speech untrained resynth ground_truth; do   # docs/metrics.md: controls
+       "$dumpdir/tasks" ${codec_conf_arg[@]+"${codec_conf_arg[1]}"} --args "${test_sets[*]}|$decode_args|$decode_nj|${control_names[*]}" \
+       --clean "$control_dir"; then
+    for control in "${control_names[@]}"; do
       control_model=$model_dir; [ "$control" = untrained ] && control_model=$lm_exp/model   # not merged
       $gpu_cmd --gpu "$ngpu" JOB=0:$((decode_nj - 1)) "$logdir/stage7_control_$control.JOB.log" \
         $python -m dualspeech.bin.decode --conf "$decode_config" --model "$control_model" \
@@ -402,12 +412,20 @@ if in_stage 8 && [ ${#test_sets[@]} -gt 0 ]; then
   need score_config
   control_arg=(); [ "$controls" = true ] && control_arg=(--control-dir "$control_dir")
   results_dir=$(dirname "$results_md")                # samples.html (listening page) goes next to it
-  mapfile -t confs < <(config_files "$score_config")
+  corpus_files=()                                     # the table names the corpus (and warns if it is not the reference's)
+  [ ! -f "$corpus_db/fingerprint.json" ] || corpus_files=("$corpus_db/fingerprint.json")
+  corpus_arg=(${corpus_files[@]+--corpus-fingerprint "${corpus_files[@]}"})
+  if [ -n "$reference_fingerprint" ]; then
+    corpus_files+=("$reference_fingerprint"); corpus_arg+=(--reference-fingerprint "$reference_fingerprint")
+  fi
+  config_files "$score_config"
   if stage_begin 8 score --inputs "${confs[@]}" "$decode_dir" ${control_arg[@]+"${control_arg[1]}"} \
+       ${corpus_files[@]+"${corpus_files[@]}"} \
        --args "$results_title|$results_md|$score_args|$controls" --clean "$score_dir"; then
     $cpu_cmd "$logdir/stage8_score.log" $python -m dualspeech.bin.score --conf "$score_config" \
       --decode-dir "$decode_dir" --out-dir "$score_dir" --title "${results_title:-$recipe}" \
-      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" ${score_argv[@]+"${score_argv[@]}"}
+      ${control_arg[@]+"${control_arg[@]}"} --data-root "$dumpdir" --samples-html "$score_dir/samples.html" \
+      ${corpus_arg[@]+"${corpus_arg[@]}"} ${score_argv[@]+"${score_argv[@]}"}
     mkdir -p "$results_dir"
     cp "$score_dir/RESULTS.md" "$results_md"
     rm -rf "$results_dir/samples.html" "$results_dir/samples"

@@ -39,6 +39,8 @@ DS_RUN_COMMAND="$(printf '%q ' ./run.sh --size "$size" "${args[@]}")"
 export DS_RUN_COMMAND=${DS_RUN_COMMAND% }
 results=exp/$size/RESULTS.md
 [ "$size" = default ] && results=RESULTS.md       # the committed table is the default demo's
+reference=()   # the corpus a committed table of this size was made with: a differing one is warned about
+[ -f "conf/corpus_fingerprint_$size.json" ] && reference=(--reference-fingerprint "conf/corpus_fingerprint_$size.json")
 
 ./pipeline.sh \
   --corpus mini --corpus-db "db/mini_$size" --manifests-in-corpus true \
@@ -49,5 +51,5 @@ results=exp/$size/RESULTS.md
   --codec-config "conf/codec_$codec.yaml" --speaker-config conf/speaker_resemblyzer.yaml \
   --train-config "$(conf dualspeechlm)" --decode-config "$(conf decode)" \
   --score-config "$(conf score)" --results-md "$results" --controls true \
-  --results-title "mini ($size): offline 8-task demo" \
+  --results-title "mini ($size): offline 8-task demo" ${reference[@]+"${reference[@]}"} \
   "${args[@]}"

@@ -24,8 +24,9 @@ import soundfile as sf
 from lhotse import Recording
 from tqdm import tqdm
 
-from dualspeech.data.manifest_io import PartData, SkipLog, Stamp, input_fingerprint, write_part
+from dualspeech.data.manifest_io import PartData, SkipLog, write_part
 from dualspeech.utils.registry import registrar
+from dualspeech.utils.stamp import Stamp, input_fingerprint
 
 log = logging.getLogger(__name__)
 NOT_UTF8 = "line not UTF-8"
@@ -264,7 +265,7 @@ def run_preparation(corpus: str, output_dir: str | Path, params: dict, inputs: I
     out, name = Path(output_dir), run_name or corpus
     stamp = Stamp(out / f".{name}_stamp.json",
                   {"corpus": corpus, **params, "inputs": input_fingerprint(inputs)})
-    if stamp.done() and not force:
+    if stamp.done(force):
         log.info("%s manifests in %s are up to date; nothing to do", name, out)
         return False
     skips = SkipLog(name)

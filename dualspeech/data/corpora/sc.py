@@ -21,9 +21,10 @@ from dualspeech.data.corpora.librispeech import LAYOUT as LIBRISPEECH_LAYOUT
 from dualspeech.data.corpora.librispeech import librispeech_utterances
 from dualspeech.data.corpora.sqa import (annotation_files, first_question_per_utterance,
                                          read_sqa_annotations)
-from dualspeech.data.manifest_io import PartData, SkipLog, params_digest, speech_cut, task_example
+from dualspeech.data.manifest_io import PartData, SkipLog, speech_cut, task_example
 from dualspeech.data.synth import (DEFAULT_TEMPLATE, SynthJob, TTSCommand, Voice, claim_audio_dir,
                                    synthesize_all)
+from dualspeech.utils.stamp import params_digest
 
 VERSION = 2   # 2: absolute audio paths, tail-checked audio, undecodable lines skipped
 LAYOUT = LIBRISPEECH_LAYOUT + """
