@@ -21,7 +21,7 @@ from dualspeech.testing.toy_corpus import write_toy_corpus
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import espeak_wave  # noqa: E402
-from test_ustokenizer_pipeline import make_corpus  # noqa: E402
+from fake_corpora import make_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 US_CONF = REPO / "egs/mini/conf/ustokenizer_debug.yaml"

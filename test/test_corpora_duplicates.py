@@ -9,9 +9,9 @@ from pathlib import Path
 from lhotse import CutSet
 
 from dualspeech.bin import prepare_corpus
-from test_corpora_reliability import argv_for, skip_log, speech_ids
-from test_data_corpora import fake_librispeech
-from test_recipe_corpora import fake_cvss, fake_iemocap
+from fake_corpora import argv_for, skip_log, speech_ids
+from fake_corpora import fake_librispeech
+from fake_corpora import fake_cvss, fake_iemocap
 
 
 def cuts_of(out: Path, corpus: str, part: str) -> dict:

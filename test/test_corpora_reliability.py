@@ -18,23 +18,15 @@ from lhotse import CutSet
 
 from dualspeech.bin import prepare_corpus
 from dualspeech.data.corpora import iemocap, libriheavy, librispeech, sc
-from test_data_corpora import audio, fake_librispeech, sqa_json, write
-from test_recipe_corpora import (fake_cvss, fake_iemocap, fake_libriheavy, fake_libritts_r,
-                                 fake_vctk)
+from fake_corpora import audio, fake_librispeech, sqa_json, write
+from fake_corpora import fake_cvss, fake_iemocap, fake_libriheavy, fake_libritts_r, fake_vctk
+from fake_corpora import argv_for, skip_log, speech_ids
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def speech_ids(out: Path) -> set[str]:
-    return {c.id for p in sorted((out / "cuts").glob("*.jsonl.gz")) for c in CutSet.from_file(p)}
-
-
 def all_text(out: Path) -> str:
     return "".join(gzip.open(p, "rt", encoding="utf-8").read() for p in sorted(out.rglob("*.jsonl.gz")))
-
-
-def skip_log(out: Path, name: str) -> str:
-    return (out / f"skipped_{name}.log").read_text()
 
 
 def inject_bad_byte(path: Path, needle: str) -> int:
@@ -46,22 +38,6 @@ def inject_bad_byte(path: Path, needle: str) -> int:
     data = data.replace(needle.encode(), needle.encode()[:-1] + b"\xff", 1)
     path.write_bytes(gzip.compress(data) if gz else data)
     return line
-
-
-def argv_for(name: str, env: dict, out: Path) -> list[str]:
-    e = {k: str(v) for k, v in env.items()}
-    args = {
-        "librispeech": lambda: ["--corpus-dir", e["LIBRISPEECH"], "--sqa-json", e["LIBRISPEECH_SQA"]],
-        "libritts_r": lambda: ["--corpus-dir", e["LIBRITTS_R"]],
-        "covost2": lambda: ["--corpus-dir", e["COMMONVOICE_EN"], "--covost-dir", e["COVOST2"]],
-        "cvss": lambda: ["--corpus-dir", e["CVSS_C"], "--cv-dir", f"es={e['COMMONVOICE_ES']}",
-                         "--cv-dir", f"fr={e['COMMONVOICE_FR']}"],
-        "iemocap": lambda: ["--corpus-dir", e["IEMOCAP"]],
-        "libriheavy": lambda: ["--corpus-dir", e["LIBRIHEAVY"], "--librilight-dir", e["LIBRILIGHT"],
-                               "--subset", "medium"],
-        "vctk": lambda: ["--corpus-dir", e["VCTK"], "--num-pairs", "2"],
-    }[name]()
-    return [name, *args, "--output-dir", str(out)]
 
 
 def ls_env(root: Path) -> dict:

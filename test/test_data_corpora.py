@@ -7,35 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from lhotse import CutSet
 
 from dualspeech.bin import prepare_corpus
 from dualspeech.data.corpora import covost2, cvss, iemocap, libriheavy, librispeech, libritts_r, sc, vctk
 from dualspeech.data.corpora.common import CorpusLayoutError
 from dualspeech.data.tasks import speech_cut_ids, validate_example
-
-RNG = np.random.default_rng(0)
-
-
-def audio(path: Path, seconds: float = 0.5, sr: int = 16000, fmt: str | None = None) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = int(seconds * sr)
-    sf.write(path, (0.1 * RNG.standard_normal(n)).astype(np.float32), sr, format=fmt)
-    return n
-
-
-def corrupt(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"this is not audio at all" * 10)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+from fake_corpora import audio, corrupt, fake_librispeech, sqa_json, write
 
 
 def load(out: Path, corpus: str, kind: str, part: str) -> list:
@@ -57,42 +36,6 @@ def skipped(out: Path, corpus: str) -> str:
 
 
 # ---------------------------------------------------------------- LibriSpeech (+ SQA) and SC
-def fake_librispeech(root: Path) -> Path:
-    ls = root / "LibriSpeech"
-    lines = {("train-clean-100", "103", "1240"): ["103-1240-0000 CHAPTER ONE MISSUS RACHEL",
-                                                  "103-1240-0001 THAT HAD ITS SOURCE AWAY BACK",
-                                                  "103-1240-0002", "103-1240-0003 GONE AWAY"],
-             ("train-clean-100", "19", "198"): ["19-198-0000 NORTHANGER ABBEY",
-                                                "19-198-0001 NO ONE WHO HAD EVER SEEN"],
-             ("test-clean", "1089", "134686"): ["1089-134686-0000 HE HOPED THERE WOULD BE STEW",
-                                                "1089-134686-0001 STUFF IT INTO YOU"]}
-    for (part, spk, ch), ls_lines in lines.items():
-        d = ls / part / spk / ch
-        write(d / f"{spk}-{ch}.trans.txt", "\n".join(ls_lines) + "\n")
-        for line in ls_lines:
-            if line.split()[0] != "103-1240-0003":          # its flac is missing
-                audio(d / f"{line.split()[0]}.flac", fmt="FLAC")
-    corrupt(ls / "train-clean-100/19/198/19-198-0001.flac")
-    return ls
-
-
-def sqa_json(root: Path) -> Path:
-    base = "/mnt/salmonn/data/LibriSpeech"
-    ann = [{"path": f"{base}/train-clean-100/103/1240/103-1240-0000.flac", "Q": "Who is named?",
-            "text": "Missus Rachel.", "task": "QA"},
-           {"path": f"{base}/train-clean-100/103/1240/103-1240-0000.flac", "Q": "Again?",
-            "text": "Yes.", "task": "QA"},
-           {"path": f"{base}/train-clean-100/103/1240/103-1240-0001.flac", "Q": "",
-            "text": "no question", "task": "QA"},
-           {"path": f"{base}/train-clean-100/103/1240/103-1240-0001.flac",
-            "text": "THAT HAD ITS SOURCE", "task": "asr"},
-           {"path": f"{base}/train-clean-100/19/198/19-198-0001.flac", "Q": "Who saw it?",
-            "text": "No one.", "task": "QA"},
-           {"path": f"{base}/test-clean/1089/134686/1089-134686-0000.flac",
-            "Q": "What did he hope for?", "text": "Stew for dinner.", "task": "QA"},
-           {"path": f"{base}/test-clean/1089/134686/1089-134686-0001.flac",
-            "Q": "What should be stuffed?", "text": "It should.", "task": "QA"}]
-    return write(root / "salmonn_sqa.json", json.dumps({"annotation": ann}))
 
 
 def test_librispeech_asr_and_sqa(tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 import time
@@ -16,6 +15,7 @@ from dualspeech.data import mini, synth
 from dualspeech.data.mini_grammar import Sentence, sample_sentences
 from dualspeech.data.synth import Effects, EngineSet, SynthesisError, TTSCommand, Voice
 from dualspeech.data.tasks import EMOTIONS, TASKS, speech_cut_ids, validate_example
+from fake_corpora import tree_hashes
 
 
 def _missing_engines() -> str:
@@ -28,11 +28,6 @@ def _missing_engines() -> str:
 
 pytestmark = pytest.mark.skipif(bool(_missing_engines()),
                                 reason=f"a TTS engine is missing: {_missing_engines()}")
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

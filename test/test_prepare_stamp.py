@@ -7,8 +7,8 @@ import json
 
 from dualspeech.data import mini
 from dualspeech.data.corpora import librispeech
-from test_data_corpora import fake_librispeech
-from test_data_mini import tree_hashes
+from fake_corpora import fake_librispeech
+from fake_corpora import tree_hashes
 
 
 def test_truncated_or_corrupted_manifest_is_remade(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from test_recipe_corpora import fake_librispeech_recipe, linked, run_recipe
+from fake_recipe import fake_librispeech_recipe, linked, run_recipe
 
 from dualspeech.config import load_yaml
 

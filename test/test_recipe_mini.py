@@ -15,19 +15,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from lhotse import CutSet
+from fake_recipe import link_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def link_recipe(root: Path, name: str) -> Path:
-    """egs/<name> under ``root`` with every shipped file linked to the repository's."""
-    src = REPO / "egs" / name
-    dst = root / "egs" / name
-    dst.mkdir(parents=True)
-    for entry in src.iterdir():
-        if entry.name not in ("data", "dump", "exp", "db"):
-            (dst / entry.name).symlink_to(entry.resolve())
-    return dst
 
 
 def run(recipe: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -88,7 +88,7 @@ def test_dualspeechlm_killed_and_resumed_in_a_new_process(tmp_path):
 
 @pytest.mark.slow
 def test_ustokenizer_killed_and_resumed_in_a_new_process(tmp_path):
-    from test_ustokenizer_pipeline import CONF, make_corpus
+    from fake_corpora import CONF, make_corpus
 
     corpus = make_corpus(tmp_path / "toy")
 

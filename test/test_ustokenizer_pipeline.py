@@ -15,7 +15,7 @@ from lhotse import AudioSource, CutSet, MonoCut, Recording
 
 from dualspeech.audio import load_cut_audio
 from dualspeech.bin import extract_ustokens, train_ustokenizer
-from dualspeech.data.manifest_io import speech_cut, task_example, write_manifest
+from dualspeech.data.manifest_io import speech_cut
 from dualspeech.tokenizers.ustokenizer import extract
 from dualspeech.tokenizers.ustokenizer.checkpoint import load_tokenizer, save_tokenizer
 from dualspeech.tokenizers.ustokenizer.config import USTokenizerConfig, VQConfig
@@ -25,37 +25,7 @@ from dualspeech.training.checkpoint import latest_checkpoint, load
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import espeak_wave  # noqa: E402
-
-REPO = Path(__file__).parents[1]
-CONF = str(REPO / "egs/mini/conf/ustokenizer_debug.yaml")
-SENTENCES = {
-    "train": [("Nora counted two black lamps.", "neutral", "What did Nora count?", "Two black lamps."),
-              ("The green kite flew over the hill.", "happy", "What flew over the hill?", "The green kite."),
-              ("Tom lost his old red hat.", "sad", "What did Tom lose?", "His old red hat."),
-              ("Close the door right now!", "angry", "What should be closed?", "The door.")],
-    "dev": [("Anna painted a small blue boat.", "neutral", "What did Anna paint?", "A small blue boat."),
-            ("We ate warm bread at noon.", "happy", "When did we eat?", "At noon.")],
-}
-
-
-def make_corpus(root: Path) -> Path:
-    """tasks/toy_{asr,ser,sqa}_<part>.jsonl.gz and cuts/toy_cuts_<part>.jsonl.gz, real layout."""
-    for part, rows in SENTENCES.items():
-        cuts, tasks = [], {"asr": [], "ser": [], "sqa": []}
-        for i, (text, emotion, question, answer) in enumerate(rows):
-            voice = ["en-us", "en-us+f2"][i % 2]
-            path = root / "audio" / f"toy_{part}_{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, espeak_wave(text, voice, 16000), 16000, subtype="PCM_16")
-            cut = speech_cut(Recording.from_file(path, recording_id=f"toy_{part}_{i}"), text, f"spk{i % 2}")
-            cuts.append(cut)
-            tasks["asr"].append(task_example(cut, "asr", text=text))
-            tasks["ser"].append(task_example(cut, "ser", text=text, emotion=emotion))
-            tasks["sqa"].append(task_example(cut, "sqa", text=text, question=question, answer=answer))
-        write_manifest(cuts, root / "cuts" / f"toy_cuts_{part}.jsonl.gz")
-        for task, examples in tasks.items():
-            write_manifest(examples, root / "tasks" / f"toy_{task}_{part}.jsonl.gz")
-    return root
+from fake_corpora import CONF, make_corpus
 
 
 def train(exp_dir: Path, data: Path, *extra: str) -> None:
