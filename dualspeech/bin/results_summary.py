@@ -6,7 +6,7 @@
 README.md holds a block between two markers (``<!-- results-summary: ... -->``); this replaces
 it with the headline rows of the table (metrics/summary.py), the commit and corpus fingerprint
 the table names and the computed "beyond its shuffled-speech control" claim. Run it after
-committing a new egs/mini/RESULTS.md; test/test_results_summary.py fails while README is stale.
+committing a new egs/mini/RESULTS.md; test/metrics/test_results_summary.py fails while README is stale.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from dualspeech.tokenizers.ustokenizer.frontend import num_tokens
 from dualspeech.tokenizers.ustokenizer.model import USTokenizer, USTokenizerTraining
 from dualspeech.training.checkpoint import latest_checkpoint, load
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from conftest import espeak_wave  # noqa: E402
 from fake_corpora import CONF, make_corpus
 

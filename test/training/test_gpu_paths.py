@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from conftest import espeak_wave  # noqa: E402
 
 SPEECH = [("please call stella and ask her to bring these things", "en-us"),

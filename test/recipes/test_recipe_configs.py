@@ -14,7 +14,7 @@ import pytest
 
 from dualspeech.config import build, load_yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p for p in (REPO / "egs").glob("*/conf/**/*.yaml"))
 
 

@@ -15,8 +15,8 @@ import torch
 
 from dualspeech.training.checkpoint import latest_checkpoint, load
 
-TOY = Path(__file__).parent / "training_toy.py"
-REPO = Path(__file__).resolve().parents[1]
+TOY = Path(__file__).parents[1] / "training_toy.py"
+REPO = Path(__file__).resolve().parents[2]
 # FSDP reduce-scatters what DDP all-reduces: same sums over 2 ranks, so equal up to float
 # rounding of the order of additions (measured: identical on this machine).
 FSDP_TOL = 1e-5
@@ -85,7 +85,7 @@ def test_deepspeed_batch_settings_come_from_the_trainer(caplog):
 
 
 def test_fsdp_wraps_decoder_layers_and_repeated_blocks():
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from training_toy import ToyLM
 
     from dualspeech.training.engines.fsdp import layer_classes

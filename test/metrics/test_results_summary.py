@@ -11,7 +11,7 @@ from dualspeech.bin import results_summary as cli
 from dualspeech.metrics.report import provenance_notes, write_report
 from dualspeech.metrics.summary import BEGIN, END, parse_results, render, summarize
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def est(v, lo, hi):

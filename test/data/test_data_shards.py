@@ -22,7 +22,7 @@ from dualspeech.data.streaming import ShardDataset
 from dualspeech.data.token_layout import AcousticSpec
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEBUG = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
 ACOUSTIC = AcousticSpec("acoustic_tokens", 1024, 256, 1024, 2048)
 

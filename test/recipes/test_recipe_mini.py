@@ -17,7 +17,7 @@ import soundfile as sf
 from lhotse import CutSet
 from fake_recipe import link_recipe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(recipe: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:

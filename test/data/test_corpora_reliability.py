@@ -22,7 +22,7 @@ from fake_corpora import audio, fake_librispeech, sqa_json, write
 from fake_corpora import fake_cvss, fake_iemocap, fake_libriheavy, fake_libritts_r, fake_vctk
 from fake_corpora import argv_for, skip_log, speech_ids
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def all_text(out: Path) -> str:

@@ -9,7 +9,7 @@ import torch
 
 from dualspeech.testing.toy import toy_data, toy_model
 
-DEBUG = str(Path(__file__).resolve().parents[1] / "egs/mini/conf/dualspeechlm_debug.yaml")
+DEBUG = str(Path(__file__).resolve().parents[2] / "egs/mini/conf/dualspeechlm_debug.yaml")
 SMALL = ["model.acoustic_gpt.n_codes=128", "model.acoustic_gpt.spk_dim=16"]
 
 

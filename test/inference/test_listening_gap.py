@@ -15,7 +15,7 @@ from dualspeech.inference.listening import listening_gaps
 from dualspeech.models.dualspeechlm import DualSpeechLM
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
-DEBUG = Path(__file__).resolve().parents[1] / "egs/mini/conf/dualspeechlm_debug.yaml"
+DEBUG = Path(__file__).resolve().parents[2] / "egs/mini/conf/dualspeechlm_debug.yaml"
 
 
 @pytest.fixture(scope="module")

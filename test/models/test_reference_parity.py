@@ -27,7 +27,7 @@ from dualspeech.tokenizers.ustokenizer.data import UnderstandingDataset
 from dualspeech.tokenizers.ustokenizer.modules import build_codec
 from dualspeech.tokenizers.ustokenizer.prompts import PromptBuilder
 
-DEBUG = Path(__file__).resolve().parents[1] / "egs/mini/conf/dualspeechlm_debug.yaml"
+DEBUG = Path(__file__).resolve().parents[2] / "egs/mini/conf/dualspeechlm_debug.yaml"
 
 
 def test_target_condition_positions_continue_after_the_prompt():
@@ -394,11 +394,11 @@ def test_repcodec_matches_the_reference_formulas_and_size():
                                         ("mini/conf/ustokenizer_mini.yaml", "compact"),
                                         ("mini/conf/ustokenizer_debug.yaml", "compact")])
 def test_configs_select_the_tokenizer_arch(conf, arch):
-    cfg = load_yaml(Path(__file__).resolve().parents[1] / "egs" / conf)["ustokenizer"]
+    cfg = load_yaml(Path(__file__).resolve().parents[2] / "egs" / conf)["ustokenizer"]
     assert build(USTokenizerConfig, cfg, "ustokenizer").arch == arch
 
 
-PAPER_TOK = Path(__file__).resolve().parents[1] / "egs/multitask/conf/ustokenizer_paper.yaml"
+PAPER_TOK = Path(__file__).resolve().parents[2] / "egs/multitask/conf/ustokenizer_paper.yaml"
 
 
 @pytest.fixture(scope="module")

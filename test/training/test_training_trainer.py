@@ -14,7 +14,7 @@ import torch
 from dualspeech.training import latest_checkpoint, warmup_cosine_lr
 from dualspeech.training.checkpoint import list_checkpoints, load
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from training_toy import config, train  # noqa: E402
 
 
@@ -93,10 +93,10 @@ def test_warmup_cosine_schedule():
 def test_ddp_two_cpu_processes(tmp_path):
     """`accelerate launch --multi_gpu` on a CPU machine runs torchrun with gloo: 2 ranks must
     end with identical weights and one checkpoint holding both RNG states."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(Path(__file__).parent / "training_toy.py"), str(tmp_path), "6"]
+           str(Path(__file__).parents[1] / "training_toy.py"), str(tmp_path), "6"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = torch.load(tmp_path / "final-rank0.pt", weights_only=True)

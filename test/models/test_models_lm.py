@@ -205,7 +205,7 @@ def test_lm_configs_build():
     from dualspeech.models.dualspeechlm import ModelConfig
     from dualspeech.training import TrainerConfig
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     names = ["mini/conf/dualspeechlm_debug", "mini/conf/dualspeechlm_mini",
              "multitask/conf/dualspeechlm_phi35", "multitask/conf/dualspeechlm_vicuna7b",
              "multitask/conf/dualspeechlm_hubert", "multitask/conf/baseline_acoustic",

@@ -17,7 +17,7 @@ import torch
 from dualspeech.bin.write_shards import main as write_shards
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEBUG = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
 STEPS = os.environ.get("DDP_STEPS", "2")
 

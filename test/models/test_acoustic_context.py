@@ -11,7 +11,7 @@ import torch
 from dualspeech.models.acoustic_gpt import AcousticGPT, AcousticGPTConfig
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEBUG = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
 
 

@@ -19,8 +19,8 @@ import torch
 
 from dualspeech.training.checkpoint import checkpoint_dir, load
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parents[1]))
 
 
 def kill_after_checkpoint(args: list[str], exp: Path, step: int, timeout: float = 600) -> None:

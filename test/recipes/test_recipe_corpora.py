@@ -1,7 +1,7 @@
 """Every corpus recipe runs stages 0-2 (link the corpus, prepare manifests, check task data) on
 a tiny fake corpus in the corpus's real layout, and a missing corpus is a clear error.
 
-The layouts follow test/test_data_corpora.py (whose LibriSpeech builder and file helpers are
+The layouts follow test/data/test_data_corpora.py (whose LibriSpeech builder and file helpers are
 reused); here every file is valid, so each task ends up with examples after stage 2.
 """
 from __future__ import annotations

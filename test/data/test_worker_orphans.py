@@ -16,7 +16,7 @@ from lhotse import CutSet, Recording
 
 from dualspeech.data.manifest_io import speech_cut
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def extractors(store: Path) -> dict[int, int]:

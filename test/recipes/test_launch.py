@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "utils" / "launch.sh"
 TRAIN = ["-m", "dualspeech.bin.train", "--conf", "conf/a b.yaml", "--exp-dir", "exp/x"]
 # the pipeline's default --python is `python`, which reads the configs: this checkout's package

@@ -19,11 +19,11 @@ import torch
 
 from dualspeech.testing.toy_corpus import write_toy_corpus
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from conftest import espeak_wave  # noqa: E402
 from fake_corpora import make_corpus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 US_CONF = REPO / "egs/mini/conf/ustokenizer_debug.yaml"
 LM_CONF = REPO / "egs/mini/conf/dualspeechlm_debug.yaml"
 N_CODES, SPK_DIM, UNITS = 64, 16, 32

@@ -15,7 +15,7 @@ from dualspeech.tokenizers.ustokenizer.checkpoint import save_tokenizer
 from dualspeech.tokenizers.ustokenizer.config import LossConfig, USTokenizerConfig, VQConfig
 from dualspeech.tokenizers.ustokenizer.model import USTokenizer, USTokenizerTraining
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEBUG_CONF = ROOT / "egs/mini/conf/dualspeechlm_debug.yaml"
 K = 16
 
