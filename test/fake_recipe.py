@@ -66,6 +66,7 @@ def fake_all(root: Path) -> dict:
             **fake_libriheavy(root / "heavy"), **fake_vctk(root / "vctk")}
 
 
+# recipe -> (builder, extra options, {manifest: at least this many examples})
 RECIPES = {
     "librispeech": (fake_librispeech_recipe,
                     ["--train-parts", "train-clean-100", "--dev-parts", "", "--test-parts", "test-clean"],

@@ -12,34 +12,11 @@ from pathlib import Path
 import pytest
 from lhotse import CutSet
 
-from fake_corpora import fake_cvss, fake_iemocap, fake_libriheavy, fake_libritts_r, fake_vctk
-from fake_recipe import fake_all, fake_librispeech_recipe, linked, run_recipe
+from fake_recipe import RECIPES, fake_librispeech_recipe, linked, run_recipe
 
-
-# recipe -> (builder, extra options, {manifest: at least this many examples})
 PREPARED = {"librispeech": ["librispeech", "sc"], "cvss": ["covost2", "cvss"],
             "multitask": ["librispeech", "sc", "covost2", "cvss", "libritts_r", "iemocap",
                           "libriheavy", "vctk"]}   # corpora each recipe's stage 1 prepares
-RECIPES = {
-    "librispeech": (fake_librispeech_recipe,
-                    ["--train-parts", "train-clean-100", "--dev-parts", "", "--test-parts", "test-clean"],
-                    {"librispeech_asr_train-clean-100": 3, "librispeech_sqa_test-clean": 2}),
-    "libritts_r": (fake_libritts_r, ["--train-parts", "train-clean-100"], {"libritts_r_tts_train-clean-100": 3,
-                                         "libritts_r_tts_test-other": 3}),
-    "cvss": (fake_cvss, [], {"covost2_s2tt_train": 2, "covost2_s2tt_test": 2,
-                             "cvss_c_t2st_train_es": 2, "cvss_c_t2st_test_fr": 2}),
-    "iemocap": (fake_iemocap, [], {"iemocap_ser_train": 16, "iemocap_ser_test": 4}),
-    "libriheavy": (fake_libriheavy, [], {"libriheavy_vc_train": 6}),
-    "vctk": (fake_vctk, [], {"vctk_vc_test": 2}),
-    "multitask": (fake_all, [
-        "--train-parts", "librispeech:train-clean-100 libritts_r:train-clean-100 covost2:train "
-                         "cvss_c:train_es cvss_c:train_fr iemocap:train libriheavy:train",
-        "--dev-parts", "", "--test-parts", "librispeech:test-clean sc:test-clean "
-                                           "libritts_r:test-clean cvss_c:test_fr vctk:test"],
-        {"librispeech_asr_train-clean-100": 3, "sc_sc_test-clean": 1, "libritts_r_tts_test-clean": 3,
-         "covost2_s2tt_train": 2, "cvss_c_t2st_test_fr": 2, "iemocap_ser_train": 16,
-         "libriheavy_vc_train": 6, "vctk_vc_test": 2}),
-}
 
 
 def logging_python(recipe: Path) -> Path:
