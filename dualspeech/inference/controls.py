@@ -16,16 +16,15 @@ A number means little without the number luck gives. Each control writes the sam
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from dualspeech.audio import load_cut_audio, save_wav
+from dualspeech.audio import load_cut_audio
 from dualspeech.data.tasks import TASKS
 from dualspeech.inference.config import CONTROL_TASKS
 from dualspeech.inference.generate import Output
-from dualspeech.inference.runner import DecodeRunner, reference_fields
+from dualspeech.inference.runner import DecodeRunner
 
 log = logging.getLogger(__name__)
 
@@ -87,32 +86,13 @@ class ShuffledSpeechRunner(DecodeRunner):
 class ReferenceRunner(DecodeRunner):
     """Writes reference speech instead of running the model (``resynth``, ``ground_truth``)."""
 
-    def _run(self, task: str, ds, examples: list, test_dir: Path, writer) -> dict:
-        spec, counts = TASKS[task], {}
-        role = spec.output_speech or "primary"        # ASR: the input speech is the reference
-        bs = self.cfg.batch_size
-        for start in range(0, len(examples), bs):
-            chunk = examples[start:start + bs]
-            try:
-                outs = self._references(chunk, role)
-            except Exception as e:  # noqa: BLE001 - e.g. a codec that cannot decode these ids
-                log.error("%s: %s", test_dir.name, e)
-                outs = [Output("error", error=f"{type(e).__name__}: {e}"[:500]) for _ in chunk]
-            for ex, out in zip(chunk, outs):
-                rec = {"id": ex.id, "task": task, **out.record(),
-                       "ref": reference_fields(ex.fields)}
-                if spec.kind == "generation":
-                    rec.update(self._save_audio(ex, out, test_dir))
-                elif out.wave is not None:
-                    save_wav(test_dir / "wav" / f"{ex.id}.wav", out.wave, self._sample_rate())
-                    rec["wav"] = f"wav/{ex.id}.wav"
-                writer.write(rec)
-                counts[out.status] = counts.get(out.status, 0) + 1
-        return counts
-
-    def _sample_rate(self) -> int:
-        codec = self.generator.codec
-        return codec.sample_rate if codec is not None else self.cfg.prompt_sample_rate
+    def _outputs(self, ds, task: str, chunk: list) -> list[Output]:
+        role = TASKS[task].output_speech or "primary"   # ASR: the input speech is the reference
+        try:
+            return self._references(chunk, role)
+        except Exception as e:  # noqa: BLE001 - e.g. a codec that cannot decode these ids
+            log.error("%s: %s", task, e)
+            return [Output("error", error=f"{type(e).__name__}: {e}"[:500]) for _ in chunk]
 
     def _references(self, chunk: list, role: str) -> list[Output]:
         if self.cfg.control == "ground_truth":

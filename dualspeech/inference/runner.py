@@ -152,23 +152,31 @@ class DecodeRunner:
         return examples
 
     def _run(self, task: str, ds, examples: list, test_dir: Path, writer: HypWriter) -> dict:
+        """The one decode loop (the controls change only where outputs come from)."""
         kind = TASKS[task].kind
         bs = self.cfg.batch_size
         counts: dict[str, int] = {}
         for start in tqdm(range(0, len(examples), bs), desc=f"decode {test_dir.name}",
                           unit="batch", disable=None):
             chunk = examples[start:start + bs]
-            for ex, out in zip(chunk, self._safe_batch(ds, kind, chunk)):
+            for ex, out in zip(chunk, self._outputs(ds, task, chunk)):
                 rec = {"id": ex.id, "task": task, **out.record(),
                        "ref": reference_fields(ex.fields)}
                 if kind == "generation":
                     rec.update(self._save_audio(ex, out, test_dir))
+                elif out.wave is not None:      # a reference control's input speech (ASR)
+                    save_wav(test_dir / "wav" / f"{ex.id}.wav", out.wave, self._sample_rate())
+                    rec["wav"] = f"wav/{ex.id}.wav"
                 writer.write(rec)
                 counts[out.status] = counts.get(out.status, 0) + 1
         return counts
 
-    def _safe_batch(self, ds, kind: str, chunk: list) -> list[Output]:
-        return decode_isolated(self.generator, ds.collate_prompts, kind, chunk)
+    def _outputs(self, ds, task: str, chunk: list) -> list[Output]:
+        return decode_isolated(self.generator, ds.collate_prompts, TASKS[task].kind, chunk)
+
+    def _sample_rate(self) -> int:
+        codec = self.generator.codec
+        return codec.sample_rate if codec is not None else self.cfg.prompt_sample_rate
 
     def _save_audio(self, ex, out: Output, test_dir: Path) -> dict:
         # the reference speech's duration: scoring reports generated / reference length
