@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from dualspeech.bench import register
-from dualspeech.data.manifest_io import params_digest
+from dualspeech.utils.stamp import params_digest
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from lhotse.utils import fastcopy
 
 from dualspeech.data.tasks import speech_manifest_name, task_manifest_name, validate_example
 from dualspeech.utils.io import atomic_write_bytes, atomic_write_text
-from dualspeech.utils.stamp import params_digest  # noqa: F401 (bench.generation_overfit imports it from here)
 
 log = logging.getLogger(__name__)
 
