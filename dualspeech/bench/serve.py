@@ -79,14 +79,24 @@ def load_level(port: int, clients: int, seconds: float, jobs: list) -> dict:
     return {"elapsed": time.perf_counter() - t0, "lat": lat, "errors": errors}
 
 
-@register("serve", "HTTP server throughput / latency at 1, 8, 32 concurrent clients (batching)")
-def run(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m dualspeech.bin.bench serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model / --conf of the benches that load a model dir (serve, stream)."""
     p.add_argument("--model", type=Path, help=f"model dir (default: {DEMO_MODEL} if present, "
                                               "else a random one built from --conf)")
     p.add_argument("--conf", default="egs/mini/conf/dualspeechlm_debug.yaml",
                    help="model config of the random model dir")
+
+
+def chosen_model(args) -> Path | None:
+    """--model, else the demo's model when it exists, else None (the bench builds a random one)."""
+    return args.model or (DEMO_MODEL if (DEMO_MODEL / "model.json").is_file() else None)
+
+
+@register("serve", "HTTP server throughput / latency at 1, 8, 32 concurrent clients (batching)")
+def run(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m dualspeech.bin.bench serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p)
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--seconds", type=float, default=20.0, help="timed load per client count")
     p.add_argument("--warmup-s", type=float, default=3.0, help="untimed load before each level")
@@ -102,7 +112,7 @@ def run(argv: list[str]) -> None:
     from dualspeech.inference.client import Client, ServerProcess
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or (DEMO_MODEL if (DEMO_MODEL / "model.json").is_file() else None)
+        model = chosen_model(args)
         if model is not None:
             print(f"model: {model}")
         else:

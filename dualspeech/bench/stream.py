@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dualspeech.bench import register
-from dualspeech.bench.serve import DEMO_MODEL
+from dualspeech.bench.serve import DEMO_MODEL, add_model_arguments, chosen_model
 
 
 def timed_stream(model, text: str, voice: np.ndarray, sr: int, mode: str) -> dict:
@@ -52,10 +52,7 @@ def diffs(wave: np.ndarray, ref: np.ndarray, edges, margin: int) -> tuple[float,
 def run(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m dualspeech.bin.bench stream", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, help=f"model dir (default: {DEMO_MODEL} if present, "
-                                              "else a random one built from --conf)")
-    p.add_argument("--conf", default="egs/mini/conf/dualspeechlm_debug.yaml",
-                   help="model config of the random model dir")
+    add_model_arguments(p)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--first", type=int, default=8, help="decode.stream.first (codec frames)")
@@ -74,7 +71,7 @@ def run(argv: list[str]) -> None:
     torch.set_num_threads(args.threads)
     stream = {"first": args.first, "chunk": args.chunk}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model or (DEMO_MODEL if (DEMO_MODEL / "model.json").is_file() else None)
+        model_dir = chosen_model(args)
         if model_dir is not None:
             print(f"model: {model_dir}")
             decode = {"stream": stream}
