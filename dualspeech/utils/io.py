@@ -12,14 +12,17 @@ from pathlib import Path
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds.
 
-    Keeps the final file's suffix (``x.tmp123.jsonl.gz``) so writers that pick a format by
+    Keeps the final file's suffix (``x.tmp0000123.jsonl.gz``) so writers that pick a format by
     extension (lhotse, soundfile) still work. A crash leaves no half-written output behind.
+    The pid is zero-padded to pid_max's 7 digits: gzip writes the temp name into its header, so
+    a name whose length followed the pid gave the same content a different file size in
+    another process (and stamps record sizes).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    tmp = path.with_name(f".{stem}.tmp{os.getpid()}{suffix}")
+    tmp = path.with_name(f".{stem}.tmp{os.getpid():07d}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -1,6 +1,8 @@
 """Foundation pieces: atomic writes, audio I/O, the task schema, the benchmark CLI."""
 from __future__ import annotations
 
+import gzip
+import os
 import subprocess
 import sys
 
@@ -24,6 +26,20 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert not target.exists() and list(target.parent.iterdir()) == []
     atomic_write_text(target, "done")
     assert target.read_text() == "done" and short_hash(target) == short_hash(target)
+
+
+def test_atomic_gzip_size_does_not_depend_on_the_pid(tmp_path, monkeypatch):
+    """gzip stores the (temp) file name in its header: the same content written by processes
+    with pids of different lengths must give files of the same size (stamps record sizes)."""
+    sizes = []
+    for pid in (7, 1234567):
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        out = tmp_path / f"p{len(sizes)}" / "cuts.jsonl.gz"
+        with atomic_path(out) as tmp:
+            with gzip.open(tmp, "wt") as f:
+                f.write("same content\n")
+        sizes.append(out.stat().st_size)
+    assert sizes[0] == sizes[1]
 
 
 def test_audio_roundtrip_resample_and_errors(tmp_path):
