@@ -132,3 +132,17 @@ def toy_model_dir(root: Path, conf: str = "egs/mini/conf/dualspeechlm_debug.yaml
                 codec=section,
                 speaker={"name": "resemblyzer"}, decode=decode or TOY_DECODE)
     return out
+
+
+def toy_decode_runner(model, codec, **overrides):
+    """The decode runner the inference tests share: short greedy caps a toy model ends within,
+    ``overrides`` on top (``control=...`` gives that control's runner)."""
+    from dualspeech.config import build
+    from dualspeech.data.dataset import DataConfig
+    from dualspeech.inference.config import DecodeConfig
+    from dualspeech.inference.controls import make_runner
+
+    cfg = build(DecodeConfig, {"batch_size": 4, "text": {"strategy": "greedy", "max_new_tokens": 6},
+                               "speech": {"max_new_tokens": 8, "do_sample": False},
+                               "acoustic": {"max_len": 12, "top_k": 1}, **overrides}, "decode")
+    return make_runner(model, cfg, codec, DataConfig(max_len=1024))

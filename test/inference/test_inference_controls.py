@@ -10,11 +10,10 @@ import soundfile as sf
 import torch
 import yaml
 
-from dualspeech.config import build
-from dualspeech.inference.config import DecodeConfig
-from dualspeech.inference.controls import (derangement, make_runner, shuffle_input_speech,
+from dualspeech.inference.controls import (derangement, shuffle_input_speech,
                                            untrained_model)
 from dualspeech.testing.toy import toy_codec, toy_data, toy_model
+from dualspeech.testing.toy import toy_decode_runner
 
 CONF = "egs/mini/conf/dualspeechlm_debug.yaml"
 SMALL_CODEC = ["model.acoustic_gpt.n_codes=64"]
@@ -26,15 +25,6 @@ def setup(tmp_path_factory):
     codec = toy_codec(tmp_path_factory.mktemp("codec") / "melvq.pt",
                       cfg["model"]["acoustic_gpt"]["n_codes"], griffin_lim_iters=2)
     return model, cfg, codec
-
-
-def runner(model, codec, **overrides):
-    from dualspeech.data.dataset import DataConfig
-
-    cfg = build(DecodeConfig, {"batch_size": 4, "text": {"strategy": "greedy", "max_new_tokens": 6},
-                               "speech": {"max_new_tokens": 8, "do_sample": False},
-                               "acoustic": {"max_len": 12, "top_k": 1}, **overrides}, "decode")
-    return make_runner(model, cfg, codec, DataConfig(max_len=1024))
 
 
 def read(path):
@@ -72,9 +62,9 @@ def test_shuffled_speech_reads_another_examples_speech(setup, tmp_path):
 
     model, cfg, codec = setup
     data = toy_data(tmp_path / "data", cfg, n_per_task=5)
-    plain = runner(model, codec)
+    plain = toy_decode_runner(model, codec)
     plain.decode(data, "toy", "test", "asr", tmp_path / "plain")
-    shuffled = runner(model, codec, control="shuffled_speech")
+    shuffled = toy_decode_runner(model, codec, control="shuffled_speech")
     shuffled.decode(data, "toy", "test", "asr", tmp_path / "ctl")
     exs = sorted(load_examples(data, ["toy:test"], tasks=("asr",))["asr"], key=lambda e: e.id)
     moved = shuffle_input_speech(exs, seed=0)
@@ -109,12 +99,12 @@ def test_reference_controls_and_scores(setup, tmp_path):
     with_recordings(data)
     dec, ctl = tmp_path / "decode", tmp_path / "controls"
     for task in ("asr", "tts"):
-        runner(model, codec).decode(data, "toy", "test", task, dec)
-    runner(model, codec, control="shuffled_speech").decode(data, "toy", "test", "asr",
+        toy_decode_runner(model, codec).decode(data, "toy", "test", task, dec)
+    toy_decode_runner(model, codec, control="shuffled_speech").decode(data, "toy", "test", "asr",
                                                            ctl / "shuffled_speech")
     for control in ("untrained", "resynth", "ground_truth"):
-        runner(model, codec, control=control).decode(data, "toy", "test", "tts", ctl / control)
-    runner(model, codec, control="ground_truth").decode(data, "toy", "test", "asr",
+        toy_decode_runner(model, codec, control=control).decode(data, "toy", "test", "tts", ctl / control)
+    toy_decode_runner(model, codec, control="ground_truth").decode(data, "toy", "test", "asr",
                                                         ctl / "ground_truth")
     resynth = read(ctl / "resynth" / "toy_tts_test" / "hyp.jsonl")
     truth = read(ctl / "ground_truth" / "toy_tts_test" / "hyp.jsonl")
@@ -199,7 +189,7 @@ def test_reference_failure_is_recorded_per_example(setup, tmp_path, monkeypatch)
     """A codec that cannot decode the reference ids fails those examples, not the run."""
     model, cfg, codec = setup
     data = toy_data(tmp_path / "data", cfg, n_per_task=3)
-    dec = runner(model, codec, control="resynth")
+    dec = toy_decode_runner(model, codec, control="resynth")
 
     def broken(ids):
         raise RuntimeError("bad ids")

@@ -6,11 +6,10 @@ import re
 import pytest
 import soundfile as sf
 
-from dualspeech.config import build
 from dualspeech.data.tasks import TASKS
-from dualspeech.inference.config import DecodeConfig
-from dualspeech.inference.runner import DecodeRunner, manifest_ids
+from dualspeech.inference.runner import manifest_ids
 from dualspeech.testing.toy import toy_codec, toy_data, toy_model
+from dualspeech.testing.toy import toy_decode_runner
 
 CONF = "egs/mini/conf/dualspeechlm_debug.yaml"
 SMALL_CODEC = ["model.acoustic_gpt.n_codes=64"]   # a quick k-means for the toy codec
@@ -39,21 +38,12 @@ def data(setup, tmp_path):
     return toy_data(tmp_path / "data", setup[1], n_per_task=5)
 
 
-def make_decoder(model, codec, **overrides):
-    from dualspeech.data.dataset import DataConfig
-
-    cfg = build(DecodeConfig, {"batch_size": 4, "text": {"strategy": "greedy", "max_new_tokens": 6},
-                               "speech": {"max_new_tokens": 8, "do_sample": False},
-                               "acoustic": {"max_len": 12, "top_k": 1}, **overrides}, "decode")
-    return DecodeRunner(model, cfg, codec, DataConfig(max_len=1024))
-
-
 def read(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
 def test_decode_all_tasks(model, codec, data, tmp_path):
-    dec = make_decoder(model, codec, acoustic={"max_len": 12, "top_k": 10})   # sampled
+    dec = toy_decode_runner(model, codec, acoustic={"max_len": 12, "top_k": 10})   # sampled
     out = tmp_path / "decode"
     for task in TASKS:
         counts = dec.decode(data, "toy", "test", task, out, resolved_config={"decode": {}})
@@ -82,7 +72,7 @@ def test_batched_equals_one_at_a_time(model, codec, data, tmp_path):
     token ids and the AcousticGPT ids (deterministic decoding), not only their counts."""
     from dualspeech.data.dataset import DataConfig, TaskDataset, load_examples
 
-    dec = make_decoder(model, codec, speech={"max_new_tokens": 8, "do_sample": False},
+    dec = toy_decode_runner(model, codec, speech={"max_new_tokens": 8, "do_sample": False},
                        acoustic={"max_len": 12, "top_k": 1})
     for task in ("asr", "sqa", "tts", "vc"):
         exs = load_examples(data, ["toy:test"], tasks=(task,))[task]
@@ -104,19 +94,19 @@ def test_beam_with_one_beam_equals_greedy(model, codec, data, tmp_path):
     """Beam search goes through the backbone's generate; with 1 beam it must be greedy."""
     got = {}
     for strategy in ("greedy", "beam"):
-        dec = make_decoder(model, codec, text={"strategy": strategy, "num_beams": 1,
+        dec = toy_decode_runner(model, codec, text={"strategy": strategy, "num_beams": 1,
                                                "max_new_tokens": 6})
         dec.decode(data, "toy", "test", "asr", tmp_path / strategy)
         got[strategy] = [r["text"] for r in read(tmp_path / strategy / "toy_asr_test" / "hyp.jsonl")]
     assert got["greedy"] == got["beam"]
-    dec = make_decoder(model, codec, text={"strategy": "beam", "num_beams": 3, "max_new_tokens": 6})
+    dec = toy_decode_runner(model, codec, text={"strategy": "beam", "num_beams": 3, "max_new_tokens": 6})
     dec.decode(data, "toy", "test", "ser", tmp_path / "beam3")
     assert len(read(tmp_path / "beam3" / "toy_ser_test" / "hyp.jsonl")) == 5
 
 
 def test_resume_and_shards(model, codec, data, tmp_path):
     out = tmp_path / "decode"
-    dec = make_decoder(model, codec)
+    dec = toy_decode_runner(model, codec)
     c0 = dec.decode(data, "toy", "test", "tts", out, shard=0, num_shards=2)
     assert not c0["merged"] and not (out / "toy_tts_test" / "hyp.jsonl").exists()
     c1 = dec.decode(data, "toy", "test", "tts", out, shard=1, num_shards=2)
@@ -144,7 +134,7 @@ def test_guard_rails_skip_and_error(model, codec, data, tmp_path, monkeypatch):
     victim = asr[0].id
     fixed = [c if c.id != victim else c.drop_custom("ustokens") for c in cuts]
     CutSet.from_cuts(fixed).to_file(path)
-    dec = make_decoder(model, codec)
+    dec = toy_decode_runner(model, codec)
     real = dec.generator.text
 
     def flaky(batch):   # fails for any batch containing one particular example
@@ -167,7 +157,7 @@ def test_unavailable_output_path_fails_its_task_alone(model, codec, data, tmp_pa
     wrong = toy_codec(tmp_path / "small.pt", 32, griffin_lim_iters=2)
     for bad in (wrong, None):
         out = tmp_path / f"d_{bad is None}"
-        dec = make_decoder(model, bad)
+        dec = toy_decode_runner(model, bad)
         counts = dec.decode(data, "toy", "test", "tts", out)
         assert counts["no_output_path"] == 5 and counts["merged"]
         recs = read(out / "toy_tts_test" / "hyp.jsonl")
@@ -178,7 +168,7 @@ def test_unavailable_output_path_fails_its_task_alone(model, codec, data, tmp_pa
         assert stats["status"] == {"no_output_path": 5}
         assert dec.decode(data, "toy", "test", "asr", out)["merged"]
         assert "no_output_path" not in read(out / "toy_asr_test" / "hyp.jsonl")[0]["status"]
-    again = make_decoder(model, codec).decode(data, "toy", "test", "tts", out)
+    again = toy_decode_runner(model, codec).decode(data, "toy", "test", "tts", out)
     assert again.get("no_output_path", 0) == 0 and again["done_before"] == 0
     assert all("wav" in r for r in read(out / "toy_tts_test" / "hyp.jsonl"))
 
@@ -194,7 +184,7 @@ def test_membership_does_not_depend_on_the_ground_truth(model, codec, data, tmp_
     cuts = [c.drop_custom("ustokens").drop_custom("acoustic_tokens") if c.id in targets else c
             for c in CutSet.from_file(path)]
     CutSet.from_cuts(cuts).to_file(path)
-    counts = make_decoder(model, codec).decode(data, "toy", "test", "tts", tmp_path / "d")
+    counts = toy_decode_runner(model, codec).decode(data, "toy", "test", "tts", tmp_path / "d")
     recs = read(tmp_path / "d" / "toy_tts_test" / "hyp.jsonl")
     assert counts["skipped"] == 0 and len(recs) == 5
     assert {r["status"] for r in recs} == {"no_eoa"} and all("wav" in r for r in recs)
@@ -217,7 +207,7 @@ def test_speaker_prompt_comes_from_speaker_ref(model, codec, data, tmp_path):
         cuts.append(fastcopy(c, recording=Recording.from_file(wav, recording_id=c.id)))
     CutSet.from_cuts(cuts).to_file(path)
     by_id = {c.id: c for c in cuts}
-    make_decoder(model, codec).decode(data, "toy", "test", "tts", tmp_path / "d")
+    toy_decode_runner(model, codec).decode(data, "toy", "test", "tts", tmp_path / "d")
     tasks = {c.id: c for c in CutSet.from_file(data / "tasks" / "toy_tts_test.jsonl.gz")}
     for r in read(tmp_path / "d" / "toy_tts_test" / "hyp.jsonl"):
         ref_id = tasks[r["id"]].custom["links"]["speaker_ref"]
@@ -229,7 +219,7 @@ def test_speaker_prompt_comes_from_speaker_ref(model, codec, data, tmp_path):
 def test_max_examples_and_acoustic_length_ratio(model, codec, data, tmp_path):
     """max_examples decodes the first N sorted ids; maxlenratio caps codec frames per speech
     token (the random model never ends by itself, so every example stops at the ratio cap)."""
-    dec = make_decoder(model, codec, max_examples=3,
+    dec = toy_decode_runner(model, codec, max_examples=3,
                        acoustic={"max_len": 12, "top_k": 1, "maxlenratio": 0.5})
     counts = dec.decode(data, "toy", "test", "tts", tmp_path / "d", shard=0, num_shards=2)
     counts.update(dec.decode(data, "toy", "test", "tts", tmp_path / "d", shard=1, num_shards=2))
@@ -239,16 +229,16 @@ def test_max_examples_and_acoustic_length_ratio(model, codec, data, tmp_path):
     assert [r["id"] for r in recs] == all_ids[:3]
     assert all(r["n_speech_tokens"] == 8 and r["n_acoustic"] == 4 for r in recs)
     with pytest.raises(ValueError, match="maxlenratio"):
-        make_decoder(model, codec, acoustic={"maxlenratio": 0})
+        toy_decode_runner(model, codec, acoustic={"maxlenratio": 0})
 
 
 def test_max_examples_by_task_overrides_the_cap(model, codec, data, tmp_path):
     """A per-task cap (null: the whole set) replaces max_examples for that task only."""
-    dec = make_decoder(model, codec, max_examples=2, max_examples_by_task={"asr": None})
+    dec = toy_decode_runner(model, codec, max_examples=2, max_examples_by_task={"asr": None})
     for task in ("asr", "ser"):
         dec.decode(data, "toy", "test", task, tmp_path / "d", shard=0, num_shards=1)
     n = {t: len(read(tmp_path / "d" / f"toy_{t}_test" / "hyp.jsonl")) for t in ("asr", "ser")}
     all_asr, _ = manifest_ids(data / "tasks" / "toy_asr_test.jsonl.gz")
     assert n == {"asr": len(all_asr), "ser": 2} and len(all_asr) > 2
     with pytest.raises(ValueError, match="unknown task"):
-        make_decoder(model, codec, max_examples_by_task={"asrr": 1})
+        toy_decode_runner(model, codec, max_examples_by_task={"asrr": 1})
