@@ -6,7 +6,8 @@ setup(
     version="0.1.0",
     description="Recipes and models for DualSpeechLM (USTokenizer + LLM + AcousticGPT)",
     packages=find_packages(include=["dualspeech", "dualspeech.*"]),
-    package_data={"dualspeech": ["conf/*.yaml", "conf/**/*.yaml", "inference/*.html"]},
+    package_data={"dualspeech": ["conf/*.yaml", "conf/**/*.yaml", "inference/*.html", "assets/*.pt",
+                                  "assets/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1", "transformers>=4.45", "peft", "accelerate", "lhotse", "soundfile",

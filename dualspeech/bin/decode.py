@@ -72,7 +72,8 @@ def build_decoder(model_path: str, cfg: DecodeConfig, codec_conf: Path | None = 
         # the codec turns the model's generated acoustic ids into speech: it must be theirs
         trained, where = token_identity.read_for_model(model_path)
         token_identity.check(
-            trained, f"the model ({where})", {"acoustic_tokens": codec.identity},
+            trained, f"the model ({where})", {"acoustic_tokens": codec.identity, **(
+                {"speaker_embedding": codec.speaker_identity} if codec.speaker_identity else {})},
             f"the codec of {codec_conf or 'decode.codec'}",
             "decode with the codec the model was trained on (point --codec-conf at it), or "
             "retrain on this codec's ids: ./run.sh --stage 4 (re-extracts; stages 5-6 follow)")

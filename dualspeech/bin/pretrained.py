@@ -20,7 +20,7 @@ OFFLINE_DEFAULTS = ["whisper:tiny.en", "llm:smollm2-135m-instruct", "random:whis
 def availability(spec: str) -> tuple[str, str]:
     """(status, location) of a known spec without building or downloading anything."""
     scheme = spec.split(":", 1)[0]
-    if scheme in ("speaker", "dnsmos"):
+    if scheme in ("speaker", "dnsmos", "asset"):   # files shipped in a package
         try:
             return "ready (pip package)", str(pretrained.resolve(spec))
         except pretrained.PretrainedNotFound as e:

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from dualspeech.config import ConfigError, apply_overrides, config_files, load_yaml, save_config
+from dualspeech.pretrained import PretrainedNotFound
+from dualspeech.pretrained.assets import referenced_assets
 from dualspeech.inference.config import CONTROLS
 
 CHOICES = {"decode.control": CONTROLS}   # keys whose names the shell loops over
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--get", metavar="KEY", help="print this dotted key's value")
     p.add_argument("--out", type=Path, help="write the resolved config here (atomically)")
     p.add_argument("--files", action="store_true",
-                   help="print CONF and every file it includes, one a line (a stage's inputs)")
+                   help="print CONF, every file it includes and the shipped weights it names "
+                        "(asset:...), one a line (a stage's inputs)")
     p.add_argument("--choices", metavar="KEY", help=f"print the values KEY accepts, one a line "
                                                     f"({', '.join(CHOICES)})")
     args = p.parse_args(argv)
@@ -44,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.conf is None:
         sys.exit("--get / --out / --files need the config file (CONF)")
     try:
-        if args.files:
-            print("\n".join(config_files(args.conf)))
         cfg = apply_overrides(load_yaml(args.conf), args.overrides, allow_new=True)
-    except ConfigError as e:
+        if args.files:
+            print("\n".join(config_files(args.conf) + [str(p) for p in referenced_assets(cfg)]))
+    except (ConfigError, PretrainedNotFound) as e:
         sys.exit(f"{args.conf}: {e}")
     if args.get:
         node = cfg

@@ -83,6 +83,16 @@ class ShuffledSpeechRunner(DecodeRunner):
         return shuffle_input_speech([ex for ex in examples if ex.id in wanted], self.cfg.seed)
 
 
+def _speaker(ex, role: str):
+    """The voice a speaker-conditioned codec resynthesises reference ids with: the prompt
+    speaker the model is conditioned on, else the reference speech's own (None: neither has
+    an embedding, and the codec uses its mean voice)."""
+    for cut in (ex.speech.get("speaker_ref"), ex.speech[role]):
+        if cut is not None and cut.has_custom("speaker_embedding"):
+            return cut.load_custom("speaker_embedding")
+    return None
+
+
 class ReferenceRunner(DecodeRunner):
     """Writes reference speech instead of running the model (``resynth``, ``ground_truth``)."""
 
@@ -102,7 +112,7 @@ class ReferenceRunner(DecodeRunner):
         agpt = self.model.cfg.acoustic_gpt
         field = agpt.field if agpt is not None else self.model.vocab.cfg.field
         codes = [load_tokens(ex.speech[role], field).astype(np.int64) for ex in chunk]
-        waves = self.generator.codec.decode(codes)
+        waves = self.generator.codec.decode(codes, [_speaker(ex, role) for ex in chunk])
         return [Output("ok", wave=w, n_acoustic=len(c)) for w, c in zip(waves, codes)]
 
     def _recording(self, cut) -> Output:

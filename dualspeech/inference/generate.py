@@ -160,7 +160,9 @@ class BatchGenerator:
         decodable = [(i, c.cpu().numpy().astype(np.int64)) for i, c in zip(keep, codes)
                      if self._codes_status(outs[i], c, limit[i])]
         if decodable:
-            waves = self.codec.decode([c for _, c in decodable])
+            speakers = batch.get("speaker_embedding")
+            waves = self.codec.decode([c for _, c in decodable], None if speakers is None else
+                                      [speakers[i].float().cpu().numpy() for i, _ in decodable])
             for (i, _), w in zip(decodable, waves):
                 outs[i].wave = w
         return outs
@@ -177,7 +179,9 @@ class BatchGenerator:
         out, n_limit = outs[0], limit.get(0)
         if not keep:
             return out
-        decoder = ChunkedDecoder(self.codec, self.cfg.stream)
+        speaker = batch.get("speaker_embedding")
+        decoder = ChunkedDecoder(self.codec, self.cfg.stream,
+                                 None if speaker is None else speaker[0].float().cpu().numpy())
         if self.model.acoustic_gpt is None:
             codes = st.tokens[0]
         else:

@@ -98,6 +98,7 @@ def write_parts(model_dir: str | Path, *, ustokenizer: str | Path | None = None,
     model_dir = Path(model_dir)
     cfg = load_yaml(model_dir / "config.yaml")
     manifest = {"format": FORMAT, "parts": {}, "identities": {}, "copied": {}}
+    codec_voice = None
     sizes = _model_sizes(cfg)
     found: dict[str, str] = {}
     if ustokenizer is not None:
@@ -124,12 +125,17 @@ def write_parts(model_dir: str | Path, *, ustokenizer: str | Path | None = None,
             _check_size(f"codec {built.identity}", built.codebook_size,
                         "the model's acoustic ids", sizes["acoustic"])
             manifest["identities"]["codec"] = found[sizes["acoustic_field"]] = built.identity
+            codec_voice = built.speaker_identity   # a speaker-conditioned codec's embeddings
         elif name == "speaker":
             built = build_part("speaker", localize(section, manifest["copied"]["speaker"],
                                                    model_dir))
             _check_size(f"speaker encoder {built.identity}", int(built.dim),
                         "model.acoustic_gpt.spk_dim", sizes["spk_dim"])
             manifest["identities"]["speaker"] = found["speaker_embedding"] = built.identity
+    if codec_voice and found.get("speaker_embedding", codec_voice) != codec_voice:
+        raise ModelDirError(f"the codec decodes with embeddings of {codec_voice} but the speaker "
+                            f"section is {found['speaker_embedding']}: export with the speaker "
+                            "encoder the codec was trained with")
     if token_meta:
         _check_token_sources(token_meta, found)
     llm = llm_identity(model_dir, cfg)

@@ -30,8 +30,8 @@ class ChunkedDecoder:
     ``finish(ids)`` yields the rest. Concatenated, the chunks have one-shot decoding's length;
     ``edges`` holds the sample offset where each chunk ends."""
 
-    def __init__(self, codec, cfg: StreamDecoding):
-        self.codec, self.cfg = codec, cfg
+    def __init__(self, codec, cfg: StreamDecoding, speaker=None):
+        self.codec, self.cfg, self.speaker = codec, cfg, speaker   # speaker: as Codec.decode's
         self.spf = round(codec.sample_rate / codec.frame_rate)   # samples per codec frame
         self.sent = 0                       # codec frames whose samples went out
         self.edges: list[int] = []
@@ -52,7 +52,7 @@ class ChunkedDecoder:
     def _window(self, ids: np.ndarray, start: int, stop: int, end: int) -> np.ndarray:
         """Samples of frames [start, stop) decoded from frames [start - left, end)."""
         lo = max(0, start - self.cfg.left)
-        wave = self.codec.decode([ids[lo:end]])[0]
+        wave = self.codec.decode([ids[lo:end]], [self.speaker])[0]
         if len(wave) != (end - lo) * self.spf:
             raise ValueError(f"{self.codec.identity} decoded {end - lo} frames to {len(wave)} "
                              f"samples, not {self.spf} per frame: it cannot be decoded in chunks")
@@ -76,9 +76,9 @@ class ChunkedDecoder:
             if len(ids) > self.sent:
                 yield self._window(ids, self.sent, len(ids), len(ids))
             return
-        local = self.codec.local_synthesis()
+        local = self.codec.local_synthesis(self.speaker)
         if local is None:
-            wave = self.codec.decode([ids])[0]
+            wave = self.codec.decode([ids], [self.speaker])[0]
             for start, stop in self._sizes(len(ids)):
                 yield self._emit(wave[start * self.spf:stop * self.spf], stop)
             return

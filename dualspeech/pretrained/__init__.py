@@ -21,6 +21,8 @@ checkpoint file) or a ``scheme:name`` string:
 ``random:llama-debug``         random tiny LlamaForCausalLM with the SmolLM2 tokenizer
 ``speaker:resemblyzer``        resemblyzer's GE2E ``pretrained.pt``
 ``dnsmos:speechmos``           the directory of DNSMOS ONNX models inside ``speechmos``
+``asset:codec_unitmel.pt``     the offline Unit-Mel codec shipped in ``dualspeech/assets/``
+                               (model card beside it; sha256 checked on every load)
 =============================  ==========================================================
 
 Scoring's CTranslate2 engine takes the same ``whisper:`` specs (:func:`whisper_ct2_dir`):
@@ -30,7 +32,7 @@ other names a CTranslate2 dir in the cache (downloaded only with the variable ab
 Cache and network rules: :mod:`dualspeech.pretrained.cache`. The modules by job: ``resolve``
 (spec -> path), ``load`` (path -> model), ``ct2_whisper`` (CTranslate2 Whisper dirs and their
 conversion), ``gguf`` (SmolLM2 dequantisation), ``debug_models`` (random tiny models),
-``pip_files`` (speaker encoder, DNSMOS).
+``pip_files`` (speaker encoder, DNSMOS), ``assets`` (the weights the project ships).
 """
 from dualspeech.pretrained.cache import (CACHE_ENV, NETWORK_ENV, PretrainedNotFound, cache_dir,
                                          cached_path, network_allowed)

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dualspeech.pretrained.assets import resolve_asset
 from dualspeech.pretrained.cache import (DOWNLOAD_TOOL, NETWORK_ENV, PretrainedNotFound, cached_dir,
                                          cached_file, cached_path, forbid_hub_network,
                                          network_allowed)
@@ -28,6 +29,8 @@ BUILTIN = {
     "random:llama-debug": "random LlamaForCausalLM (hidden 64, 2 layers, 4 heads) + SmolLM2 tokenizer",
     "speaker:resemblyzer": "resemblyzer GE2E speaker encoder pretrained.pt (pip package)",
     "dnsmos:speechmos": "DNSMOS ONNX models shipped by pip package speechmos",
+    "asset:codec_unitmel.pt": "the offline Unit-Mel codec trained by egs/codec (model card: "
+                              "dualspeech/assets/codec_unitmel.md)",
 }
 # The paper-scale models; they need a download (tools/download_models.py).
 DOWNLOADABLE = {
@@ -156,4 +159,5 @@ _RESOLVERS = {
     "random": resolve_random,
     "speaker": resolve_speaker,
     "dnsmos": resolve_dnsmos,
+    "asset": resolve_asset,
 }

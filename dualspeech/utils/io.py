@@ -91,3 +91,19 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def short_hash(path: str | os.PathLike) -> str:
     """First 12 hex digits of the file's sha256: the id recorded next to extracted tokens."""
     return file_sha256(path)[:12]
+
+
+
+def state_hash(state: dict) -> str:
+    """First 12 hex digits of the sha256 of a state dict's names, dtypes, shapes and values:
+    the identity of weights however they were serialised (a checkpoint converted anew on
+    another machine may differ in bytes, not in this)."""
+    import torch
+
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]

@@ -191,7 +191,7 @@ def test_reference_failure_is_recorded_per_example(setup, tmp_path, monkeypatch)
     data = toy_data(tmp_path / "data", cfg, n_per_task=3)
     dec = toy_decode_runner(model, codec, control="resynth")
 
-    def broken(ids):
+    def broken(ids, speakers=None):
         raise RuntimeError("bad ids")
 
     monkeypatch.setattr(dec.generator.codec, "decode", broken)
@@ -199,3 +199,24 @@ def test_reference_failure_is_recorded_per_example(setup, tmp_path, monkeypatch)
     recs = read(tmp_path / "out" / "toy_tts_test" / "hyp.jsonl")
     assert counts["merged"] and counts["error"] == 3
     assert all(r["status"] == "error" and "bad ids" in r["error"] for r in recs.values())
+
+
+def test_speech_is_decoded_with_the_prompt_speaker(setup, tmp_path, monkeypatch):
+    """A speaker-conditioned codec (Unit-Mel) is given each example's prompt embedding, for the
+    model's speech and for the resynth control alike."""
+    model, cfg, codec = setup
+    data = toy_data(tmp_path / "data", cfg, n_per_task=3)
+    original, seen = codec.decode, {}
+
+    def recording(ids, speakers=None):
+        seen.setdefault(path, []).extend(speakers)
+        return original(ids)
+
+    for path in ("model", "resynth"):
+        dec = toy_decode_runner(model, codec, **({"control": path} if path != "model" else {}))
+        monkeypatch.setattr(dec.generator.codec, "decode", recording)
+        dec.decode(data, "toy", "test", "tts", tmp_path / path)
+    assert len(seen["resynth"]) == 3 and seen["model"]
+    resynth = {tuple(np.round(s, 5)) for s in seen["resynth"]}
+    assert len(resynth) > 1, "the examples' prompts have different speakers"
+    assert all(s is not None and tuple(np.round(s, 5)) in resynth for s in seen["model"])

@@ -51,13 +51,16 @@ def check_score(cfg: dict) -> None:
 
 
 def check_codec(cfg: dict) -> None:
-    from dualspeech.tokenizers.codecs import CODECS
+    from dualspeech.tokenizers.codecs import CODEC_TRAINERS, CODECS
     from dualspeech.tokenizers.codecs.melvq import MelVQOptions, MelVQTrainConfig
 
     section = dict(cfg["codec"])
     name = section.pop("name")
     assert name in CODECS, f"codec.name {name!r} is not a registered codec ({sorted(CODECS)})"
-    if name == "melvq":                                 # its checkpoint is trained by stage 4
+    trainer = CODEC_TRAINERS.get(name)
+    if trainer is not None and trainer.section in cfg:   # trained by stage 4 from this section
+        build(trainer.config_cls, cfg[trainer.section], trainer.section)
+    if name == "melvq":
         build(MelVQOptions, section, "codec")
         build(MelVQTrainConfig, cfg.get("melvq_train"), "melvq_train").features.validate()
 
@@ -97,19 +100,20 @@ def test_config_parses_and_builds(path):
 
 
 @pytest.mark.parametrize("recipe, codec, models", [
-    ("mini", "codec_melvq.yaml", ["dualspeechlm_debug.yaml"]),
-    ("mini", "codec_vqmel.yaml", ["dualspeechlm_mini.yaml"]),
-    ("multitask", "codec_melvq.yaml", ["dualspeechlm_phi35.yaml", "dualspeechlm_vicuna7b.yaml"]),
+    ("mini", "mini/conf/codec_melvq.yaml", ["dualspeechlm_debug.yaml"]),
+    ("mini", "mini/conf/codec_vqmel.yaml", ["dualspeechlm_mini.yaml"]),
+    ("mini", "codec/conf/codec_unitmel.yaml", ["dualspeechlm_mini.yaml"]),   # --train-codec true
+    ("multitask", "multitask/conf/codec_melvq.yaml", ["dualspeechlm_phi35.yaml",
+                                                      "dualspeechlm_vicuna7b.yaml"]),
 ])
 def test_codec_size_matches_acoustic_gpt(recipe, codec, models):
     """Stage 4 trains the codec from one config, stage 6 sizes the AcousticGPT from another
-    (egs/mini/run.sh: MelVQ for --size tiny, VQ-Mel for the demo sizes)."""
-    conf = REPO / "egs" / recipe / "conf"
-    train = {k: v for k, v in load_yaml(conf / codec).items() if k.endswith("_train")}
+    (egs/mini/run.sh: MelVQ for --size tiny, Unit-Mel for the demo sizes)."""
+    train = {k: v for k, v in load_yaml(REPO / "egs" / codec).items() if k.endswith("_train")}
     (section,) = train.values()
     size = section.get("codebook_size") or section["arch"]["codebook_size"]
     for name in models:
-        assert load_yaml(conf / name)["model"]["acoustic_gpt"]["n_codes"] == size, name
+        assert load_yaml(REPO / "egs" / recipe / "conf" / name)["model"]["acoustic_gpt"]["n_codes"] == size, name
 
 
 @pytest.mark.parametrize("model", ["dualspeechlm_hubert.yaml", "baseline_semantic.yaml"])

@@ -13,7 +13,7 @@ from lhotse import CutSet, Recording
 from dualspeech.audio import load_audio
 from dualspeech.data.manifest_io import speech_cut
 from dualspeech.tokenizers.codecs import build_codec
-from dualspeech.tokenizers.codecs.vqmel import VQMelCodec, _pad_frames
+from dualspeech.tokenizers.codecs.vqmel import VQMelCodec, pad_frames
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
          "a journey of a thousand miles begins with a single step"]
@@ -47,7 +47,7 @@ def corpus(tmp_path_factory):
 
 def mel_error(codec: VQMelCodec, wave: np.ndarray) -> float:
     with torch.no_grad():
-        mel = _pad_frames((codec.front(torch.from_numpy(wave)[None]) - codec.mean) / codec.std, 2)
+        mel = pad_frames((codec.front(torch.from_numpy(wave)[None]) - codec.mean) / codec.std, 2)
         q, _, _ = codec.model.encode(mel)
         return (codec.model.decode_codes(q) - mel).abs().mean().item()
 
@@ -79,10 +79,10 @@ def test_train_encode_decode(corpus):
 
 
 def test_speed_perturbation_resamples_each_wave_at_each_speed():
-    from dualspeech.tokenizers.codecs.vqmel import _perturbed
+    from dualspeech.tokenizers.codecs.vqmel import perturbed
 
     wave = np.sin(np.arange(22050) / 5.0).astype(np.float32)
-    out = list(_perturbed([wave, wave[:11025]], [0.5, 1.0], 22050))
+    out = list(perturbed([wave, wave[:11025]], [0.5, 1.0], 22050))
     assert [len(w) for w in out] == [44100, 22050, 22050, 11025]
     assert out[2] is wave
 

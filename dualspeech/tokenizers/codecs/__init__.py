@@ -7,7 +7,7 @@ Trainable backends register a ``CodecTrainer`` in ``CODEC_TRAINERS`` (``bin/trai
 Importing the package registers every backend (heavy libraries load only when one is built)."""
 from dualspeech.tokenizers.codecs.base import (CODEC_TRAINERS, CODECS, Codec, CodecTrainer, as_wave_list,
                                                build_codec, register_codec)
-from dualspeech.tokenizers.codecs import hf, melvq, unit_hifigan, vqmel, wavtokenizer  # noqa: F401,E402
+from dualspeech.tokenizers.codecs import hf, melvq, unit_hifigan, unitmel, vqmel, wavtokenizer  # noqa: F401,E402
 
 __all__ = ["CODECS", "CODEC_TRAINERS", "Codec", "CodecTrainer", "as_wave_list", "build_codec",
            "register_codec"]

@@ -108,6 +108,10 @@ class Codec(abc.ABC):
     num_codebooks: int = 1
     device = torch.device("cpu")
     units_from: str | None = None   # decode-only backends (vocoders): what makes their ids
+    # speaker-conditioned decoders (their ids carry no voice): whose embeddings ``decode``
+    # takes; None: the ids carry the voice and ``speakers`` is not needed
+    speaker_identity: str | None = None
+    speaker_config: dict | None = None
 
     def to(self, device) -> "Codec":
         """Run the codec's network (``self.model``, if it has one) on ``device``."""
@@ -124,10 +128,29 @@ class Codec(abc.ABC):
                                        f"{self.units_from}")
         return [np.asarray(ids, dtype=np.int64) for ids in self._encode(as_wave_list(waves, lengths))]
 
-    def decode(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One float32 waveform at ``sample_rate`` per id array."""
-        return [np.asarray(w, dtype=np.float32)
-                for w in self._decode([self.check_ids(seq, i) for i, seq in enumerate(ids)])]
+    def decode(self, ids: Sequence[np.ndarray], speakers=None) -> list[np.ndarray]:
+        """One float32 waveform at ``sample_rate`` per id array. ``speakers``: one embedding
+        per id array (made by ``speaker_identity``'s encoder, rows may be None) for a
+        speaker-conditioned codec, which speaks with its training mean voice without them;
+        codecs whose ids carry the voice ignore it."""
+        checked = [self.check_ids(seq, i) for i, seq in enumerate(ids)]
+        if self.speaker_identity is None:
+            waves = self._decode(checked)
+        else:
+            waves = self._decode(checked, self.check_speakers(speakers, len(checked)))
+        return [np.asarray(w, dtype=np.float32) for w in waves]
+
+    def check_speakers(self, speakers, n: int) -> list:
+        """``speakers`` as ``n`` embeddings (or Nones), or a ValueError saying what is wrong."""
+        if speakers is None:
+            return [None] * n
+        rows = [None if s is None else np.asarray(s, dtype=np.float32) for s in speakers]
+        if len(rows) != n:
+            raise ValueError(f"{self.identity}: {len(rows)} speaker embeddings for {n} id arrays")
+        for i, r in enumerate(rows):
+            if r is not None and (r.ndim != 1 or not np.isfinite(r).all()):
+                raise ValueError(f"speaker embedding {i}: expected a finite 1-D vector, got {r.shape}")
+        return rows
 
     def check_ids(self, seq, i: int = 0) -> np.ndarray:
         """``seq`` as int64 ids this codec decodes, or a ValueError saying what is wrong."""
@@ -141,9 +164,10 @@ class Codec(abc.ABC):
                              f"got [{seq.min()}, {seq.max()}]")
         return seq.astype(np.int64)
 
-    def local_synthesis(self) -> "LocalSynthesis | None":
+    def local_synthesis(self, speaker=None) -> "LocalSynthesis | None":
         """Where this codec's decoder becomes local, for exact chunked decoding (streaming);
-        None: every sample may depend on every frame (decode whole utterances)."""
+        None: every sample may depend on every frame (decode whole utterances). ``speaker``:
+        the embedding a speaker-conditioned codec decodes with (as in ``decode``)."""
         return None
 
     @abc.abstractmethod

@@ -169,13 +169,13 @@ class VQMelModel(nn.Module):
         return self.decode_codes(self.quantizer.embed[ids].transpose(1, 2))
 
 
-def _pad_frames(mel: torch.Tensor, stride: int) -> torch.Tensor:
+def pad_frames(mel: torch.Tensor, stride: int) -> torch.Tensor:
     """Repeat the last frame so the frame count is a multiple of stride."""
     extra = -mel.shape[-1] % stride
     return torch.cat([mel, mel[..., -1:].expand(*mel.shape[:-1], extra)], -1) if extra else mel
 
 
-def _perturbed(waves: list[np.ndarray], speeds: list[float], sample_rate: int):
+def perturbed(waves: list[np.ndarray], speeds: list[float], sample_rate: int):
     """Each wave at each speed: resampled to ``sample_rate / speed`` and read at ``sample_rate``."""
     from dualspeech.audio import resample
 
@@ -207,9 +207,9 @@ def train_vqmel(waves: list[np.ndarray], cfg: VQMelTrainConfig, out_path: str | 
         front = MelFrontEnd(voc_cfg)
         with torch.no_grad():
             mels = [front(torch.from_numpy(w)[None])[0]
-                    for w in _perturbed(waves[: cfg.max_utterances], cfg.speed_perturb,
+                    for w in perturbed(waves[: cfg.max_utterances], cfg.speed_perturb,
                                         voc_cfg.sampling_rate)]
-        mels = [_pad_frames(m, cfg.segment_frames) for m in mels]   # short clips fill a crop
+        mels = [pad_frames(m, cfg.segment_frames) for m in mels]   # short clips fill a crop
         allf = torch.cat(mels, 1)
         mean, std = allf.mean(1, keepdim=True), allf.std(1, keepdim=True) + 1e-5
         mels = [(m - mean) / std for m in mels]
@@ -298,7 +298,7 @@ class VQMelCodec(Codec):
     def _mel(self, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(the vocoder's log mel, the codec's input: normalised per bin, padded to the stride)"""
         mel = self.front(torch.from_numpy(wave)[None].to(self.device))
-        return mel, _pad_frames((mel - self.mean) / self.std, self.arch.stride)
+        return mel, pad_frames((mel - self.mean) / self.std, self.arch.stride)
 
     def _vocode(self, norm_mel: torch.Tensor) -> np.ndarray:
         return self.vocoder(norm_mel * self.std + self.mean)[0].cpu().numpy()
@@ -327,8 +327,7 @@ class VQMelCodec(Codec):
         return [self._vocode(self.model.decode_ids(torch.from_numpy(seq)[None].to(self.device)))
                 for seq in ids]
 
-
-    def local_synthesis(self) -> LocalSynthesis:
+    def local_synthesis(self, speaker=None) -> LocalSynthesis:
         """The code decoder (its GroupNorms see the whole sequence; cheap), then HiFi-GAN, whose
         samples depend on ``receptive_frames`` mel frames either side (the costly part)."""
         @torch.inference_mode()
