@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualspeech.config import ConfigError, build
-from dualspeech.tokenizers.codecs.base import (CODEC_TRAINERS, Codec, CodecTrainer, LocalSynthesis,
+from dualspeech.tokenizers.codecs.base import (CODEC_TRAINERS, CodecTrainer, LocalSynthesis,
                                               register_codec)
 from dualspeech.tokenizers.codecs.layers import CheckpointError, load_strict, read_checkpoint
-from dualspeech.tokenizers.codecs.hifigan import (HiFiGANConfig, MelFrontEnd, load_hifigan,
-                                                  resolve_vocoder)
-from dualspeech.tokenizers.codecs.vqmel import DEFAULT_VOCODER, ResBlock, pad_frames, perturbed
+from dualspeech.tokenizers.codecs.hifigan import (HiFiGANConfig, MelFrontEnd, resolve_vocoder)
+from dualspeech.tokenizers.codecs.vqmel import (DEFAULT_VOCODER, MelVocoderCodec, ResBlock,
+                                                pad_frames, perturbed, vocoder_rate)
 from dualspeech.tokenizers.kmeans import assign, fit_kmeans
 from dualspeech.utils.io import atomic_torch_save, short_hash, state_hash
 
@@ -246,7 +246,7 @@ _STATE_KEYS = {"arch", "vocoder", "mean", "std", "unit_mean", "unit_std", "whisp
                "speaker_identity", "speaker_mean", "model"}
 
 
-class UnitMelCodec(Codec):
+class UnitMelCodec(MelVocoderCodec):
     name = "unitmel"
 
     def __init__(self, checkpoint: str | Path, vocoder: str | None = None):
@@ -268,12 +268,7 @@ class UnitMelCodec(Codec):
         self.unit_mean, self.unit_std, self.whisper = state["unit_mean"], state["unit_std"], state["whisper"]
         self.speaker_config, self.speaker_identity = state["speaker"], state["speaker_identity"]
         self.speaker_mean = state["speaker_mean"]
-        self.vocoder = load_hifigan(*resolve_vocoder(vocoder or state["vocoder"]))
-        self.front = MelFrontEnd(self.vocoder.cfg)
-        self.mean, self.std = state["mean"][:, None], state["std"][:, None]
-        self.sample_rate = self.vocoder.cfg.sampling_rate
-        self.hop = self.vocoder.cfg.hop * self.arch.stride
-        self.frame_rate = self.sample_rate / self.hop
+        self._init_vocoder(state, vocoder, self.arch.stride)
         self.codebook_size = self.arch.codebook_size
         self._units: WhisperUnits | None = None
         self._identity = f"unitmel:{path.name}@{short_hash(path)}"
@@ -284,11 +279,8 @@ class UnitMelCodec(Codec):
 
     def to(self, device) -> "UnitMelCodec":
         super().to(device)
-        for m in (self.vocoder, self.front):
-            m.to(self.device)
         if self._units is not None:
             self._units.to(self.device)
-        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
         return self
 
     def units(self) -> WhisperUnits:
@@ -318,9 +310,6 @@ class UnitMelCodec(Codec):
                              f"{self.arch.spk_dim} dims, got shape {tuple(e.shape)}")
         return e.to(self.device)[None]
 
-    def _vocode(self, norm_mel: torch.Tensor) -> np.ndarray:
-        return self.vocoder(norm_mel * self.std + self.mean)[0].cpu().numpy()
-
     def _mel(self, seq: np.ndarray, emb) -> torch.Tensor:
         return self.model(torch.from_numpy(seq)[None].to(self.device), self._speaker(emb))
 
@@ -329,14 +318,7 @@ class UnitMelCodec(Codec):
         return [self._vocode(self._mel(seq, emb)) for seq, emb in zip(ids, speakers)]
 
     def local_synthesis(self, speaker=None) -> LocalSynthesis:
-        """The unit decoder (GroupNorms over the whole sequence; cheap), then HiFi-GAN's local
-        receptive field (as ``vqmel``)."""
-        @torch.inference_mode()
-        def features(ids: np.ndarray) -> torch.Tensor:
-            return self._mel(self.check_ids(ids), speaker)
-
-        return LocalSynthesis(features, torch.inference_mode()(self._vocode),
-                              self.vocoder.cfg.hop, self.vocoder.cfg.receptive_frames)
+        return self._local(lambda ids: self._mel(self.check_ids(ids), speaker))
 
 
 @register_codec("unitmel")
@@ -348,4 +330,4 @@ def _build(options: dict) -> UnitMelCodec:
 CODEC_TRAINERS["unitmel"] = CodecTrainer(
     "unitmel_train", UnitMelTrainConfig, max_utterances=lambda c: c.max_utterances,
     train=lambda w, c, d: {"checkpoint": str(train_unitmel(w, c, d / "unitmel.pt"))},
-    sample_rate=lambda c: HiFiGANConfig.from_json(resolve_vocoder(c.vocoder)[1]).sampling_rate)
+    sample_rate=vocoder_rate)

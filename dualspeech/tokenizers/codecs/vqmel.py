@@ -259,7 +259,42 @@ class VQMelOptions:
     vocoder: str | None = None       # default: the vocoder the codec was trained for
 
 
-class VQMelCodec(Codec):
+class MelVocoderCodec(Codec):
+    """A codec whose decoder makes normalised HiFi-GAN mel frames (``stride`` per id) that the
+    vocoder turns into samples: the vocoder, its device, the de-normalisation and the exact
+    streaming split, shared by ``vqmel`` and ``unitmel``."""
+
+    def _init_vocoder(self, state: dict, vocoder: str | None, stride: int) -> None:
+        self.vocoder = load_hifigan(*resolve_vocoder(vocoder or state["vocoder"]))
+        self.front = MelFrontEnd(self.vocoder.cfg)
+        self.mean, self.std = state["mean"][:, None], state["std"][:, None]
+        self.sample_rate = self.vocoder.cfg.sampling_rate
+        self.hop = self.vocoder.cfg.hop * stride
+        self.frame_rate = self.sample_rate / self.hop
+
+    def to(self, device) -> "MelVocoderCodec":
+        super().to(device)
+        for m in (self.vocoder, self.front):
+            m.to(self.device)
+        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
+        return self
+
+    def _vocode(self, norm_mel: torch.Tensor) -> np.ndarray:
+        return self.vocoder(norm_mel * self.std + self.mean)[0].cpu().numpy()
+
+    def _local(self, features) -> LocalSynthesis:
+        """The codec's mel decoder (``features``: GroupNorms over the whole sequence; cheap),
+        then HiFi-GAN, whose samples depend on ``receptive_frames`` mel frames either side."""
+        return LocalSynthesis(torch.inference_mode()(features), torch.inference_mode()(self._vocode),
+                              self.vocoder.cfg.hop, self.vocoder.cfg.receptive_frames)
+
+
+def vocoder_rate(cfg) -> int:
+    """The sample rate a mel-vocoder codec trains at: its vocoder's (``cfg.vocoder``)."""
+    return HiFiGANConfig.from_json(resolve_vocoder(cfg.vocoder)[1]).sampling_rate
+
+
+class VQMelCodec(MelVocoderCodec):
     name = "vqmel"
 
     def __init__(self, checkpoint: str | Path, vocoder: str | None = None):
@@ -275,12 +310,7 @@ class VQMelCodec(Codec):
         self.model = VQMelModel(self.arch)
         self.model.load_state_dict(state["model"], strict=True)
         self.model.eval()
-        self.vocoder = load_hifigan(*resolve_vocoder(vocoder or state["vocoder"]))
-        self.front = MelFrontEnd(self.vocoder.cfg)
-        self.mean, self.std = state["mean"][:, None], state["std"][:, None]
-        self.sample_rate = self.vocoder.cfg.sampling_rate
-        self.hop = self.vocoder.cfg.hop * self.arch.stride
-        self.frame_rate = self.sample_rate / self.hop
+        self._init_vocoder(state, vocoder, self.arch.stride)
         self.codebook_size = self.arch.codebook_size
         self._identity = f"vqmel:{path.name}@{short_hash(path)}"
 
@@ -288,20 +318,10 @@ class VQMelCodec(Codec):
     def identity(self) -> str:
         return self._identity
 
-    def to(self, device) -> "VQMelCodec":
-        super().to(device)
-        for m in (self.vocoder, self.front):
-            m.to(self.device)
-        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
-        return self
-
     def _mel(self, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(the vocoder's log mel, the codec's input: normalised per bin, padded to the stride)"""
         mel = self.front(torch.from_numpy(wave)[None].to(self.device))
         return mel, pad_frames((mel - self.mean) / self.std, self.arch.stride)
-
-    def _vocode(self, norm_mel: torch.Tensor) -> np.ndarray:
-        return self.vocoder(norm_mel * self.std + self.mean)[0].cpu().numpy()
 
     @torch.inference_mode()
     def _encode(self, waves):
@@ -328,14 +348,8 @@ class VQMelCodec(Codec):
                 for seq in ids]
 
     def local_synthesis(self, speaker=None) -> LocalSynthesis:
-        """The code decoder (its GroupNorms see the whole sequence; cheap), then HiFi-GAN, whose
-        samples depend on ``receptive_frames`` mel frames either side (the costly part)."""
-        @torch.inference_mode()
-        def features(ids: np.ndarray) -> torch.Tensor:
-            return self.model.decode_ids(torch.from_numpy(self.check_ids(ids))[None].to(self.device))
-
-        return LocalSynthesis(features, torch.inference_mode()(self._vocode),
-                              self.vocoder.cfg.hop, self.vocoder.cfg.receptive_frames)
+        return self._local(lambda ids: self.model.decode_ids(
+            torch.from_numpy(self.check_ids(ids))[None].to(self.device)))
 
 
 @register_codec("vqmel")
@@ -347,4 +361,4 @@ def _build(options: dict) -> VQMelCodec:
 CODEC_TRAINERS["vqmel"] = CodecTrainer(
     "vqmel_train", VQMelTrainConfig, max_utterances=lambda c: c.max_utterances,
     train=lambda w, c, d: {"checkpoint": str(train_vqmel(w, c, d / "vqmel.pt"))},
-    sample_rate=lambda c: HiFiGANConfig.from_json(resolve_vocoder(c.vocoder)[1]).sampling_rate)
+    sample_rate=vocoder_rate)
