@@ -20,6 +20,8 @@ class TrainerConfig:
     warmup_steps: int = 0            # linear warmup from warmup_init_lr to lr
     warmup_init_lr: float = 0.0
     min_lr: float = 0.0              # cosine decay from lr to min_lr at max_steps
+    lr_restarts: list = field(default_factory=list)  # steps where warmup + cosine begin again
+                                     # (e.g. a curriculum phase boundary)
     clip_grad: float = 1.0           # max global grad norm; 0 disables clipping
     log_every: int = 10
     valid_every: int = 0             # 0: validate only at the end

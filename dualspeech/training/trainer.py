@@ -230,7 +230,7 @@ class Trainer:
                                                    cfg.lr_scales, cfg.lr), lr=cfg.lr,
                                       betas=tuple(cfg.betas), eps=cfg.eps)
         scheduler = make_scheduler(optimizer, cfg.lr, cfg.max_steps, cfg.warmup_steps,
-                                   cfg.warmup_init_lr, cfg.min_lr)
+                                   cfg.warmup_init_lr, cfg.min_lr, cfg.lr_restarts)
         return optimizer, scheduler
 
     def fit(self, model: torch.nn.Module, dataset: Any, sampler: Iterable,

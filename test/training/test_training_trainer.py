@@ -13,6 +13,7 @@ import torch
 
 from dualspeech.training import latest_checkpoint, warmup_cosine_lr
 from dualspeech.training.checkpoint import list_checkpoints, load
+from dualspeech.training.schedules import make_scheduler, restarted_lr
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from training_toy import config, train  # noqa: E402
@@ -88,6 +89,27 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine_lr(55, **kw) == pytest.approx(1e-5 + 0.5 * 2e-5 * (1 + math.cos(math.pi / 2)))
     assert warmup_cosine_lr(100, **kw) == pytest.approx(1e-5)
     assert warmup_cosine_lr(500, **kw) == pytest.approx(1e-5)
+
+
+def test_restart_begins_the_schedule_again():
+    """A restart at step 60 of 100 replays warmup + cosine over the last 40 steps, and the
+    scheduler the trainer builds follows it step by step."""
+    kw = dict(warmup_steps=10, warmup_init_lr=1e-6, min_lr=1e-5)
+    assert restarted_lr(30, 3e-5, 100, (60,), **kw) == pytest.approx(warmup_cosine_lr(30, 3e-5, 60, **kw))
+    assert restarted_lr(59, 3e-5, 100, (60,), **kw) == pytest.approx(warmup_cosine_lr(59, 3e-5, 60, **kw))
+    assert restarted_lr(60, 3e-5, 100, (60,), **kw) == pytest.approx(1e-6)
+    assert restarted_lr(70, 3e-5, 100, (60,), **kw) == pytest.approx(3e-5)
+    assert restarted_lr(100, 3e-5, 100, (60,), **kw) == pytest.approx(1e-5)
+    assert restarted_lr(40, 3e-5, 100, (), **kw) == pytest.approx(warmup_cosine_lr(40, 3e-5, 100, **kw))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-5)
+    sched = make_scheduler(opt, 3e-5, 100, restarts=[60], **kw)
+    for step in range(100):
+        assert opt.param_groups[0]["lr"] == pytest.approx(restarted_lr(step, 3e-5, 100, (60,), **kw))
+        opt.step()
+        sched.step()
+    for bad in ([0], [100], [60, 30], [30, 30]):
+        with pytest.raises(ValueError, match="lr restarts"):
+            make_scheduler(opt, 3e-5, 100, restarts=bad)
 
 
 def test_ddp_two_cpu_processes(tmp_path):
