@@ -47,7 +47,8 @@ conf() {  # conf/<stage>_debug.yaml for tiny where the stage has one, else conf/
 }
 
 . ./path.sh
-DS_RUN_COMMAND="$(printf '%q ' ./run.sh --size "$size" --train-codec "$train_codec" "${args[@]}")"
+codec_flag=(); [ "$train_codec" = true ] && codec_flag=(--train-codec true)
+DS_RUN_COMMAND="$(printf '%q ' ./run.sh --size "$size" ${codec_flag[@]+"${codec_flag[@]}"} "${args[@]}")"
 export DS_RUN_COMMAND=${DS_RUN_COMMAND% }
 results=exp/$size/RESULTS.md
 [ "$size" = default ] && results=RESULTS.md       # the committed table is the default demo's
