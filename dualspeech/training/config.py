@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dualspeech.config import ConfigError
+from dualspeech.training.schedules import check_restarts
 
 
 @dataclass
@@ -49,3 +50,7 @@ class TrainerConfig:
                               f"got {bad}")
         if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.keep_last < 1:
             raise ConfigError("trainer.max_steps, grad_accum, log_every and keep_last must be >= 1")
+        try:   # at load time, not after the model is built
+            check_restarts(self.lr_restarts, self.max_steps)
+        except ValueError as e:
+            raise ConfigError(f"trainer.lr_restarts: {e}") from None

@@ -23,6 +23,15 @@ def warmup_cosine_lr(step: int, lr: float, max_steps: int, warmup_steps: int = 0
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+def check_restarts(restarts, max_steps: int) -> tuple[int, ...]:
+    """The restart steps as a tuple; ValueError unless increasing and inside (0, max_steps)."""
+    restarts = tuple(restarts)
+    if list(restarts) != sorted(set(restarts)) or any(not 0 < r < max_steps for r in restarts):
+        raise ValueError(f"lr restarts must be increasing steps in (0, max_steps={max_steps}), "
+                         f"got {list(restarts)}")
+    return restarts
+
+
 def restarted_lr(step: int, lr: float, max_steps: int, restarts: tuple[int, ...] = (),
                  **schedule) -> float:
     """``warmup_cosine_lr`` begun again at each step of ``restarts`` (sorted, in (0, max_steps))."""
@@ -38,10 +47,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, lr: float, max_steps: int,
     """A LambdaLR over ``restarted_lr``; the optimizer's base lr must be ``lr``."""
     if lr <= 0:
         raise ValueError(f"peak lr must be > 0, got {lr}")
-    restarts = tuple(restarts)
-    if list(restarts) != sorted(set(restarts)) or any(not 0 < r < max_steps for r in restarts):
-        raise ValueError(f"lr restarts must be increasing steps in (0, max_steps={max_steps}), "
-                         f"got {list(restarts)}")
+    restarts = check_restarts(restarts, max_steps)
     schedule = dict(warmup_steps=warmup_steps, warmup_init_lr=warmup_init_lr, min_lr=min_lr)
 
     def factor(step: int) -> float:

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from dualspeech.config import ConfigError
 from dualspeech.training import latest_checkpoint, warmup_cosine_lr
+from dualspeech.training.config import TrainerConfig
 from dualspeech.training.checkpoint import list_checkpoints, load
 from dualspeech.training.schedules import make_scheduler, restarted_lr
 
@@ -110,6 +112,8 @@ def test_restart_begins_the_schedule_again():
     for bad in ([0], [100], [60, 30], [30, 30]):
         with pytest.raises(ValueError, match="lr restarts"):
             make_scheduler(opt, 3e-5, 100, restarts=bad)
+        with pytest.raises(ConfigError, match="trainer.lr_restarts"):   # refused at config load
+            TrainerConfig(max_steps=100, lr_restarts=bad)
 
 
 def test_ddp_two_cpu_processes(tmp_path):
